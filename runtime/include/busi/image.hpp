@@ -1,0 +1,42 @@
+#pragma once
+// Image loading and the one pre-processing method ("gray-area-v1"), defined in
+// docs/preprocessing.md and mirrored by training/busi_train/data.py so a pixel
+// seen in training is the pixel seen on the board.
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace busi {
+
+// A read-only view of pixels owned by the caller. Rows are `stride` bytes
+// apart; pixels are interleaved 8-bit (channels 1 = gray, 3 = BGR, 4 = BGRA,
+// OpenCV's order) or 16-bit when bytes_per_channel = 2.
+struct ImageView {
+  const uint8_t* data = nullptr;
+  int width = 0, height = 0, channels = 1;
+  std::size_t stride = 0;       // bytes per row; 0 = width * channels * bytes_per_channel
+  int bytes_per_channel = 1;
+};
+
+// The network's input: height x width uint8 gray pixels, row-major, packed.
+struct Tensor8 {
+  int height = 0, width = 0;
+  std::vector<uint8_t> pixels;
+};
+
+// gray-area-v1: 16-bit -> 8-bit (value / 257, rounded); BGR/BGRA -> gray with
+// OpenCV's BT.601 weights (alpha ignored); then cv::resize to width x height
+// with INTER_AREA. Throws image_error for empty or malformed views.
+Tensor8 preprocess(const ImageView& image, int height, int width);
+
+// Decodes a file with OpenCV (PNG, JPEG, BMP, TIFF, PGM, ...) and pre-processes it.
+// Throws image_error naming the file and the reason (missing, empty, not an
+// image, truncated/corrupt, too large).
+Tensor8 load_image(const std::filesystem::path& path, int height, int width);
+
+// Files with an image extension under each path (folders recursively, sorted),
+// or the path itself when it is a file. Throws busi::error for a missing path.
+std::vector<std::filesystem::path> collect_images(const std::vector<std::filesystem::path>& paths);
+
+}  // namespace busi

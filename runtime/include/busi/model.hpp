@@ -1,0 +1,88 @@
+#pragma once
+// The model package: one quantized or float network of this project's family,
+// loaded and fully validated from a .bqnn file (format: docs/model-format.md).
+// A Model is immutable after load and safe to share between threads and
+// Classifier instances (hold it by std::shared_ptr<const Model>).
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace busi {
+
+enum class ModelKind { quantized, floating };
+enum class LayerType { conv, maxpool, dense };
+
+// A CHW tensor shape.
+struct Shape {
+  int channels = 0, height = 0, width = 0;
+  std::size_t size() const { return std::size_t(channels) * height * width; }
+  bool operator==(const Shape&) const = default;
+};
+
+struct Layer {
+  LayerType type = LayerType::conv;
+  Shape input, output;  // derived by the loader from the model input
+
+  // conv and dense (dense: kernel = 1, in/out = features)
+  int in_channels = 0, out_channels = 0, kernel = 0;
+
+  // quantized: weight_bits in {2,4,8}; weights unpacked to one int8 per element.
+  // float: weight_bits = 32; float_weights (and float_bias) are used instead.
+  // Layout OIHW for conv, [out][in] for dense (in = C,H,W flatten order).
+  int weight_bits = 0;
+  std::vector<int8_t> weights;
+  std::vector<float> float_weights, float_bias;
+
+  // Activation: act_bits = 0 on the last layer (logits). Quantized hidden layers
+  // carry (2^act_bits - 1) non-decreasing int32 thresholds per output channel,
+  // row-major [out][threshold]. Float hidden layers apply ReLU (act_bits = 32).
+  int act_bits = 0;
+  std::vector<int32_t> thresholds;
+
+  // maxpool: window = stride = pool, floor.
+  int pool = 0;
+
+  int thresholds_per_channel() const { return act_bits > 0 && act_bits < 32 ? (1 << act_bits) - 1 : 0; }
+  const int32_t* channel_thresholds(int oc) const {
+    return thresholds.data() + std::size_t(oc) * thresholds_per_channel();
+  }
+  // Bits of this layer's input elements: 8 (pixels) for the first layer,
+  // the previous layer's act_bits otherwise. Set by the loader.
+  int input_bits = 8;
+};
+
+struct Model {
+  std::string name;
+  ModelKind kind = ModelKind::quantized;
+  std::vector<std::string> class_names;
+  Shape input;                // channels = 1, 255x255 for the shipped models
+  std::string preprocess;     // e.g. "gray-area-v1" (docs/preprocessing.md)
+  std::vector<Layer> layers;
+  float logit_scale = 1.0f;   // quantized: real logit = int32 logit * logit_scale
+  std::string provenance_json;  // the header's "provenance" object, as JSON text
+  std::filesystem::path source; // where it was loaded from ("" when built in memory)
+
+  std::size_t num_classes() const { return class_names.size(); }
+
+  // Reads, checks (magic, version, CRC, shapes, bit widths, threshold order,
+  // int32 accumulator range) and unpacks a package. Throws model_error naming
+  // the file and the problem.
+  static Model load(const std::filesystem::path& path);
+  // Same from bytes in memory; `origin` names them in error messages.
+  static Model parse(const std::vector<uint8_t>& bytes, const std::string& origin);
+
+  // Serializes to the .bqnn format (used by tests and tools that build models in C++).
+  std::vector<uint8_t> serialize() const;
+
+  // Re-derives every layer's shapes and input_bits from `input` and checks the
+  // layer chain (called by load/parse; call it after building a Model by hand).
+  void validate(const std::string& origin = "model");
+};
+
+// The package the CLI uses when --model is not given, for a model kind
+// (searched next to the executable, in the install prefix, then the source tree).
+std::filesystem::path default_model_path(ModelKind kind);
+
+}  // namespace busi

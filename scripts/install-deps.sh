@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package busi-infer needs to build, test, train and
+# benchmark. Idempotent: packages already present are skipped, so CI can call it
+# on every run. Run as root (or with sudo available).
+set -euo pipefail
+
+packages=(
+  # build
+  build-essential cmake pkg-config git
+  # runtime core and CLI
+  libopencv-dev libboost-program-options-dev nlohmann-json3-dev zlib1g-dev
+  # tests
+  libgtest-dev libgmock-dev python3-pytest
+  # cpu_ref float baseline
+  libdnnl-dev
+  # fpga backend: XRT buffer objects (PYNQ >= 2.7)
+  libxrt-dev
+  # Python bindings
+  pybind11-dev python3-dev python3-numpy
+  # training, export, equivalence checks
+  python3-torch python3-torchvision python3-opencv python3-onnx
+  # notebook example run headless
+  jupyter-nbconvert python3-ipykernel python3-matplotlib
+  # ARM (PYNQ-Z1, armhf) cross build and emulated tests
+  crossbuild-essential-armhf qemu-user
+  # dashboard test
+  chromium
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
