@@ -69,6 +69,15 @@ std::vector<std::string> available_backends();
 std::unique_ptr<Classifier> make_classifier(const std::string& backend,
                                             const ClassifierOptions& options = {});
 
+// Helpers for backend factories.
+// The model a backend should run: options.model, else options.model_path, else
+// default_model_path(kind). Throws model_error when its kind is not `kind`.
+std::shared_ptr<const Model> resolve_model(const ClassifierOptions& options, ModelKind kind,
+                                           const std::string& backend);
+// Throws busi::error for a setting the backend does not know, listing the known ones.
+void check_settings(const ClassifierOptions& options, const std::string& backend,
+                    const std::vector<std::string>& known);
+
 // The model kind a backend runs (quantized for cpu_int and fpga, float for cpu_ref).
 ModelKind backend_model_kind(const std::string& backend);
 
