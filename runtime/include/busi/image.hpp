@@ -35,8 +35,12 @@ Tensor8 preprocess(const ImageView& image, int height, int width);
 // image, truncated/corrupt, too large).
 Tensor8 load_image(const std::filesystem::path& path, int height, int width);
 
-// Files with an image extension under each path (folders recursively, sorted),
-// or the path itself when it is a file. Throws busi::error for a missing path.
-std::vector<std::filesystem::path> collect_images(const std::vector<std::filesystem::path>& paths);
+// The image files under `root`: the path itself when it is a file (whatever its
+// extension), else every file with an image extension below it, recursively, in
+// sorted order. Throws busi::error for a missing or unreadable path.
+std::vector<std::filesystem::path> collect_images(const std::filesystem::path& root);
+
+// True for the extensions collect_images picks up in folders (.png, .jpg, ...).
+bool has_image_extension(const std::filesystem::path& path);
 
 }  // namespace busi

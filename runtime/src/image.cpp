@@ -1,0 +1,132 @@
+// Decoding and the gray-area-v1 pre-processing (docs/preprocessing.md). The
+// training code makes the same OpenCV calls in the same order.
+#include "busi/image.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <opencv2/core.hpp>
+#include <opencv2/core/utils/logger.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "busi/error.hpp"
+
+namespace busi {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Images larger than this are refused before they can exhaust the board's 512 MB.
+constexpr double kMaxPixels = 100e6;
+
+std::string dims(int w, int h) { return std::to_string(w) + "x" + std::to_string(h); }
+
+Tensor8 to_model_input(const cv::Mat& decoded, int height, int width, const std::string& name) {
+  if (decoded.empty()) throw image_error(name + ": image is empty (0x0)");
+  if (double(decoded.cols) * decoded.rows > kMaxPixels)
+    throw image_error(name + ": image of " + dims(decoded.cols, decoded.rows) + " pixels is too large (limit " +
+                      std::to_string(int64_t(kMaxPixels)) + " pixels)");
+  cv::Mat eight = decoded;
+  if (decoded.depth() == CV_16U) {
+    decoded.convertTo(eight, CV_8U, 1.0 / 257.0);
+  } else if (decoded.depth() != CV_8U) {
+    throw image_error(name + ": pixel depth not supported (8-bit or 16-bit unsigned integers only)");
+  }
+  cv::Mat gray;
+  switch (eight.channels()) {
+    case 1: gray = eight; break;
+    case 3: cv::cvtColor(eight, gray, cv::COLOR_BGR2GRAY); break;
+    case 4: cv::cvtColor(eight, gray, cv::COLOR_BGRA2GRAY); break;
+    default:
+      throw image_error(name + ": " + std::to_string(eight.channels()) + " channels not supported (1, 3 or 4)");
+  }
+  cv::Mat sized = gray;
+  if (gray.rows != height || gray.cols != width) cv::resize(gray, sized, cv::Size(width, height), 0, 0, cv::INTER_AREA);
+
+  Tensor8 out{height, width, std::vector<uint8_t>(std::size_t(height) * width)};
+  for (int y = 0; y < height; ++y) std::memcpy(out.pixels.data() + std::size_t(y) * width, sized.ptr(y), width);
+  return out;
+}
+
+// JPEG decoders fill a truncated file with gray and only warn; refuse it instead.
+bool is_truncated_jpeg(const std::vector<uint8_t>& bytes) {
+  if (bytes.size() < 3 || bytes[0] != 0xFF || bytes[1] != 0xD8 || bytes[2] != 0xFF) return false;
+  // The end-of-image marker may be followed by padding; look at the last bytes.
+  const std::size_t from = bytes.size() > 64 ? bytes.size() - 64 : 0;
+  for (std::size_t i = bytes.size() - 1; i > from; --i)
+    if (bytes[i - 1] == 0xFF && bytes[i] == 0xD9) return false;
+  return true;
+}
+
+}  // namespace
+
+Tensor8 preprocess(const ImageView& image, int height, int width) {
+  if (!image.data || image.width <= 0 || image.height <= 0) throw image_error("image view is empty");
+  if (image.bytes_per_channel != 1 && image.bytes_per_channel != 2)
+    throw image_error("image view: " + std::to_string(image.bytes_per_channel) + " bytes per channel not supported (1 or 2)");
+  if (image.channels != 1 && image.channels != 3 && image.channels != 4)
+    throw image_error("image view: " + std::to_string(image.channels) + " channels not supported (1, 3 or 4)");
+  const std::size_t row = std::size_t(image.width) * image.channels * image.bytes_per_channel;
+  const std::size_t stride = image.stride ? image.stride : row;
+  if (stride < row) throw image_error("image view: row stride " + std::to_string(stride) + " is shorter than a row (" + std::to_string(row) + " bytes)");
+  const int type = CV_MAKETYPE(image.bytes_per_channel == 2 ? CV_16U : CV_8U, image.channels);
+  // cv::Mat only reads through this header; the caller keeps ownership.
+  const cv::Mat view(image.height, image.width, type, const_cast<uint8_t*>(image.data), stride);
+  return to_model_input(view, height, width, "image view");
+}
+
+Tensor8 load_image(const fs::path& path, int height, int width) {
+  static const bool quiet = [] {
+    // OpenCV would print codec warnings for every bad file; our errors say it instead.
+    cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_SILENT);
+    return true;
+  }();
+  (void)quiet;
+  const std::string name = path.string();
+  std::error_code ec;
+  const auto status = fs::status(path, ec);
+  if (!fs::exists(status)) throw image_error(name + ": no such file");
+  if (fs::is_directory(status)) throw image_error(name + ": is a directory");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw image_error(name + ": cannot open: " + std::strerror(errno));
+  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (bytes.empty()) throw image_error(name + ": file is empty (0 bytes)");
+  if (is_truncated_jpeg(bytes)) throw image_error(name + ": truncated JPEG (no end-of-image marker)");
+
+  cv::Mat decoded;
+  try {
+    decoded = cv::imdecode(bytes, cv::IMREAD_UNCHANGED);
+  } catch (const cv::Exception& e) {
+    throw image_error(name + ": cannot decode: " + e.err);
+  }
+  if (decoded.empty())
+    throw image_error(name + ": not a readable image (unknown format, or corrupt/truncated data)");
+  return to_model_input(decoded, height, width, name);
+}
+
+bool has_image_extension(const fs::path& path) {
+  std::string ext = path.extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+  static const char* known[] = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".pgm", ".ppm", ".pnm", ".webp"};
+  return std::any_of(std::begin(known), std::end(known), [&](const char* k) { return ext == k; });
+}
+
+std::vector<fs::path> collect_images(const fs::path& root) {
+  std::error_code ec;
+  const auto status = fs::status(root, ec);
+  if (!fs::exists(status)) throw error(root.string() + ": no such file or directory");
+  if (!fs::is_directory(status)) return {root};
+  std::vector<fs::path> files;
+  fs::recursive_directory_iterator it(root, fs::directory_options::skip_permission_denied, ec);
+  if (ec) throw error(root.string() + ": cannot list: " + ec.message());
+  for (; it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (ec) throw error(root.string() + ": cannot list: " + ec.message());
+    if (it->is_regular_file(ec) && has_image_extension(it->path())) files.push_back(it->path());
+  }
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+}  // namespace busi
