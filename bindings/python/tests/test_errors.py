@@ -1,0 +1,105 @@
+"""C++ errors arrive as busi_infer exceptions carrying the runtime's own message
+(the C++ tools print the same text after "<tool>: error: ")."""
+import numpy as np
+import pytest
+
+import busi_infer
+from conftest import SOURCE_DIR, cli_error
+
+MODEL = SOURCE_DIR / "models" / "busi-w2a4.bqnn"
+
+
+def test_exception_classes():
+    assert issubclass(busi_infer.Error, RuntimeError)
+    for cls in (busi_infer.ModelError, busi_infer.ImageError, busi_infer.DeviceError):
+        assert issubclass(cls, busi_infer.Error)
+    assert issubclass(busi_infer.DeviceError, OSError)
+    assert busi_infer.ModelError.__module__ == "busi_infer"
+
+
+def test_unknown_backend_lists_the_known_ones():
+    with pytest.raises(busi_infer.Error) as info:
+        busi_infer.Classifier("fgpa")
+    names = busi_infer.available_backends()
+    assert str(info.value) == "unknown backend 'fgpa'; available: " + (", ".join(names) or "(none compiled in)")
+    assert type(info.value) is busi_infer.Error
+
+
+def bad_models(tmp_path):
+    good = MODEL.read_bytes()
+    files = {"empty.bqnn": b"", "truncated.bqnn": good[: len(good) // 2],
+             "magic.bqnn": b"NOTAQNN\0" + good[8:],
+             "crc.bqnn": good[:-1] + bytes([good[-1] ^ 0xFF])}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    return [tmp_path / name for name in files] + [tmp_path / "missing (1).bqnn"]
+
+
+def test_model_errors_match_the_cpp_message(tmp_path):
+    for path in bad_models(tmp_path):
+        with pytest.raises(busi_infer.ModelError) as info:
+            busi_infer.Model.load(path)
+        assert str(path) in str(info.value)
+        expected = cli_error("busi-model", "info", path)
+        if expected is None:
+            pytest.skip("busi-model is not built: no C++ message to compare with")
+        assert str(info.value) == expected
+
+
+def test_classifier_model_errors(tmp_path, backend):
+    path = bad_models(tmp_path)[1]
+    with pytest.raises(busi_infer.ModelError) as from_classifier:
+        busi_infer.Classifier(backend, model=path)
+    with pytest.raises(busi_infer.ModelError) as from_load:
+        busi_infer.Model.load(path)
+    assert str(from_classifier.value) == str(from_load.value)
+
+
+def test_unknown_setting(backend):
+    with pytest.raises(busi_infer.Error, match=f"^backend {backend} has no setting 'bogus'"):
+        busi_infer.Classifier(backend, bogus=1)
+
+
+def test_image_file_errors(classifier, tmp_path):
+    cases = {"missing (2).png": None, "empty.png": b"", "text.png": b"not an image at all\n",
+             "truncated.jpg": b"\xff\xd8\xff\xe0" + bytes(100)}
+    for name, data in cases.items():
+        path = tmp_path / name
+        if data is not None:
+            path.write_bytes(data)
+        with pytest.raises(busi_infer.ImageError) as info:
+            classifier.classify(path)
+        assert str(info.value).startswith(str(path) + ": "), str(info.value)
+        with pytest.raises(busi_infer.ImageError) as from_load:
+            busi_infer.load_image(path)
+        assert str(from_load.value) == str(info.value)
+        with pytest.raises(busi_infer.ImageError):
+            classifier.classify_batch([np.zeros((8, 8), np.uint8), path])
+
+
+@pytest.mark.parametrize("array, message", [
+    (np.zeros((0, 0), np.uint8), "image view is empty"),
+    (np.zeros((8, 8, 2), np.uint8), "image view: 2 channels not supported (1, 3 or 4)"),
+    (np.zeros((8, 8), np.float32), "image array: dtype float32 not supported (uint8, uint16)"),
+    (np.zeros((8, 8), np.int8), "image array: dtype int8 not supported (uint8, uint16)"),
+    (np.zeros((2, 8, 8, 3), np.uint8), "image array: 4 dimensions not supported (HxW gray, HxWxC with C = 1, 3, 4)"),
+])
+def test_bad_arrays(classifier, array, message):
+    with pytest.raises(busi_infer.ImageError) as info:
+        classifier.classify(array)
+    assert str(info.value) == message
+
+
+def test_bad_arguments(classifier):
+    with pytest.raises(TypeError, match="expected an image path"):
+        classifier.classify(42)
+    with pytest.raises(busi_infer.ImageError, match="color_order 'xyz' not supported"):
+        classifier.classify(np.zeros((8, 8), np.uint8), color_order="xyz")
+
+
+def test_device_error(tmp_path):
+    if "fpga" not in busi_infer.available_backends():
+        pytest.skip("fpga backend not compiled in")
+    with pytest.raises(busi_infer.Error) as info:
+        busi_infer.Classifier("fpga", device_root=tmp_path)
+    assert str(tmp_path) in str(info.value) or "device" in str(info.value)
