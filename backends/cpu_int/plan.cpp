@@ -1,0 +1,71 @@
+#include "plan.hpp"
+
+#include <algorithm>
+#include <cstdlib>
+
+#include "engine.hpp"
+
+namespace busi::cpu_int {
+
+int8_t conv_step::weight(int ky, int k, int o) const {
+  if (k >= kw * in_c) return 0;
+  const int kx = k / in_c, ic = k % in_c;
+  if (layer->type == LayerType::dense)  // [out][c][h][w] over the whole input
+    return layer->weights[std::size_t(o) * in_c * in_h * in_w + (std::size_t(ic) * in_h + ky) * in_w + kx];
+  return layer->weights[((std::size_t(o) * in_c + ic) * kh + ky) * kw + kx];  // OIHW
+}
+
+int conv_step::max_abs_weight() const {
+  int m = 0;
+  for (int8_t w : layer->weights) m = std::max(m, std::abs(int(w)));
+  return m;
+}
+
+plan make_plan(const Model& model) {
+  check_model(model);
+  plan p;
+  p.buffer_bytes.push_back(model.input.size() + buffer_slack);
+  for (std::size_t i = 0; i < model.layers.size(); ++i) {
+    const Layer& layer = model.layers[i];
+    if (layer.type == LayerType::maxpool) {
+      // validate() puts every max-pool after a conv (or another max-pool).
+      conv_step& s = p.steps.back();
+      s.pool *= layer.pool;
+      s.pooled_h = layer.output.height;
+      s.pooled_w = layer.output.width;
+      p.buffer_bytes.back() = layer.output.size() + buffer_slack;
+      continue;
+    }
+    conv_step s;
+    s.layer = &layer;
+    s.in_h = layer.input.height;
+    s.in_w = layer.input.width;
+    s.in_c = layer.input.channels;
+    const bool dense = layer.type == LayerType::dense;
+    s.kh = dense ? s.in_h : layer.kernel;
+    s.kw = dense ? s.in_w : layer.kernel;
+    s.out_h = s.pooled_h = s.in_h - s.kh + 1;
+    s.out_w = s.pooled_w = s.in_w - s.kw + 1;
+    s.oc = layer.out_channels;
+    s.groups = (s.kw * s.in_c + 3) / 4;
+    s.input_max = (1 << layer.input_bits) - 1;
+    s.logits = layer.act_bits == 0;
+    p.steps.push_back(s);
+    if (s.logits)
+      p.logit_count = layer.output.size();
+    else
+      p.buffer_bytes.push_back(layer.output.size() + buffer_slack);
+  }
+  return p;
+}
+
+std::vector<int32_t> pack_thresholds(const conv_step& s, int lanes) {
+  const int oc_pad = (s.oc + lanes - 1) / lanes * lanes;
+  const int per = s.thresholds_per_channel();
+  std::vector<int32_t> out(std::size_t(per) * oc_pad, 0);
+  for (int t = 0; t < per; ++t)
+    for (int o = 0; o < s.oc; ++o) out[std::size_t(t) * oc_pad + o] = s.layer->channel_thresholds(o)[t];
+  return out;
+}
+
+}  // namespace busi::cpu_int

@@ -1,0 +1,78 @@
+#pragma once
+// The shape-level plan every SIMD engine runs, built once from a validated
+// Model (plan.cpp, compiled without ISA flags).
+//
+// Tensors between steps are HWC uint8 (channels innermost), so one kernel row
+// of a conv window, kw pixels x in_c channels, is kw*in_c contiguous bytes. A
+// fast path reads that row in 4-byte groups (u8 x s8 dot products of 4 terms:
+// vpdpbusd, vpmaddubsw+vpmaddwd, vmlal); weights past the row's end are zero,
+// so the up to 3 bytes read past it only need to exist (buffers carry slack).
+//
+// A step is a conv or dense layer with the max-pools after it fused in: the
+// level of an accumulator is non-decreasing in it, so the max of the levels of
+// a window is the level of its largest accumulator and pooling accumulators
+// then thresholding once is exact. Consecutive pools p1, p2 are one pool p1*p2
+// (floor(floor(n/p1)/p2) = floor(n/(p1*p2)), windows nest). A dense layer is a
+// conv whose window is its whole input (weights re-ordered from CHW to HWC).
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "busi/model.hpp"
+
+namespace busi::cpu_int {
+
+struct conv_step {
+  const Layer* layer = nullptr;  // the conv or dense layer
+  int in_h = 0, in_w = 0, in_c = 0;
+  int kh = 0, kw = 0;                // kernel window (dense: the whole input)
+  int out_h = 0, out_w = 0, oc = 0;  // accumulators, before pooling
+  int pool = 1;                      // fused max-pool window and stride (1: none)
+  int pooled_h = 0, pooled_w = 0;    // output size after pooling
+  int groups = 0;                    // 4-byte groups per kernel row: ceil(kw * in_c / 4)
+  int input_max = 0;                 // largest input value: 2^input_bits - 1
+  bool logits = false;               // the last layer: int32 CHW logits, no thresholds
+
+  std::size_t in_row_bytes() const { return std::size_t(in_w) * in_c; }
+  int thresholds_per_channel() const { return layer->thresholds_per_channel(); }
+  // The weight of output o for byte k = kx*in_c + ic of kernel row ky; 0 for k past the row.
+  int8_t weight(int ky, int k, int o) const;
+  // Largest |weight| of the layer.
+  int max_abs_weight() const;
+};
+
+struct plan {
+  std::vector<conv_step> steps;
+  // steps[i] reads buffer i and writes buffer i+1 (the last writes the logits);
+  // buffer 0 holds a copy of the input pixels. Sizes include read slack.
+  std::vector<std::size_t> buffer_bytes;
+  std::size_t logit_count = 0;
+};
+
+// Read slack at the end of every activation buffer (the widest over-read is a
+// NEON 8-byte load at the last group of a row).
+constexpr std::size_t buffer_slack = 64;
+
+// Checks the model (check_model) and plans it.
+plan make_plan(const Model& model);
+
+// Weights of a step packed for 4-byte-group dot products with `lanes` output
+// channels per vector: [ky][group][oc_pad][4] int8, oc_pad = oc rounded up to
+// `lanes`, padding zero. `map` transforms each weight (e.g. to split it).
+template <class Map>
+std::vector<int8_t> pack_groups(const conv_step& s, int lanes, Map map) {
+  const int oc_pad = (s.oc + lanes - 1) / lanes * lanes;
+  std::vector<int8_t> out(std::size_t(s.kh) * s.groups * oc_pad * 4, 0);
+  std::size_t i = 0;
+  for (int ky = 0; ky < s.kh; ++ky)
+    for (int g = 0; g < s.groups; ++g)
+      for (int o = 0; o < oc_pad; ++o, i += 4)
+        for (int t = 0; t < 4 && o < s.oc; ++t) out[i + t] = map(s.weight(ky, 4 * g + t, o));
+  return out;
+}
+
+// Thresholds as [t][oc_pad] int32 so one vector load gives threshold t of
+// `lanes` channels; padding channels never store their level.
+std::vector<int32_t> pack_thresholds(const conv_step& s, int lanes);
+
+}  // namespace busi::cpu_int

@@ -1,0 +1,92 @@
+// cpu_int inference alone (no decoding, no pre-processing), one 255x255 image,
+// one thread: the scalar reference beside every fast path this CPU runs, in
+// one process with the engines interleaved round by round, so a noisy shared
+// machine slows them alike. Prints a markdown table: median, 10th/90th
+// percentile, and speed-up over the reference.
+//
+//   cpu_int_bench [--model M.bqnn] [--image I.png] [--rounds R]
+// Defaults: the shipped quantized model; a fixed random image.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "busi/error.hpp"
+#include "busi/image.hpp"
+#include "busi/random_model.hpp"
+#include "engine.hpp"
+
+namespace {
+
+double percentile(std::vector<double> v, double q) {
+  std::sort(v.begin(), v.end());
+  return v[std::size_t(q * double(v.size() - 1) + 0.5)];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) try {
+  using namespace busi;
+  std::filesystem::path model_path;
+  std::string image_path;
+  int rounds = 20;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--model" && i + 1 < argc)
+      model_path = argv[++i];
+    else if (arg == "--image" && i + 1 < argc)
+      image_path = argv[++i];
+    else if (arg == "--rounds" && i + 1 < argc)
+      rounds = std::max(1, std::atoi(argv[++i]));
+    else
+      throw error("usage: cpu_int_bench [--model M.bqnn] [--image I.png] [--rounds R]; unknown argument '" + arg + "'");
+  }
+  const Model model = Model::load(model_path.empty() ? default_model_path(ModelKind::quantized) : model_path);
+  const std::vector<uint8_t> pixels = image_path.empty()
+                                          ? random_pixels(model.input.size(), 1)
+                                          : load_image(image_path, model.input.height, model.input.width).pixels;
+
+  struct runner {
+    std::unique_ptr<cpu_int::engine> engine;
+    int per_round;  // timed runs per round: about 20 ms of work
+    std::vector<double> us;
+  };
+  std::vector<runner> runners;
+  std::vector<int32_t> logits(model.layers.back().output.size()), first;
+  for (cpu_int::isa which : cpu_int::available_isas()) {
+    runner r{cpu_int::make_engine(model, which), 1, {}};
+    // Warm up, check it agrees with the first engine, size the rounds.
+    const auto t0 = std::chrono::steady_clock::now();
+    r.engine->run(pixels.data(), logits.data());
+    const double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+    if (first.empty()) first = logits;
+    if (logits != first) throw error(std::string("isa ") + cpu_int::isa_name(which) + " disagrees with the others");
+    r.per_round = std::clamp(int(20000 / std::max(us, 1.0)), 1, 200);
+    runners.push_back(std::move(r));
+  }
+  for (int round = 0; round < rounds; ++round)
+    for (runner& r : runners)
+      for (int k = 0; k < r.per_round; ++k) {
+        const auto t0 = std::chrono::steady_clock::now();
+        r.engine->run(pixels.data(), logits.data());
+        r.us.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
+      }
+
+  const auto reference = std::find_if(runners.begin(), runners.end(),
+                                      [](const runner& r) { return r.engine->kind() == cpu_int::isa::scalar; });
+  const double reference_median = percentile(reference->us, 0.5);
+  std::printf("model %s (%s), input %dx%d %s, %d rounds\n\n", model.name.c_str(), model.source.string().c_str(),
+              model.input.height, model.input.width, image_path.empty() ? "random pixels" : image_path.c_str(), rounds);
+  std::printf("| isa | runs | median us | p10 us | p90 us | speed-up vs scalar |\n|---|---|---|---|---|---|\n");
+  for (const runner& r : runners) {
+    const double median = percentile(r.us, 0.5);
+    std::printf("| %s | %zu | %.1f | %.1f | %.1f | %.1fx |\n", cpu_int::isa_name(r.engine->kind()), r.us.size(), median,
+                percentile(r.us, 0.1), percentile(r.us, 0.9), reference_median / median);
+  }
+  return 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "cpu_int_bench: error: %s\n", e.what());
+  return 1;
+}

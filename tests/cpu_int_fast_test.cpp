@@ -1,0 +1,174 @@
+// Every fast path this CPU runs against the scalar reference, bit for bit on
+// the int32 logits: random models with odd shapes, every bit width, extreme
+// weights and thresholds, and the 702 BUSI images with the shipped model.
+#include <gtest/gtest.h>
+
+#include <climits>
+
+#include "busi/image.hpp"
+#include "busi/random_model.hpp"
+#include "engine.hpp"
+#include "reference.hpp"
+#include "test_support.hpp"
+
+namespace busi::cpu_int {
+namespace {
+
+std::vector<isa> fast_isas() {
+  std::vector<isa> out;
+  for (isa which : available_isas())
+    if (which != isa::scalar) out.push_back(which);
+  return out;
+}
+
+#define REQUIRE_FAST_PATH()                                                                     \
+  do {                                                                                          \
+    if (fast_isas().empty()) GTEST_SKIP() << "this CPU runs no fast path, only the scalar one"; \
+  } while (0)
+
+// Inputs that reach the corners: random, all black, all white, a ramp.
+std::vector<std::vector<uint8_t>> test_inputs(const Model& m, uint64_t seed) {
+  const std::size_t n = m.input.size();
+  std::vector<uint8_t> ramp(n);
+  for (std::size_t i = 0; i < n; ++i) ramp[i] = uint8_t(i * 7);
+  return {random_pixels(n, seed), random_pixels(n, seed + 1), std::vector<uint8_t>(n, 0), std::vector<uint8_t>(n, 255),
+          ramp};
+}
+
+// Runs `m` on every input with the reference and with each fast path.
+void expect_fast_paths_match(const Model& m, uint64_t seed, const std::string& what) {
+  reference_engine reference(m);
+  std::vector<std::unique_ptr<engine>> fast;
+  for (isa which : fast_isas()) fast.push_back(make_engine(m, which));
+  const std::size_t count = m.layers.back().output.size();
+  std::vector<int32_t> expected(count), actual(count);
+  for (const auto& input : test_inputs(m, seed)) {
+    reference.run(input.data(), expected.data());
+    for (auto& e : fast) {
+      std::fill(actual.begin(), actual.end(), INT32_MIN);
+      e->run(input.data(), actual.data());
+      ASSERT_EQ(actual, expected) << what << " on " << isa_name(e->kind());
+    }
+  }
+}
+
+RandomModelSpec spec(Shape input, std::vector<RandomModelSpec::Conv> convs, std::vector<int> dense, int classes,
+                     int weight_bits, int act_bits) {
+  RandomModelSpec s;
+  s.input = input;
+  s.convs = std::move(convs);
+  s.dense = std::move(dense);
+  s.num_classes = classes;
+  s.weight_bits = weight_bits;
+  s.act_bits = act_bits;
+  return s;
+}
+
+// Odd channel counts, odd and non-square inputs, kernels 1..5, pools 2 and 3,
+// more output channels than one pass of registers holds, every bit width.
+std::vector<RandomModelSpec> odd_specs(int w, int a) {
+  return {
+      spec({1, 37, 41}, {{3, 3, 2}, {5, 3, 0}, {13, 2, 2}}, {17}, 3, w, a),
+      spec({1, 23, 19}, {{17, 5, 3}, {33, 1, 0}, {1, 3, 0}}, {}, 5, w, a),
+      spec({1, 13, 11}, {{70, 3, 2}, {7, 2, 0}}, {130, 9}, 3, w, a),
+      spec({1, 9, 8}, {{1, 4, 0}, {2, 1, 2}}, {1}, 2, w, a),
+      spec({1, 1, 1}, {}, {3}, 3, w, a),
+  };
+}
+
+TEST(CpuIntFastPaths, OddShapesEveryBitWidth) {
+  REQUIRE_FAST_PATH();
+  uint64_t seed = 100;
+  for (int w : {2, 4, 8})
+    for (int a : {2, 4, 8}) {
+      int index = 0;
+      for (const auto& s : odd_specs(w, a)) {
+        ++seed;
+        expect_fast_paths_match(
+            random_model(s, seed), seed,
+            "odd spec " + std::to_string(index++) + " w" + std::to_string(w) + "a" + std::to_string(a));
+      }
+    }
+}
+
+TEST(CpuIntFastPaths, NestedPoolsAndConvLogits) {
+  REQUIRE_FAST_PATH();
+  // conv -> pool 2 -> pool 2 (a 4x4 window) -> conv giving 4 channels of 2x3 logits.
+  Model m = random_model(spec({1, 31, 45}, {{6, 3, 2}, {4, 3, 0}}, {}, 3, 4, 4), 5);
+  Layer extra_pool = m.layers[1];
+  m.layers.insert(m.layers.begin() + 2, extra_pool);
+  m.layers.pop_back();  // the final dense: the last conv gives the logits
+  Layer& last = m.layers.back();
+  last.act_bits = 0;
+  last.thresholds.clear();
+  m.class_names = {"a", "b", "c", "d"};
+  m.validate("nested");
+  ASSERT_EQ(last.output, (Shape{4, 5, 8}));
+  expect_fast_paths_match(m, 7, "nested pools, conv logits");
+}
+
+TEST(CpuIntFastPaths, ExtremeWeightsAndThresholds) {
+  REQUIRE_FAST_PATH();
+  for (int w : {2, 4, 8})
+    for (int a : {2, 4, 8}) {
+      Model m = random_model(spec({1, 21, 26}, {{5, 3, 2}, {11, 3, 0}}, {19}, 3, w, a), 40 + w + a);
+      const int wmax = (1 << (w - 1)) - 1;
+      int n = 0;
+      for (Layer& layer : m.layers) {
+        // Every weight at +-max (8-bit pixels times 127 is where vpmaddubsw would saturate).
+        for (auto& v : layer.weights) v = int8_t((n++ % 3) ? -wmax : wmax);
+        const int per = layer.thresholds_per_channel();
+        for (int oc = 0; oc < layer.out_channels && per; ++oc) {
+          int32_t* t = layer.thresholds.data() + std::size_t(oc) * per;
+          switch (oc % 4) {
+            case 0:
+              std::fill(t, t + per, INT32_MIN);
+              break;  // always the top level
+            case 1:
+              std::fill(t, t + per, INT32_MAX);
+              break;  // always level 0
+            case 2:
+              std::fill(t, t + per, 0);
+              break;  // 0 or the top level
+            default:
+              break;  // the random ascending ones
+          }
+        }
+      }
+      m.validate("extreme");
+      expect_fast_paths_match(m, 50 + w + a, "extreme w" + std::to_string(w) + "a" + std::to_string(a));
+    }
+}
+
+TEST(CpuIntFastPaths, PaperNetworkEveryBitWidth) {
+  REQUIRE_FAST_PATH();
+  for (auto [w, a] : {std::pair{2, 4}, {4, 4}, {8, 8}, {2, 2}})
+    expect_fast_paths_match(random_model(paper_network_spec(w, a), 60 + w), 70 + a,
+                            "paper network w" + std::to_string(w) + "a" + std::to_string(a));
+}
+
+TEST(CpuIntFastPaths, AllBusiImagesWithTheShippedModel) {
+  REQUIRE_FAST_PATH();
+  BUSI_REQUIRE_DATA();
+  const Model m = Model::load(default_model_path(ModelKind::quantized));
+  reference_engine reference(m);
+  std::vector<std::unique_ptr<engine>> fast;
+  for (isa which : fast_isas()) fast.push_back(make_engine(m, which));
+  const std::size_t count = m.layers.back().output.size();
+  std::vector<int32_t> expected(count), actual(count);
+  int images = 0;
+  for (const char* label : {"normal", "benign", "malignant"})
+    for (const auto& path : collect_images(test::busi_data_dir() / label)) {
+      const Tensor8 input = load_image(path, m.input.height, m.input.width);
+      reference.run(input.pixels.data(), expected.data());
+      for (auto& e : fast) {
+        e->run(input.pixels.data(), actual.data());
+        ASSERT_EQ(actual, expected) << path << " on " << isa_name(e->kind());
+      }
+      ++images;
+    }
+  EXPECT_EQ(images, 702) << "BUSI images under " << test::busi_data_dir();
+}
+
+}  // namespace
+}  // namespace busi::cpu_int
