@@ -10,7 +10,16 @@ malignant) with the same C++ runtime and backends as the busi-infer CLI.
 Errors raised by the runtime are busi_infer.Error (ModelError, ImageError,
 DeviceError) with the runtime's message. See docs/python.md.
 """
-from ._core import (
+import os as _os
+import pathlib as _pathlib
+
+# A wheel (pip install) carries the shipped models inside the package; point the
+# runtime's default-model search there unless the user chose a folder.
+_bundled_models = _pathlib.Path(__file__).with_name("models")
+if _bundled_models.is_dir():
+    _os.environ.setdefault("BUSI_MODEL_DIR", str(_bundled_models))
+
+from ._core import (  # noqa: E402  (after the model folder is known)
     Classifier,
     DeviceError,
     Error,
