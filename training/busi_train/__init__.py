@@ -1,0 +1,1 @@
+"""Training, quantization-aware training and export of the BUSI network."""

@@ -1,0 +1,97 @@
+"""The paper's custom CNN, float or quantized (one class, bit widths as parameters).
+
+Six 3x3 valid convs 1->8->16->32->32->32->32, each followed by BatchNorm and ReLU
+(quantized: an unsigned b-bit activation), 2x2 max-pool after the first five,
+dense 512->128->64 (BatchNorm, ReLU) and 64->3 logits. No biases anywhere (as in
+the paper's Brevitas network); the input is pixels/255.
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .quant import quant_relu, quant_weight
+
+CONV_CHANNELS = (1, 8, 16, 32, 32, 32, 32)
+DENSE_FEATURES = (512, 128, 64, 3)
+POOLED = (True, True, True, True, True, False)
+
+
+class qlayer(nn.Module):
+    """conv or dense, optional weight quantizer, optional BatchNorm + activation."""
+
+    def __init__(self, kind, n_in, n_out, wbits, abits, last=False):
+        super().__init__()
+        self.kind = kind
+        if kind == "conv":
+            self.weight = nn.Parameter(torch.empty(n_out, n_in, 3, 3))
+        else:
+            self.weight = nn.Parameter(torch.empty(n_out, n_in))
+        nn.init.kaiming_uniform_(self.weight, a=5 ** 0.5)
+        self.wq = quant_weight(n_out, wbits, per_channel=not last) if wbits else None
+        self.last = last
+        if not last:
+            self.bn = nn.BatchNorm2d(n_out) if kind == "conv" else nn.BatchNorm1d(n_out)
+            self.act = quant_relu(abits) if abits else nn.ReLU()
+
+    def pre_activation(self, x):
+        w = self.wq(self.weight) if self.wq is not None else self.weight
+        return F.conv2d(x, w) if self.kind == "conv" else F.linear(x, w)
+
+    def forward(self, x):
+        y = self.pre_activation(x)
+        if self.last:
+            return y
+        return self.act(self.bn(y))
+
+
+class busi_net(nn.Module):
+    def __init__(self, wbits=None, abits=None):
+        super().__init__()
+        assert (wbits is None) == (abits is None), "quantize both weights and activations or neither"
+        self.wbits, self.abits = wbits, abits
+        self.convs = nn.ModuleList(
+            qlayer("conv", CONV_CHANNELS[i], CONV_CHANNELS[i + 1], wbits, abits)
+            for i in range(len(CONV_CHANNELS) - 1))
+        n_dense = len(DENSE_FEATURES) - 1
+        self.dense = nn.ModuleList(
+            qlayer("dense", DENSE_FEATURES[i], DENSE_FEATURES[i + 1], wbits, abits,
+                   last=(i == n_dense - 1))
+            for i in range(n_dense))
+
+    @property
+    def quantized(self):
+        return self.wbits is not None
+
+    def layers(self):
+        return list(self.convs) + list(self.dense)
+
+    def forward(self, x):
+        """x: pixels/255, N x 1 x 255 x 255 float."""
+        for layer, pool in zip(self.convs, POOLED):
+            x = layer(x)
+            if pool:
+                x = F.max_pool2d(x, 2)
+        x = torch.flatten(x, 1)
+        for layer in self.dense:
+            x = layer(x)
+        return x
+
+    @torch.no_grad()
+    def init_quantizers(self, calibration_x):
+        """Start QAT from the float weights: MSE-best weight scales, and activation
+        scales from the float network's pre-activations on a calibration batch."""
+        was_training = self.training
+        self.eval()
+        x = calibration_x
+        for i, layer in enumerate(self.layers()):
+            layer.wq.init_from(layer.weight)
+            if layer.last:
+                break
+            y = layer.bn(layer.pre_activation(x))
+            layer.act.init_from(y)
+            x = layer.act(y)
+            if i < len(self.convs) and POOLED[i]:
+                x = F.max_pool2d(x, 2)
+            if i == len(self.convs) - 1:
+                x = torch.flatten(x, 1)
+        self.train(was_training)

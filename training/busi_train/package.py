@@ -1,0 +1,111 @@
+"""Writer of the .bqnn model package (spec: docs/model-format.md, format version 1).
+
+build_package() takes plain numpy arrays per layer, packs them, and returns the
+file's bytes; the C++ reader is busi::Model::load (runtime/src/model.cpp) and an
+independent numpy reader lives in int_reference.py.
+"""
+import json
+import struct
+import zlib
+
+import numpy as np
+
+MAGIC = b"BUSIQNN\0"
+VERSION = 1
+WEIGHT_RANGE = {2: 1, 4: 7, 8: 127}  # narrow range: [-q, q]
+
+
+def pack_signed(values, bits):
+    """FINN's packing: element i at bits [i*b, (i+1)*b) of one little-endian bit
+    stream (bit 0 of byte 0 first), two's complement; trailing bits zero."""
+    v = np.asarray(values, dtype=np.int64).reshape(-1)
+    q = WEIGHT_RANGE[bits]
+    if v.size and (v.min() < -q or v.max() > q):
+        raise ValueError(f"weights outside the narrow int{bits} range [-{q}, {q}]: "
+                         f"[{v.min()}, {v.max()}]")
+    u = (v & ((1 << bits) - 1)).astype(np.uint8)
+    # One row per element, its bits least significant first, then the rows laid
+    # end to end form the stream; packbits(little) turns each 8 stream bits into a byte.
+    stream = ((u[:, None] >> np.arange(bits, dtype=np.uint8)) & 1).reshape(-1)
+    return np.packbits(stream, bitorder="little").tobytes()
+
+
+class _payload:
+    def __init__(self):
+        self.chunks, self.size = [], 0
+
+    def add(self, blob, **meta):
+        ref = dict(meta, offset=self.size, size=len(blob))
+        self.chunks.append(blob)
+        self.size += len(blob)
+        return ref
+
+    def bytes(self):
+        return b"".join(self.chunks)
+
+
+def build_package(name, kind, layers, provenance, logit_scale=None,
+                  classes=("normal", "benign", "malignant"),
+                  input_shape=(1, 255, 255), preprocess="gray-area-v1"):
+    """layers: dicts, in order, one of
+      {"type": "maxpool", "kernel": 2}
+      {"type": "conv"|"dense", "weights": int array (OIHW / [out][in]) with "weight_bits",
+       or float32 array with "bias" (float models), "thresholds": int array [out][2^b-1]
+       with "act_bits" (quantized hidden), "relu": True (float hidden), neither (last)}.
+    Returns the package's bytes."""
+    if kind not in ("quantized", "float"):
+        raise ValueError(f"kind must be 'quantized' or 'float', not {kind!r}")
+    payload = _payload()
+    out_layers = []
+    for i, layer in enumerate(layers):
+        if layer["type"] == "maxpool":
+            out_layers.append({"type": "maxpool", "kernel": int(layer["kernel"])})
+            continue
+        w = np.asarray(layer["weights"])
+        entry = {"type": layer["type"]}
+        if layer["type"] == "conv":
+            if w.ndim != 4 or w.shape[2] != w.shape[3]:
+                raise ValueError(f"layer {i}: conv weights must be OIHW square, got {w.shape}")
+            entry.update(in_channels=int(w.shape[1]), out_channels=int(w.shape[0]),
+                         kernel=int(w.shape[2]))
+        elif layer["type"] == "dense":
+            if w.ndim != 2:
+                raise ValueError(f"layer {i}: dense weights must be [out][in], got {w.shape}")
+            entry.update(in_features=int(w.shape[1]), out_features=int(w.shape[0]))
+        else:
+            raise ValueError(f"layer {i}: unknown type {layer['type']!r}")
+        if kind == "quantized":
+            bits = int(layer["weight_bits"])
+            entry["weights"] = payload.add(pack_signed(w, bits), dtype=f"int{bits}")
+            if "thresholds" in layer:
+                t = np.asarray(layer["thresholds"], dtype=np.int64)
+                abits = int(layer["act_bits"])
+                if t.shape != (w.shape[0], 2 ** abits - 1):
+                    raise ValueError(f"layer {i}: thresholds shape {t.shape}, expected "
+                                     f"({w.shape[0]}, {2 ** abits - 1})")
+                if np.any(np.diff(t, axis=1) < 0):
+                    raise ValueError(f"layer {i}: thresholds must be non-decreasing per channel")
+                if t.min() < -2 ** 31 or t.max() > 2 ** 31 - 1:
+                    raise ValueError(f"layer {i}: thresholds outside int32")
+                entry["activation"] = {"type": "thresholds", "bits": abits,
+                                       "thresholds": payload.add(t.astype("<i4").tobytes())}
+            else:
+                entry["activation"] = None
+        else:
+            entry["weights"] = payload.add(np.asarray(w, dtype="<f4").tobytes(), dtype="float32")
+            entry["bias"] = payload.add(np.asarray(layer["bias"], dtype="<f4").tobytes(),
+                                        dtype="float32")
+            entry["activation"] = {"type": "relu"} if layer.get("relu") else None
+        out_layers.append(entry)
+    header = {
+        "format": "busi-qnn", "kind": kind, "name": name, "classes": list(classes),
+        "input": {"height": input_shape[1], "width": input_shape[2],
+                  "channels": input_shape[0], "dtype": "uint8", "preprocess": preprocess},
+        "layers": out_layers,
+    }
+    if kind == "quantized":
+        header["logit_scale"] = float(logit_scale)
+    header["provenance"] = provenance
+    head = json.dumps(header, indent=1).encode("utf-8")
+    body = MAGIC + struct.pack("<II", VERSION, len(head)) + head + payload.bytes()
+    return body + struct.pack("<I", zlib.crc32(body) & 0xFFFFFFFF)

@@ -1,0 +1,92 @@
+"""Collects the bit-width study's runs into markdown: validation accuracy per
+weight x activation width beside the paper's Table V, and the confusion matrix
+with normal-versus-abnormal figures for a chosen run.
+
+  /usr/bin/python3 -m busi_train.study runs
+"""
+import json
+import sys
+from pathlib import Path
+
+from .data import CLASSES
+
+# The paper's Table V (seeds/000): accuracy (%) by weight (rows)
+# and activation (columns) width, checkpoints chosen on its test set.
+PAPER_TABLE_V = {(8, 8): 83.3, (8, 4): 88.4, (8, 2): 84.6,
+                 (4, 8): 84.6, (4, 4): 89.7, (4, 2): 88.4,
+                 (2, 8): 85.8, (2, 4): 91.0, (2, 2): 78.2}
+PAPER_FLOAT = 89.0
+BITS = (8, 4, 2)
+
+
+def load_runs(root):
+    runs = {}
+    for summary in sorted(Path(root).glob("*/summary.json")):
+        s = json.loads(summary.read_text())
+        c = s["config"]
+        key = (c["wbits"], c["abits"]) if c.get("wbits") else "float"
+        runs[key] = s
+    return runs
+
+
+def normal_vs_abnormal(confusion):
+    """Abnormal = benign or malignant. Sensitivity: abnormal images called abnormal;
+    specificity: normal images called normal."""
+    m = confusion
+    normal = CLASSES.index("normal")
+    abnormal = [i for i in range(len(CLASSES)) if i != normal]
+    tn = m[normal][normal]
+    fp = sum(m[normal][j] for j in abnormal)
+    tp = sum(m[i][j] for i in abnormal for j in abnormal)
+    fn = sum(m[i][normal] for i in abnormal)
+    return {"sensitivity": tp / (tp + fn), "specificity": tn / (tn + fp),
+            "tp": tp, "fn": fn, "tn": tn, "fp": fp}
+
+
+def confusion_markdown(confusion):
+    lines = ["| true \\ predicted | " + " | ".join(CLASSES) + " | recall |",
+             "|---|" + "---|" * (len(CLASSES) + 1)]
+    for i, name in enumerate(CLASSES):
+        row = confusion[i]
+        lines.append(f"| {name} | " + " | ".join(str(v) for v in row) +
+                     f" | {100 * row[i] / max(1, sum(row)):.1f}% |")
+    return "\n".join(lines)
+
+
+def table_markdown(runs):
+    def cell(key):
+        s = runs.get(key)
+        if not s:
+            return "not run"
+        acc = 100 * s["best_val_accuracy"]
+        n = sum(map(sum, s["best_val_confusion"]))
+        return f"{acc:.1f} ({round(acc * n / 100)}/{n}, ep {s['best_epoch']}/{s['epochs']})"
+
+    lines = ["| weights \\ activations | " + " | ".join(f"{a} bits: ours (paper)" for a in BITS) + " |",
+             "|---|" + "---|" * len(BITS)]
+    for w in BITS:
+        lines.append(f"| {w} bits | " + " | ".join(
+            f"{cell((w, a))} ({PAPER_TABLE_V[(w, a)]})" for a in BITS) + " |")
+    lines.append(f"| float | {cell('float')} ({PAPER_FLOAT}) | | |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    argv = argv if argv is not None else sys.argv[1:]
+    runs = load_runs(argv[0] if argv else "runs")
+    print(table_markdown(runs))
+    for key in [(2, 4), (4, 4), "float"]:
+        if key in runs:
+            s = runs[key]
+            name = "float" if key == "float" else f"W{key[0]}A{key[1]}"
+            nva = normal_vs_abnormal(s["best_val_confusion"])
+            print(f"\n{name}, epoch {s['best_epoch']} of {s['epochs']}: validation accuracy "
+                  f"{100 * s['best_val_accuracy']:.1f}%\n")
+            print(confusion_markdown(s["best_val_confusion"]))
+            print(f"\nnormal vs abnormal: sensitivity {100 * nva['sensitivity']:.1f}% "
+                  f"({nva['tp']}/{nva['tp'] + nva['fn']}), specificity "
+                  f"{100 * nva['specificity']:.1f}% ({nva['tn']}/{nva['tn'] + nva['fp']})")
+
+
+if __name__ == "__main__":
+    main()

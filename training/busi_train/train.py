@@ -1,0 +1,167 @@
+"""Train the float network, or a quantized one initialised from a float checkpoint.
+
+  /usr/bin/python3 -m busi_train.train --out runs/float --epochs 80 --lr 1e-3
+  /usr/bin/python3 -m busi_train.train --wbits 2 --abits 4 --init runs/float/best.pt \
+      --out runs/w2a4 --epochs 40
+
+Adam, batch 16, cross-entropy (class-weighted by default), cosine learning-rate
+decay. The checkpoint kept (best.pt) is the epoch with the highest validation
+accuracy (ties: lower validation loss); the test set is not touched here.
+"""
+import argparse
+import json
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import data
+from .model import busi_net
+
+TRAINING_DIR = Path(__file__).resolve().parent.parent
+
+
+def seed_everything(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def confusion(pred, labels, n=len(data.CLASSES)):
+    m = torch.zeros(n, n, dtype=torch.int64)
+    for t, p in zip(labels.tolist(), pred.tolist()):
+        m[t, p] += 1
+    return m
+
+
+@torch.no_grad()
+def evaluate(model, images_u8, labels, batch=64):
+    model.eval()
+    logits = torch.cat([model(images_u8[i:i + batch].float() / 255.0)
+                        for i in range(0, len(images_u8), batch)])
+    loss = F.cross_entropy(logits, labels).item()
+    pred = logits.argmax(dim=1)
+    return {"accuracy": (pred == labels).float().mean().item(), "loss": loss,
+            "confusion": confusion(pred, labels).tolist()}, logits
+
+
+def load_checkpoint(path):
+    ck = torch.load(path, map_location="cpu")
+    cfg = ck["config"]
+    model = busi_net(cfg.get("wbits"), cfg.get("abits"))
+    model.load_state_dict(ck["state_dict"])
+    model.eval()
+    return model, ck
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True, help="run folder (checkpoints, log)")
+    p.add_argument("--wbits", type=int, choices=(2, 4, 8))
+    p.add_argument("--abits", type=int, choices=(2, 4, 8))
+    p.add_argument("--init", help="float checkpoint to start a quantized run from")
+    p.add_argument("--epochs", type=int, default=80)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr-min", type=float, default=1e-5)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--class-weights", choices=("balanced", "none"), default="balanced")
+    p.add_argument("--limit", type=int, default=0,
+                   help="use only the first N training and N validation images (smoke tests)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--data", help="BUSI folder (default: $BUSI_DATA or ../shared/busi)")
+    p.add_argument("--cache", default=str(TRAINING_DIR / "runs" / "cache"),
+                   help="where decoded images are cached ('' to disable)")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if (args.wbits is None) != (args.abits is None):
+        raise SystemExit("give both --wbits and --abits, or neither for the float network")
+    torch.set_num_threads(args.threads)
+    seed_everything(args.seed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    train_items, val_items = data.read_split("train"), data.read_split("val")
+    if args.limit:
+        train_items, val_items = train_items[::len(train_items) // args.limit][:args.limit], \
+            val_items[::len(val_items) // args.limit][:args.limit]
+    root = args.data or data.data_root()
+    x_train, y_train = data.load_set(train_items, root, args.cache or None)
+    x_val, y_val = data.load_set(val_items, root, args.cache or None)
+
+    model = busi_net(args.wbits, args.abits)
+    init_info = None
+    if args.init:
+        float_model, ck = load_checkpoint(args.init)
+        if float_model.quantized:
+            raise SystemExit(f"{args.init}: --init must be a float checkpoint")
+        missing, _ = model.load_state_dict(float_model.state_dict(), strict=False)
+        assert all(".wq." in k or ".act." in k for k in missing), missing
+        init_info = {"checkpoint": str(args.init), "epoch": ck["epoch"], "val": ck["val"]}
+    if model.quantized:
+        gen = torch.Generator().manual_seed(args.seed)
+        idx = torch.randperm(len(x_train), generator=gen)[:64]
+        model.init_quantizers(x_train[idx].float() / 255.0)
+
+    counts = torch.bincount(y_train, minlength=len(data.CLASSES)).float()
+    weights = (counts.sum() / (len(counts) * counts.clamp_min(1))) \
+        if args.class_weights == "balanced" else torch.ones(len(counts))
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    aug = data.augmenter()
+    gen = torch.Generator().manual_seed(args.seed)
+    steps_per_epoch = math.ceil(len(x_train) / args.batch)
+    total = args.epochs * steps_per_epoch
+
+    config = {k: v for k, v in vars(args).items() if k not in ("cache", "data", "threads")}
+    config.update({"init_from": init_info, "optimizer": "Adam", "schedule": "cosine",
+                   "loss": "cross-entropy", "augment": vars(aug) | {"flips": "h+v"},
+                   "split": {"train": len(train_items), "val": len(val_items)}})
+    best = None
+    log = open(out / "log.jsonl", "a")
+    step = 0
+    for epoch in range(1, args.epochs + 1):
+        model.train()
+        t0 = time.time()
+        order = torch.randperm(len(x_train), generator=gen)
+        total_loss = 0.0
+        for i in range(0, len(order), args.batch):
+            lr = args.lr_min + 0.5 * (args.lr - args.lr_min) * (1 + math.cos(math.pi * step / total))
+            for g in opt.param_groups:
+                g["lr"] = lr
+            idx = order[i:i + args.batch]
+            x = aug(x_train[idx], gen)
+            loss = F.cross_entropy(model(x), y_train[idx], weight=weights)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total_loss += loss.item() * len(idx)
+            step += 1
+        val, _ = evaluate(model, x_val, y_val)
+        rec = {"epoch": epoch, "train_loss": total_loss / len(x_train), "lr": lr,
+               "val_accuracy": val["accuracy"], "val_loss": val["loss"],
+               "val_confusion": val["confusion"], "seconds": round(time.time() - t0, 1)}
+        log.write(json.dumps(rec) + "\n")
+        log.flush()
+        print(json.dumps(rec), flush=True)
+        if best is None or (val["accuracy"], -val["loss"]) > (best["accuracy"], -best["loss"]):
+            best = dict(val, epoch=epoch)
+            torch.save({"config": config, "epoch": epoch, "val": val,
+                        "state_dict": model.state_dict()}, out / "best.pt")
+    torch.save({"config": config, "epoch": args.epochs, "val": val,
+                "state_dict": model.state_dict()}, out / "last.pt")
+    summary = {"best_epoch": best["epoch"], "best_val_accuracy": best["accuracy"],
+               "best_val_confusion": best["confusion"], "epochs": args.epochs, "config": config}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    print(json.dumps({"best": summary["best_epoch"], "val_accuracy": best["accuracy"]}))
+    return summary
+
+
+if __name__ == "__main__":
+    main()

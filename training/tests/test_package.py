@@ -1,0 +1,140 @@
+"""The package writer, the threshold folding and the independent numpy reference."""
+import numpy as np
+import pytest
+import torch
+
+from busi_train import export, fold, int_reference, package
+from busi_train.model import busi_net
+from busi_train.package import pack_signed
+
+
+@pytest.mark.parametrize("bits", [2, 4, 8])
+def test_packing_round_trips_through_the_independent_unpacker(bits):
+    rng = np.random.default_rng(bits)
+    q = package.WEIGHT_RANGE[bits]
+    for count in (1, 3, 7, 13, 100):
+        v = rng.integers(-q, q + 1, count)
+        blob = pack_signed(v, bits)
+        assert len(blob) == (count * bits + 7) // 8
+        assert np.array_equal(int_reference.unpack_signed(blob, bits, count), v)
+
+
+def test_packing_bit_order_is_finns():
+    # int2 [1, -1, 0, 1]: codes 01, 11, 00, 01 from bit 0 up -> 0b01_00_11_01
+    assert pack_signed([1, -1, 0, 1], 2) == bytes([0b01001101])
+    # int4 [-7, 3]: low nibble 1001, high nibble 0011
+    assert pack_signed([-7, 3], 4) == bytes([0x39])
+
+
+def test_packing_rejects_out_of_range():
+    with pytest.raises(ValueError, match="narrow int2"):
+        pack_signed([2], 2)
+    with pytest.raises(ValueError, match="narrow int8"):
+        pack_signed([-128], 8)
+
+
+def random_trained_like(wbits, abits, seed):
+    """A quantized network with random weights, BatchNorm statistics and some
+    negative and zero BatchNorm scales, calibrated on random images."""
+    torch.manual_seed(seed)
+    model = busi_net(wbits, abits)
+    with torch.no_grad():
+        for layer in model.layers():
+            if layer.last:
+                continue
+            n = layer.bn.num_features
+            layer.bn.weight.copy_(torch.randn(n))
+            layer.bn.weight[0] = 0.0  # a constant channel
+            layer.bn.bias.copy_(torch.randn(n) * 0.5)
+    x = torch.randint(0, 256, (8, 1, 255, 255)).float() / 255
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):  # running statistics that fit the data
+            model(x)
+    model.eval()
+    model.init_quantizers(x)
+    return model
+
+
+@pytest.mark.parametrize("wbits,abits", [(2, 4), (4, 2), (8, 8)])
+def test_integer_reference_equals_the_pytorch_quantized_forward(wbits, abits):
+    model = random_trained_like(wbits, abits, seed=wbits * 10 + abits)
+    layers, scale = fold.quantized_layers(model)
+    assert any((l.get("thresholds") is not None) and
+               (l["thresholds"] == fold.INT32_MIN).any() for l in layers)
+    blob = package.build_package("t", "quantized", layers, {"test": True}, logit_scale=scale)
+    header, ref_layers = int_reference.read_package(blob)
+    images = np.random.default_rng(0).integers(0, 256, (4, 1, 255, 255)).astype(np.uint8)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(images).float() / 255).double().numpy()
+    for img, exp in zip(images, expected):
+        logits = int_reference.forward(header, ref_layers, img)
+        assert logits.dtype == np.int64
+        np.testing.assert_allclose(logits * header["logit_scale"], exp, rtol=1e-4,
+                                   atol=1e-6 * np.abs(exp).max())
+
+
+def test_float_package_equals_the_float_network():
+    torch.manual_seed(3)
+    model = busi_net()
+    x = torch.rand(4, 1, 255, 255)
+    model.train()
+    with torch.no_grad():
+        model(x)
+    model.eval()
+    blob = package.build_package("f", "float", fold.float_layers(model), {})
+    header, layers = int_reference.read_package(blob)
+    assert header["kind"] == "float" and "logit_scale" not in header
+    images = (x * 255).round().to(torch.uint8)
+    with torch.no_grad():
+        expected = model(images.float() / 255).double().numpy()
+    for img, exp in zip(images.numpy(), expected):
+        np.testing.assert_allclose(int_reference.forward(header, layers, img), exp,
+                                   rtol=1e-4, atol=1e-5 * np.abs(exp).max())
+
+
+def test_container_is_checked():
+    model = random_trained_like(2, 4, seed=5)
+    layers, scale = fold.quantized_layers(model)
+    blob = bytearray(package.build_package("t", "quantized", layers, {}, logit_scale=scale))
+    header, _ = int_reference.read_package(bytes(blob))
+    assert header["format"] == "busi-qnn" and header["input"]["preprocess"] == "gray-area-v1"
+    assert [l["type"] for l in header["layers"]] == \
+        ["conv", "maxpool"] * 5 + ["conv", "dense", "dense", "dense"]
+    blob[100] ^= 1
+    with pytest.raises(int_reference.package_error, match="CRC"):
+        int_reference.read_package(bytes(blob))
+
+
+def test_qonnx_graph_predicts_like_the_quantized_network():
+    import onnx
+    from busi_train import qonnx_numpy
+    model = random_trained_like(2, 4, seed=7)
+    m = export.qonnx_model(model, "t")
+    quants = [n for n in m.graph.node if n.op_type == "Quant"]
+    assert len(quants) == 9 + 8 and all(n.domain == export.QONNX_DOMAIN for n in quants)
+    assert m.graph.node[0].op_type == "Div" and m.graph.node[-1].op_type == "TopK"
+    images = np.random.default_rng(1).integers(0, 256, (3, 1, 255, 255)).astype(np.float64)
+    env = qonnx_numpy.run(onnx.load_from_string(m.SerializeToString()), images)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(images).float() / 255).double().numpy()
+    assert env["global_out"].ravel().tolist() == expected.argmax(axis=1).tolist()
+    last_acc = [n for n in m.graph.node if n.op_type == "MatMul"][-1].output[0]
+    np.testing.assert_allclose(env[last_acc], expected, rtol=1e-3, atol=1e-5 * np.abs(expected).max())
+
+
+def test_float_onnx_runs_in_opencv_like_pytorch(tmp_path):
+    cv2 = pytest.importorskip("cv2")
+    torch.manual_seed(4)
+    model = busi_net()
+    model.train()
+    with torch.no_grad():
+        model(torch.rand(4, 1, 255, 255))
+    model.eval()
+    export.float_onnx(model, tmp_path / "f.onnx")
+    net = cv2.dnn.readNetFromONNX(str(tmp_path / "f.onnx"))
+    x = np.random.default_rng(2).integers(0, 256, (2, 1, 255, 255)).astype(np.float32)
+    net.setInput(x)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x) / 255).numpy()
+    np.testing.assert_allclose(net.forward(), expected, rtol=1e-3, atol=1e-4 * np.abs(expected).max())
