@@ -1,0 +1,146 @@
+// Runs the busi-infer binary as a user would and checks its output and exit codes.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <opencv2/imgcodecs.hpp>
+
+#include "busi/random_model.hpp"
+#include "test_support.hpp"
+
+namespace busi {
+namespace {
+
+using test::TempDir;
+
+struct Run {
+  int exit_code = -1;
+  std::string out;  // stdout and stderr together
+};
+
+std::string quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+Run busi_infer(const std::string& args) {
+  const std::string cmd = quote(BUSI_INFER_BINARY) + " --no-progress " + args + " 2>&1";
+  Run run;
+  FILE* pipe = popen(cmd.c_str(), "r");
+  std::array<char, 4096> buf{};
+  while (std::size_t n = std::fread(buf.data(), 1, buf.size(), pipe)) run.out.append(buf.data(), n);
+  const int status = pclose(pipe);
+  run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return run;
+}
+
+// A folder of good and bad images laid out like BUSI (class folders).
+struct Fixture {
+  TempDir dir;
+  std::string model;
+  Fixture() {
+    for (const char* c : {"normal", "benign", "malignant"}) std::filesystem::create_directories(dir / c);
+    for (int i = 0; i < 3; ++i) {
+      cv::Mat img(60 + i, 80, CV_8UC3);
+      cv::randu(img, 0, 255);
+      cv::imwrite((dir / (std::string(i == 0 ? "normal" : i == 1 ? "benign" : "malignant") + "/img (" +
+                          std::to_string(i) + ").png"))
+                      .string(),
+                  img);
+    }
+    test::write_file(dir / "benign/broken.png", {'n', 'o', 't', ' ', 'p', 'n', 'g'});
+    test::write_file(dir / "benign/empty.png", {});
+    model = (dir / "m.bqnn").string();
+    test::write_file(model, random_model(paper_network_spec(2, 4), 11).serialize());
+  }
+};
+
+TEST(Cli, HelpListsBackendsAndExitCodes) {
+  const Run r = busi_infer("--help");
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.out.find("cpu_int"), std::string::npos);
+  EXPECT_NE(r.out.find("Exit codes"), std::string::npos);
+  EXPECT_NE(r.out.find("--threads"), std::string::npos);
+}
+
+TEST(Cli, UsageErrorsExitTwo) {
+  EXPECT_EQ(busi_infer("").exit_code, 2);
+  EXPECT_EQ(busi_infer("--format yaml x.png").exit_code, 2);
+  EXPECT_EQ(busi_infer("--threads 0 x.png").exit_code, 2);
+  const Run r = busi_infer("--backend fgpa x.png");
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_NE(r.out.find("unknown backend 'fgpa'; available: cpu_int"), std::string::npos) << r.out;
+}
+
+TEST(Cli, BadImagesAreReportedAndTheRestClassified) {
+  Fixture f;
+  const Run r = busi_infer("--model " + quote(f.model) + " " + quote(f.dir.path().string()));
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+  EXPECT_NE(r.out.find("3 of 5 images classified, 2 failed"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("broken.png: not a readable image"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("empty.png: file is empty"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("accuracy"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("sensitivity"), std::string::npos) << r.out;
+}
+
+TEST(Cli, MissingPathAndEmptyFolderAreReported) {
+  Fixture f;
+  std::filesystem::create_directories(f.dir / "nothing");
+  const Run r = busi_infer("--model " + quote(f.model) + " " + quote((f.dir / "nope").string()) + " " +
+                           quote((f.dir / "nothing").string()) + " " + quote((f.dir / "normal").string()));
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+  EXPECT_NE(r.out.find("nope: no such file or directory"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("nothing: no images found"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("1 of 1 images classified"), std::string::npos) << r.out;
+}
+
+TEST(Cli, CorruptModelIsFatalWithItsName) {
+  Fixture f;
+  test::write_file(f.dir / "bad.bqnn", {'B', 'U', 'S', 'I', 'Q', 'N', 'N', 0, 1});
+  const Run r = busi_infer("--model " + quote((f.dir / "bad.bqnn").string()) + " " + quote(f.dir.path().string()));
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_NE(r.out.find("bad.bqnn: truncated"), std::string::npos) << r.out;
+}
+
+TEST(Cli, JsonAndThreadsGiveTheSameAnswers) {
+  Fixture f;
+  const Run one = busi_infer("--format json --model " + quote(f.model) + " " + quote(f.dir.path().string()));
+  const Run two = busi_infer("--format json --threads 2 --batch 2 --model " + quote(f.model) + " " +
+                             quote(f.dir.path().string()));
+  const auto a = nlohmann::json::parse(one.out), b = nlohmann::json::parse(two.out);
+  ASSERT_EQ(a["images"].size(), 5u);
+  EXPECT_EQ(a["images"], b["images"]);
+  EXPECT_EQ(a["summary"]["failed"], 2);
+  EXPECT_EQ(a["summary"]["labelled"], 3);
+  EXPECT_EQ(a["images"][0]["logits"].size(), 3u);
+}
+
+TEST(Cli, CsvHasOneRowPerImage) {
+  Fixture f;
+  const Run r = busi_infer("--format csv --model " + quote(f.model) + " " + quote((f.dir / "benign").string()));
+  EXPECT_NE(r.out.find("file,class,score_normal,score_benign,score_malignant,error"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("broken.png,,,,,"), std::string::npos) << r.out;
+}
+
+TEST(Cli, VerifyAgainstTheSameBackendAgrees) {
+  Fixture f;
+  const Run r = busi_infer("--verify cpu_int --isa scalar --model " + quote(f.model) + " " +
+                           quote((f.dir / "normal").string()));
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("verify against cpu_int: 0 disagreements"), std::string::npos) << r.out;
+}
+
+TEST(Cli, ClassifiesBusiWithTheDefaultModel) {
+  BUSI_REQUIRE_DATA();
+  const Run r = busi_infer("--threads 2 --format json " + quote((test::busi_data_dir() / "normal").string()));
+  EXPECT_EQ(r.exit_code, 0) << r.out.substr(0, 2000);
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["summary"]["classified"], 120);
+  EXPECT_EQ(j["summary"]["labelled"], 120);
+}
+
+}  // namespace
+}  // namespace busi
