@@ -15,7 +15,7 @@ namespace {
 
 using test::TempDir;
 
-struct Run {
+struct CliRun {
   int exit_code = -1;
   std::string out;  // stdout and stderr together
 };
@@ -26,9 +26,9 @@ std::string quote(const std::string& s) {
   return q + "'";
 }
 
-Run busi_infer(const std::string& args) {
+CliRun busi_infer(const std::string& args) {
   const std::string cmd = quote(BUSI_INFER_BINARY) + " --no-progress " + args + " 2>&1";
-  Run run;
+  CliRun run;
   FILE* pipe = popen(cmd.c_str(), "r");
   std::array<char, 4096> buf{};
   while (std::size_t n = std::fread(buf.data(), 1, buf.size(), pipe)) run.out.append(buf.data(), n);
@@ -59,7 +59,7 @@ struct Fixture {
 };
 
 TEST(Cli, HelpListsBackendsAndExitCodes) {
-  const Run r = busi_infer("--help");
+  const CliRun r = busi_infer("--help");
   EXPECT_EQ(r.exit_code, 0);
   EXPECT_NE(r.out.find("cpu_int"), std::string::npos);
   EXPECT_NE(r.out.find("Exit codes"), std::string::npos);
@@ -70,14 +70,14 @@ TEST(Cli, UsageErrorsExitTwo) {
   EXPECT_EQ(busi_infer("").exit_code, 2);
   EXPECT_EQ(busi_infer("--format yaml x.png").exit_code, 2);
   EXPECT_EQ(busi_infer("--threads 0 x.png").exit_code, 2);
-  const Run r = busi_infer("--backend fgpa x.png");
+  const CliRun r = busi_infer("--backend fgpa x.png");
   EXPECT_EQ(r.exit_code, 3);
   EXPECT_NE(r.out.find("unknown backend 'fgpa'; available: cpu_int"), std::string::npos) << r.out;
 }
 
 TEST(Cli, BadImagesAreReportedAndTheRestClassified) {
   Fixture f;
-  const Run r = busi_infer("--model " + quote(f.model) + " " + quote(f.dir.path().string()));
+  const CliRun r = busi_infer("--model " + quote(f.model) + " " + quote(f.dir.path().string()));
   EXPECT_EQ(r.exit_code, 1) << r.out;
   EXPECT_NE(r.out.find("3 of 5 images classified, 2 failed"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("broken.png: not a readable image"), std::string::npos) << r.out;
@@ -89,7 +89,7 @@ TEST(Cli, BadImagesAreReportedAndTheRestClassified) {
 TEST(Cli, MissingPathAndEmptyFolderAreReported) {
   Fixture f;
   std::filesystem::create_directories(f.dir / "nothing");
-  const Run r = busi_infer("--model " + quote(f.model) + " " + quote((f.dir / "nope").string()) + " " +
+  const CliRun r = busi_infer("--model " + quote(f.model) + " " + quote((f.dir / "nope").string()) + " " +
                            quote((f.dir / "nothing").string()) + " " + quote((f.dir / "normal").string()));
   EXPECT_EQ(r.exit_code, 1) << r.out;
   EXPECT_NE(r.out.find("nope: no such file or directory"), std::string::npos) << r.out;
@@ -100,34 +100,37 @@ TEST(Cli, MissingPathAndEmptyFolderAreReported) {
 TEST(Cli, CorruptModelIsFatalWithItsName) {
   Fixture f;
   test::write_file(f.dir / "bad.bqnn", {'B', 'U', 'S', 'I', 'Q', 'N', 'N', 0, 1});
-  const Run r = busi_infer("--model " + quote((f.dir / "bad.bqnn").string()) + " " + quote(f.dir.path().string()));
+  const CliRun r = busi_infer("--model " + quote((f.dir / "bad.bqnn").string()) + " " + quote(f.dir.path().string()));
   EXPECT_EQ(r.exit_code, 3);
   EXPECT_NE(r.out.find("bad.bqnn: truncated"), std::string::npos) << r.out;
 }
 
 TEST(Cli, JsonAndThreadsGiveTheSameAnswers) {
   Fixture f;
-  const Run one = busi_infer("--format json --model " + quote(f.model) + " " + quote(f.dir.path().string()));
-  const Run two = busi_infer("--format json --threads 2 --batch 2 --model " + quote(f.model) + " " +
+  const CliRun one = busi_infer("--format json --model " + quote(f.model) + " " + quote(f.dir.path().string()));
+  const CliRun two = busi_infer("--format json --threads 2 --batch 2 --model " + quote(f.model) + " " +
                              quote(f.dir.path().string()));
   const auto a = nlohmann::json::parse(one.out), b = nlohmann::json::parse(two.out);
   ASSERT_EQ(a["images"].size(), 5u);
   EXPECT_EQ(a["images"], b["images"]);
   EXPECT_EQ(a["summary"]["failed"], 2);
   EXPECT_EQ(a["summary"]["labelled"], 3);
-  EXPECT_EQ(a["images"][0]["logits"].size(), 3u);
+  // Sorted: benign/broken.png, benign/empty.png, benign/img (1).png, ...
+  EXPECT_NE(a["images"][0]["error"].get<std::string>().find("broken.png"), std::string::npos);
+  EXPECT_EQ(a["images"][2]["logits"].size(), 3u);
+  EXPECT_EQ(a["images"][2]["label"], "benign");
 }
 
 TEST(Cli, CsvHasOneRowPerImage) {
   Fixture f;
-  const Run r = busi_infer("--format csv --model " + quote(f.model) + " " + quote((f.dir / "benign").string()));
+  const CliRun r = busi_infer("--format csv --model " + quote(f.model) + " " + quote((f.dir / "benign").string()));
   EXPECT_NE(r.out.find("file,class,score_normal,score_benign,score_malignant,error"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("broken.png,,,,,"), std::string::npos) << r.out;
 }
 
 TEST(Cli, VerifyAgainstTheSameBackendAgrees) {
   Fixture f;
-  const Run r = busi_infer("--verify cpu_int --isa scalar --model " + quote(f.model) + " " +
+  const CliRun r = busi_infer("--verify cpu_int --isa scalar --model " + quote(f.model) + " " +
                            quote((f.dir / "normal").string()));
   EXPECT_EQ(r.exit_code, 0) << r.out;
   EXPECT_NE(r.out.find("verify against cpu_int: 0 disagreements"), std::string::npos) << r.out;
@@ -135,7 +138,7 @@ TEST(Cli, VerifyAgainstTheSameBackendAgrees) {
 
 TEST(Cli, ClassifiesBusiWithTheDefaultModel) {
   BUSI_REQUIRE_DATA();
-  const Run r = busi_infer("--threads 2 --format json " + quote((test::busi_data_dir() / "normal").string()));
+  const CliRun r = busi_infer("--threads 2 --format json " + quote((test::busi_data_dir() / "normal").string()));
   EXPECT_EQ(r.exit_code, 0) << r.out.substr(0, 2000);
   const auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["summary"]["classified"], 120);

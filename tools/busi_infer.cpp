@@ -399,7 +399,7 @@ int run(const Options& o) {
     out << " in " << std::fixed << std::setprecision(2) << seconds << " s (" << std::setprecision(1)
         << classified / seconds << " images/s, " << o.threads << " thread" << (o.threads > 1 ? "s" : "")
         << "), peak memory " << peak_rss_mb() << " MB\n"
-        << "backend " << o.backend << ": " << describe << "; model " << model->name << "\n";
+        << describe << "; model " << model->name << "\n";
     if (o.verify)
       out << "verify against " << *o.verify << ": " << disagreements << " disagreement"
           << (disagreements == 1 ? "" : "s") << "\n";
