@@ -20,31 +20,43 @@ if _bundled_models.is_dir():
     _os.environ.setdefault("BUSI_MODEL_DIR", str(_bundled_models))
 
 from ._core import (  # noqa: E402  (after the model folder is known)
+    BinaryRates,
     Classifier,
+    ConfusionMatrix,
     DeviceError,
     Error,
     ImageError,
+    LatencySummary,
     Model,
     ModelError,
     Prediction,
     __version__,
     available_backends,
     collect_images,
+    label_from_path,
     load_image,
+    percentile,
     preprocess,
+    summarize_latencies,
 )
 
 __all__ = [
+    "BinaryRates",
     "Classifier",
+    "ConfusionMatrix",
     "DeviceError",
     "Error",
     "ImageError",
+    "LatencySummary",
     "Model",
     "ModelError",
     "Prediction",
     "__version__",
     "available_backends",
     "collect_images",
+    "label_from_path",
     "load_image",
+    "percentile",
     "preprocess",
+    "summarize_latencies",
 ]

@@ -105,4 +105,78 @@ def load_image(path: Union[str, os.PathLike], height: int = 255, width: int = 25
 def collect_images(root: Union[str, os.PathLike]) -> List[str]:
     """The image files under a folder (recursively, sorted), or the path itself for a file."""
 
+class BinaryRates:
+    """Normal versus abnormal counts (positive = abnormal: benign or malignant)."""
+
+    @property
+    def true_positive(self) -> int: ...
+    @property
+    def false_negative(self) -> int: ...
+    @property
+    def true_negative(self) -> int: ...
+    @property
+    def false_positive(self) -> int: ...
+    @property
+    def sensitivity(self) -> float:
+        """TP / (TP + FN); NaN without abnormal images."""
+    @property
+    def specificity(self) -> float:
+        """TN / (TN + FP); NaN without normal images."""
+
+class ConfusionMatrix:
+    """Counts of (true class, predicted class); rows true, columns predicted, model class order."""
+
+    def __init__(self, class_names: List[str]) -> None: ...
+    def add(self, true_class: int, predicted_class: int) -> None:
+        """Counts one image; raises Error for a class index out of range."""
+    def add_all(self, true_classes: Iterable[int], predicted_classes: Iterable[int]) -> None:
+        """Counts many images (two equally long sequences)."""
+    @property
+    def class_names(self) -> List[str]: ...
+    def count(self, true_class: int, predicted_class: int) -> int: ...
+    @property
+    def total(self) -> int: ...
+    @property
+    def correct(self) -> int: ...
+    def class_total(self, true_class: int) -> int: ...
+    @property
+    def accuracy(self) -> float:
+        """correct / total; NaN when empty."""
+    def recall(self, true_class: int) -> float:
+        """NaN when the class has no image."""
+    def precision(self, predicted_class: int) -> float:
+        """NaN when never predicted."""
+    def recalls(self) -> List[float]: ...
+    def normal_vs_abnormal(self, negative: str = "normal") -> BinaryRates: ...
+    def to_numpy(self) -> npt.NDArray[np.int64]:
+        """The counts as an int64 array [true][predicted]."""
+    def to_text(self) -> str:
+        """A fixed-width table with per-class recall."""
+
+class LatencySummary:
+    """Latency statistics in milliseconds."""
+
+    @property
+    def count(self) -> int: ...
+    @property
+    def mean_ms(self) -> float: ...
+    @property
+    def min_ms(self) -> float: ...
+    @property
+    def max_ms(self) -> float: ...
+    @property
+    def p50_ms(self) -> float: ...
+    @property
+    def p90_ms(self) -> float: ...
+    @property
+    def p99_ms(self) -> float: ...
+
+def percentile(values: List[float], p: float) -> float:
+    """p in [0, 100], linear between the nearest order statistics (numpy's default)."""
+
+def summarize_latencies(milliseconds: List[float]) -> LatencySummary: ...
+
+def label_from_path(image: Union[str, os.PathLike], class_names: List[str]) -> int:
+    """The class named by the nearest enclosing folder of an image; -1 when none does."""
+
 def _wraps_without_copy(image: np.ndarray) -> bool: ...

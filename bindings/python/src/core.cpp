@@ -17,6 +17,7 @@
 #include <optional>
 #include <variant>
 
+#include "bindings.hpp"
 #include "busi/classifier.hpp"
 #include "busi/error.hpp"
 #include "busi/image.hpp"
@@ -360,6 +361,7 @@ PYBIND11_MODULE(_core, m) {
         return files;
       },
       py::arg("root"), "The image files under a folder (recursively, sorted), or the path itself for a file.");
+  bind_metrics(m);
   m.def("_wraps_without_copy",
         [](const py::array& image) { return !wrap_array(image, color_order::bgr).copied; },
         py::arg("image"), "Whether classify() reads this array in place (for the tests).");

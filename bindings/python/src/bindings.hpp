@@ -1,0 +1,5 @@
+#pragma once
+// The parts of busi_infer._core defined outside core.cpp, one per area.
+#include <pybind11/pybind11.h>
+
+void bind_metrics(pybind11::module_& m);
