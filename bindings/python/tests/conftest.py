@@ -1,6 +1,7 @@
 """Fixtures for the busi_infer tests. ctest sets PYTHONPATH to the build-tree
 package and BUSI_SOURCE_DIR / BUSI_BUILD_DIR; BUSI_DATA points at the BUSI
 images (default: <source>/../shared/busi)."""
+import json
 import os
 import pathlib
 import shutil
@@ -65,17 +66,35 @@ def png_path(tmp_path):
     return path, image
 
 
+def tool_path(tool):
+    """A C++ tool of this build (or on PATH); None when not built."""
+    exe = BUILD_DIR / "tools" / tool if BUILD_DIR else None
+    if exe is not None and exe.exists():
+        return str(exe)
+    return shutil.which(tool)
+
+
 def cli_error(tool, *args):
     """The message a C++ tool of this build prints for an error ("<tool>: error: MSG"),
     or None when the tool is not built."""
-    exe = BUILD_DIR / "tools" / tool if BUILD_DIR else None
-    if exe is None or not exe.exists():
-        exe = shutil.which(tool)
-        if exe is None:
-            return None
-    result = subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True)
+    exe = tool_path(tool)
+    if exe is None:
+        return None
+    result = subprocess.run([exe, *map(str, args)], capture_output=True, text=True)
     assert result.returncode != 0, f"{tool} {args} succeeded: {result.stdout}"
     prefix = f"{tool}: error: "
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith(prefix), result.stderr
     return line[len(prefix):]
+
+
+def cli_json(*args):
+    """busi-infer's JSON report for the arguments, or None when it is not built.
+    Its exit code is not checked: 1 means some images failed, which tests ask for."""
+    exe = tool_path("busi-infer")
+    if exe is None:
+        return None
+    result = subprocess.run([exe, "--format", "json", "--no-progress", *map(str, args)],
+                            capture_output=True, text=True)
+    assert result.returncode in (0, 1), result.stderr
+    return json.loads(result.stdout)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import busi_infer
-from conftest import synthetic_bgr
+from conftest import cli_json, synthetic_bgr
 
 cv2 = pytest.importorskip("cv2")
 
@@ -48,6 +48,22 @@ def test_gray_and_16_bit_arrays_equal_their_files(classifier, tmp_path):
         assert cv2.imwrite(str(path), image)
         assert same(classifier.classify(image), classifier.classify(path)), name
     assert same(classifier.classify(gray[..., None]), classifier.classify(gray))
+
+
+def test_same_answer_as_the_cli(classifier, tmp_path):
+    paths = []
+    for seed in range(3):  # no spaces: the CLI's path arguments do not take them (yet)
+        paths.append(tmp_path / f"synthetic{seed}.png")
+        assert cv2.imwrite(str(paths[-1]), synthetic_bgr(240 + 9 * seed, 270, seed=20 + seed))
+    report = cli_json(*paths)
+    if report is None:
+        pytest.skip("busi-infer is not built")
+    assert report["summary"]["backend"] == classifier.backend
+    assert report["summary"]["model_path"] == classifier.model.source
+    for entry in report["images"]:
+        p = classifier.classify(cv2.imread(entry["file"]))
+        assert (p.class_index, p.class_name, p.logits) == (entry["class_index"], entry["class"], entry["logits"])
+        assert p.scores == pytest.approx(entry["scores"], rel=1e-6)
 
 
 def test_real_images_array_equals_path(classifier, busi_images):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import busi_infer
-from conftest import SOURCE_DIR, cli_error
+from conftest import SOURCE_DIR, cli_error, cli_json
 
 MODEL = SOURCE_DIR / "models" / "busi-w2a4.bqnn"
 
@@ -23,6 +23,8 @@ def test_unknown_backend_lists_the_known_ones():
     names = busi_infer.available_backends()
     assert str(info.value) == "unknown backend 'fgpa'; available: " + (", ".join(names) or "(none compiled in)")
     assert type(info.value) is busi_infer.Error
+    from_cli = cli_error("busi-infer", "--backend", "fgpa", SOURCE_DIR / "models")
+    assert from_cli in (None, str(info.value))
 
 
 def bad_models(tmp_path):
@@ -56,8 +58,23 @@ def test_classifier_model_errors(tmp_path, backend):
 
 
 def test_unknown_setting(backend):
-    with pytest.raises(busi_infer.Error, match=f"^backend {backend} has no setting 'bogus'"):
+    with pytest.raises(busi_infer.Error, match=f"^backend {backend} has no setting 'bogus'") as info:
         busi_infer.Classifier(backend, bogus=1)
+    assert cli_error("busi-infer", "--set", "bogus=1", SOURCE_DIR / "models") in (None, str(info.value))
+
+
+def test_image_errors_match_the_cli(classifier, tmp_path):
+    files = {"empty.png": b"", "text.png": b"not an image at all\n", "truncated.jpg": b"\xff\xd8\xff\xe0" + bytes(100)}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    report = cli_json(*(tmp_path / name for name in files))
+    if report is None:
+        pytest.skip("busi-infer is not built: no C++ message to compare with")
+    assert len(report["images"]) == len(files)
+    for entry in report["images"]:
+        with pytest.raises(busi_infer.ImageError) as info:
+            classifier.classify(entry["file"])
+        assert str(info.value) == entry["error"]
 
 
 def test_image_file_errors(classifier, tmp_path):
