@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Instructions of one cpu_int inference on the PYNQ-Z1's Cortex-A9, counted
+# under qemu-arm -cpu cortex-a9 with insn_count_plugin.c, and the time per
+# image at 650 MHz they imply for a stated range of instructions per cycle.
+# The result is an ESTIMATE, not a measurement on the board.
+#
+# One inference = the difference between insn_probe runs with 1, 2 and 3
+# repeats (start-up, model load and image decoding cancel out); the script
+# checks that both differences agree, i.e. the count is exact.
+#
+# Usage: benchmarks/armhf/count-insns.sh [armhf-build-dir] [image]
+#   (build dir from scripts/test-armhf.sh, default build-armhf; image default
+#   ../shared/busi/benign/benign (1).png). Prints a markdown table.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+build=${1:-build-armhf}
+image=${2:-${BUSI_DATA:-../shared/busi}/benign/benign (1).png}
+root=${BUSI_ARMHF_SYSROOT:-/opt/busi-armhf/sysroot}
+mhz=650
+[ -f "$image" ] || { echo "count-insns: image $image not found" >&2; exit 1; }
+
+plugin="$build/insn_count_plugin.so"
+cc -O2 -Wall -shared -fPIC -o "$plugin" benchmarks/armhf/insn_count_plugin.c
+cmake --build "$build" --target insn_probe >/dev/null
+probe="$build/benchmarks/armhf/insn_probe"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
+# counts ISA REPEATS -> "insns simd simd_mem scalar_mem"
+counts() {
+  qemu-arm -cpu cortex-a9 -L "$root" -plugin "$plugin" -d plugin -D "$log" "$probe" "$1" "$2" "$image" >/dev/null
+  sed -n 's/^insn_count: insns=\([0-9]*\) simd=\([0-9]*\) simd_mem=\([0-9]*\) scalar_mem=\([0-9]*\)$/\1 \2 \3 \4/p' "$log"
+}
+
+echo "image: $image; qemu $(qemu-arm --version | head -1 | awk '{print $3}'), -cpu cortex-a9"
+echo
+echo "| cpu_int isa | instructions / image | NEON+VFP | of which NEON loads/stores | scalar loads/stores | est. ms at IPC 1.0 | est. ms at IPC 0.5 | NEON issue floor, ms |"
+echo "|---|---|---|---|---|---|---|---|"
+for isa in scalar neon; do
+  if ! qemu-arm -cpu cortex-a9 -L "$root" "$probe" "$isa" 0 "$image" >/dev/null 2>&1; then
+    echo "| $isa | not available in this build | | | | | | |"
+    continue
+  fi
+  read -r a1 s1 m1 l1 <<<"$(counts "$isa" 1)"
+  read -r a2 s2 m2 l2 <<<"$(counts "$isa" 2)"
+  read -r a3 s3 m3 l3 <<<"$(counts "$isa" 3)"
+  if [ $((a2 - a1)) -ne $((a3 - a2)) ]; then
+    echo "count-insns: $isa: the second and third inference differ ($((a2 - a1)) vs $((a3 - a2)) instructions)" >&2
+    exit 1
+  fi
+  awk -v isa="$isa" -v n=$((a2 - a1)) -v s=$((s2 - s1)) -v m=$((m2 - m1)) -v l=$((l2 - l1)) -v mhz=$mhz 'BEGIN {
+    # ms = instructions / (IPC * MHz * 1000); the A9 NEON unit issues at most one
+    # instruction per cycle, so NEON+VFP instructions alone take >= s cycles.
+    printf "| %s | %.1f M | %.1f M | %.1f M | %.1f M | %.0f | %.0f | %.1f |\n",
+      isa, n / 1e6, s / 1e6, m / 1e6, l / 1e6, n / (1.0 * mhz * 1e3), n / (0.5 * mhz * 1e3), s / (mhz * 1e3) }'
+done
