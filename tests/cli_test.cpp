@@ -27,7 +27,7 @@ std::string quote(const std::string& s) {
 }
 
 CliRun busi_infer(const std::string& args) {
-  const std::string cmd = quote(BUSI_INFER_BINARY) + " --no-progress " + args + " 2>&1";
+  const std::string cmd = BUSI_INFER_LAUNCHER + quote(BUSI_INFER_BINARY) + " --no-progress " + args + " 2>&1";
   CliRun run;
   FILE* pipe = popen(cmd.c_str(), "r");
   std::array<char, 4096> buf{};
