@@ -52,27 +52,28 @@ struct avx2_kernel {
     return _mm256_set1_epi32(v);
   }
 
-  template <int NV, bool Split>
-  static void dot_impl(const packed& p, int v0, const uint8_t* const pos[4], std::size_t row, vec (&acc)[4][NV]) {
+  template <int NP, int NV, bool Split>
+  static void dot_impl(const packed& p, int v0, const uint8_t* const* pos, std::size_t row, vec (&acc)[NP][NV]) {
     const __m256i ones = _mm256_set1_epi16(1), sixteens = _mm256_set1_epi16(16);
-    for (int i = 0; i < 4; ++i)
+    for (int i = 0; i < NP; ++i)
       for (int v = 0; v < NV; ++v) acc[i][v] = _mm256_setzero_si256();
     const std::size_t offset = std::size_t(v0) * lanes * 4;
     const int8_t* w = p.weights.data() + offset;
     const int8_t* h = Split ? p.high.data() + offset : nullptr;
     const std::size_t w_step = std::size_t(p.oc_pad) * 4;
     for (int ky = 0; ky < p.kh; ++ky) {
-      const uint8_t* r[4] = {pos[0] + ky * row, pos[1] + ky * row, pos[2] + ky * row, pos[3] + ky * row};
+      const uint8_t* r[NP];
+      for (int i = 0; i < NP; ++i) r[i] = pos[i] + ky * row;
       for (int g = 0; g < p.groups; ++g, w += w_step) {
-        __m256i a[4];
-        for (int i = 0; i < 4; ++i) a[i] = broadcast_group(r[i] + 4 * g);
+        __m256i a[NP];
+        for (int i = 0; i < NP; ++i) a[i] = broadcast_group(r[i] + 4 * g);
         for (int v = 0; v < NV; ++v) {
           const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + v * lanes * 4));
-          for (int i = 0; i < 4; ++i)
+          for (int i = 0; i < NP; ++i)
             acc[i][v] = _mm256_add_epi32(acc[i][v], _mm256_madd_epi16(_mm256_maddubs_epi16(a[i], wv), ones));
           if constexpr (Split) {
             const __m256i hv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(h + v * lanes * 4));
-            for (int i = 0; i < 4; ++i)
+            for (int i = 0; i < NP; ++i)
               acc[i][v] = _mm256_add_epi32(acc[i][v], _mm256_madd_epi16(_mm256_maddubs_epi16(a[i], hv), sixteens));
           }
         }
@@ -81,15 +82,20 @@ struct avx2_kernel {
     }
   }
 
-  template <int NV>
-  static void dot(const packed& p, int v0, const uint8_t* const pos[4], std::size_t row, vec (&acc)[4][NV]) {
+  // 16 ymm registers: 4 positions x 2 vectors of accumulators, plus operands.
+  static constexpr int positions(int) { return 4; }
+
+  template <int NP, int NV>
+  static void dot(const packed& p, int v0, const uint8_t* const* pos, std::size_t row, vec (&acc)[NP][NV]) {
     if (p.split)
-      dot_impl<NV, true>(p, v0, pos, row, acc);
+      dot_impl<NP, NV, true>(p, v0, pos, row, acc);
     else
-      dot_impl<NV, false>(p, v0, pos, row, acc);
+      dot_impl<NP, NV, false>(p, v0, pos, row, acc);
   }
 
   static vec max(vec a, vec b) { return _mm256_max_epi32(a, b); }
+
+  static bool run_special(const conv_step&, const packed&, const uint8_t*, uint8_t*) { return false; }
 
   static void store_levels(const packed& p, int v, vec acc, uint8_t* out) {
     // level = per - (number of thresholds t with t > acc); cmpgt gives -1.

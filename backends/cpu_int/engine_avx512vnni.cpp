@@ -18,6 +18,11 @@ struct avx512vnni_kernel {
     std::vector<int8_t> weights;      // pack_groups layout
     std::vector<int32_t> thresholds;  // pack_thresholds layout
     int kh, groups, oc, oc_pad, per;
+    // The one-channel kernel (first_layer): weights as 4-tap dwords
+    // [channel / 8][kh][groups][channel % 8], thresholds as 16-entry rows per
+    // channel padded with INT32_MAX.
+    bool first_layer = false;
+    std::vector<int32_t> tap_weights, threshold_rows;
   };
 
   static packed pack(const conv_step& s) {
@@ -29,7 +34,128 @@ struct avx512vnni_kernel {
     p.oc = s.oc;
     p.oc_pad = (s.oc + lanes - 1) / lanes * lanes;
     p.per = s.logits ? 0 : s.thresholds_per_channel();
+    // One input channel, 2x2 pool, at most 15 levels: the first layer of this
+    // project's networks, where channels-across-lanes would waste most lanes.
+    // kw <= 16 bounds the 32-byte loads and keeps |acc| far below INT32_MAX,
+    // so INT32_MAX padding in threshold rows is never reached.
+    p.first_layer = s.in_c == 1 && s.pool == 2 && !s.logits && s.kw <= 16 && p.per <= 15;
+    if (p.first_layer) {
+      const int oc8 = (s.oc + 7) / 8 * 8;
+      p.tap_weights.assign(std::size_t(oc8) * s.kh * s.groups, 0);
+      for (int o = 0; o < s.oc; ++o)
+        for (int ky = 0; ky < s.kh; ++ky)
+          for (int g = 0; g < s.groups; ++g) {
+            uint32_t taps = 0;
+            for (int t = 0; t < 4; ++t) taps |= uint32_t(uint8_t(s.weight(ky, 4 * g + t, o))) << (8 * t);
+            p.tap_weights[((std::size_t(o / 8) * s.kh + ky) * s.groups + g) * 8 + o % 8] = int32_t(taps);
+          }
+      p.threshold_rows.assign(std::size_t(oc8) * 16, INT32_MAX);
+      for (int o = 0; o < s.oc; ++o)
+        for (int t = 0; t < p.per; ++t) p.threshold_rows[std::size_t(o) * 16 + t] = s.layer->channel_thresholds(o)[t];
+    }
     return p;
+  }
+
+  // Lane j of the result holds bytes j..j+3 from a: the 4 taps of output
+  // column j (vpermd brings bytes 4L..4L+15 into 128-bit lane L, vpshufb
+  // slides the window in the lane).
+  static __m512i sliding_taps(const uint8_t* a) {
+    const __m512i dwords = _mm512_set_epi32(6, 5, 4, 3, 5, 4, 3, 2, 4, 3, 2, 1, 3, 2, 1, 0);
+    const __m512i bytes = _mm512_broadcast_i32x4(_mm_set_epi8(6, 5, 4, 3, 5, 4, 3, 2, 4, 3, 2, 1, 3, 2, 1, 0));
+    const __m512i row = _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a)));
+    return _mm512_shuffle_epi8(_mm512_permutexvar_epi32(dwords, row), bytes);
+  }
+
+  // The first layer with output columns across lanes: 16 conv columns x 2
+  // conv rows (8 pooled outputs) x 8 channels per pass, then pooling in
+  // registers, a binary search of each channel's thresholds, and an 8x8 byte
+  // transpose into HWC. Steps: the first binary-search step, 2^(act_bits-1).
+  template <int Steps>
+  static void first_layer(const conv_step& s, const packed& p, const uint8_t* in, uint8_t* out) {
+    const std::size_t row = std::size_t(s.in_w);
+    const int kh = s.kh, groups = s.groups;
+    // Pair channels c, c+1 after pooling: even lanes (left columns of each
+    // pool window) vs odd lanes, channel c in lanes 0-7, c+1 in lanes 8-15.
+    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    const __m512i table_base = _mm512_set_epi32(16, 16, 16, 16, 16, 16, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0);
+    // [c][px] bytes -> [px][c]: pair rows into words in each 128-bit lane, then move words.
+    const __m512i interleave =
+        _mm512_broadcast_i32x4(_mm_set_epi8(15, 7, 14, 6, 13, 5, 12, 4, 11, 3, 10, 2, 9, 1, 8, 0));
+    alignas(64) int16_t word_order[32];
+    for (int px = 0; px < 8; ++px)
+      for (int lane = 0; lane < 4; ++lane) word_order[px * 4 + lane] = int16_t(lane * 8 + px);
+    const __m512i transpose = _mm512_load_si512(word_order);
+    alignas(64) uint8_t block[64];
+
+    for (int py = 0; py < s.pooled_h; ++py) {
+      const uint8_t* rows = in + std::size_t(2 * py) * row;
+      for (int px0 = 0; px0 < s.pooled_w; px0 += 8) {
+        const int valid = std::min(8, s.pooled_w - px0);
+        uint8_t* dst = out + (std::size_t(py) * s.pooled_w + px0) * s.oc;
+        for (int c0 = 0; c0 < s.oc; c0 += 8) {
+          // Conv rows 2py (top) and 2py+1 (bottom) share every weight.
+          __m512i top[8], bottom[8];
+          for (int c = 0; c < 8; ++c) top[c] = bottom[c] = _mm512_setzero_si512();
+          const int32_t* w = p.tap_weights.data() + std::size_t(c0) * kh * groups;
+          for (int ky = 0; ky < kh; ++ky)
+            for (int g = 0; g < groups; ++g, w += 8) {
+              const uint8_t* a = rows + ky * row + 2 * px0 + 4 * g;
+              const __m512i a_top = sliding_taps(a), a_bottom = sliding_taps(a + row);
+              for (int c = 0; c < 8; ++c) {
+                const __m512i wc = _mm512_set1_epi32(w[c]);
+                top[c] = _mm512_dpbusd_epi32(top[c], a_top, wc);
+                bottom[c] = _mm512_dpbusd_epi32(bottom[c], a_bottom, wc);
+              }
+            }
+          __m128i levels[4];
+          for (int q = 0; q < 4; ++q) {
+            const __m512i c_a = _mm512_max_epi32(top[2 * q], bottom[2 * q]);
+            const __m512i c_b = _mm512_max_epi32(top[2 * q + 1], bottom[2 * q + 1]);
+            const __m512i pooled =
+                _mm512_max_epi32(_mm512_permutex2var_epi32(c_a, even, c_b), _mm512_permutex2var_epi32(c_a, odd, c_b));
+            // Level = entries <= acc in the channel's padded, ascending row.
+            const int32_t* rows_ab = p.threshold_rows.data() + std::size_t(c0 + 2 * q) * 16;
+            const __m512i t_a = _mm512_loadu_si512(rows_ab), t_b = _mm512_loadu_si512(rows_ab + 16);
+            __m512i index = table_base;
+            for (int step = Steps; step > 0; step /= 2) {
+              const __m512i t =
+                  _mm512_permutex2var_epi32(t_a, _mm512_add_epi32(index, _mm512_set1_epi32(step - 1)), t_b);
+              index = _mm512_mask_add_epi32(index, _mm512_cmpge_epi32_mask(pooled, t), index, _mm512_set1_epi32(step));
+            }
+            levels[q] = _mm512_cvtepi32_epi8(_mm512_sub_epi32(index, table_base));
+          }
+          __m512i bytes = _mm512_castsi128_si512(levels[0]);  // [c][px]
+          bytes = _mm512_inserti32x4(bytes, levels[1], 1);
+          bytes = _mm512_inserti32x4(bytes, levels[2], 2);
+          bytes = _mm512_inserti32x4(bytes, levels[3], 3);
+          bytes = _mm512_permutexvar_epi16(transpose, _mm512_shuffle_epi8(bytes, interleave));  // [px][c]
+          if (s.oc == 8) {
+            _mm512_mask_storeu_epi8(dst, valid == 8 ? ~__mmask64(0) : (__mmask64(1) << (8 * valid)) - 1, bytes);
+          } else {
+            const int channels = std::min(8, s.oc - c0);
+            _mm512_store_si512(block, bytes);
+            for (int j = 0; j < valid; ++j) std::memcpy(dst + std::size_t(j) * s.oc + c0, block + 8 * j, channels);
+          }
+        }
+      }
+    }
+  }
+
+  static bool run_special(const conv_step& s, const packed& p, const uint8_t* in, uint8_t* out) {
+    if (!p.first_layer) return false;
+    switch (p.per) {  // 2^act_bits - 1 thresholds
+      case 1:
+        first_layer<1>(s, p, in, out);
+        break;
+      case 3:
+        first_layer<2>(s, p, in, out);
+        break;
+      default:
+        first_layer<8>(s, p, in, out);
+        break;
+    }
+    return true;
   }
 
   static __m512i broadcast_group(const uint8_t* a) {
@@ -38,26 +164,25 @@ struct avx512vnni_kernel {
     return _mm512_set1_epi32(v);
   }
 
-  template <int NV>
-  static void dot(const packed& p, int v0, const uint8_t* const pos[4], std::size_t row, vec (&acc)[4][NV]) {
-    for (int i = 0; i < 4; ++i)
+  // vpdpbusd has a latency of several cycles: one vector of channels needs 8
+  // independent accumulators to keep the unit busy.
+  static constexpr int positions(int nv) { return nv == 1 ? 8 : 4; }
+
+  template <int NP, int NV>
+  static void dot(const packed& p, int v0, const uint8_t* const* pos, std::size_t row, vec (&acc)[NP][NV]) {
+    for (int i = 0; i < NP; ++i)
       for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_si512();
     const int8_t* w = p.weights.data() + std::size_t(v0) * lanes * 4;
     const std::size_t w_step = std::size_t(p.oc_pad) * 4;
     for (int ky = 0; ky < p.kh; ++ky) {
-      const uint8_t* r0 = pos[0] + ky * row;
-      const uint8_t* r1 = pos[1] + ky * row;
-      const uint8_t* r2 = pos[2] + ky * row;
-      const uint8_t* r3 = pos[3] + ky * row;
+      const uint8_t* r[NP];
+      for (int i = 0; i < NP; ++i) r[i] = pos[i] + ky * row;
       for (int g = 0; g < p.groups; ++g, w += w_step) {
-        const __m512i a0 = broadcast_group(r0 + 4 * g), a1 = broadcast_group(r1 + 4 * g);
-        const __m512i a2 = broadcast_group(r2 + 4 * g), a3 = broadcast_group(r3 + 4 * g);
-        for (int v = 0; v < NV; ++v) {
-          const __m512i wv = _mm512_loadu_si512(w + v * lanes * 4);
-          acc[0][v] = _mm512_dpbusd_epi32(acc[0][v], a0, wv);
-          acc[1][v] = _mm512_dpbusd_epi32(acc[1][v], a1, wv);
-          acc[2][v] = _mm512_dpbusd_epi32(acc[2][v], a2, wv);
-          acc[3][v] = _mm512_dpbusd_epi32(acc[3][v], a3, wv);
+        __m512i wv[NV];
+        for (int v = 0; v < NV; ++v) wv[v] = _mm512_loadu_si512(w + v * lanes * 4);
+        for (int i = 0; i < NP; ++i) {
+          const __m512i a = broadcast_group(r[i] + 4 * g);
+          for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_dpbusd_epi32(acc[i][v], a, wv[v]);
         }
       }
     }

@@ -9,12 +9,17 @@
 //   per vector), max_nv (vectors of output channels held per pass);
 //   vec (an int32 accumulator vector); struct packed (a step's packed
 //   weights and thresholds) and static packed pack(const conv_step&);
-//   template <int NV> static void dot(const packed&, int v0, const uint8_t* const pos[4],
-//       std::size_t row_bytes, vec (&acc)[4][NV]): the accumulators of output-channel
-//       vectors v0..v0+NV-1 at 4 output positions (pos: top-left input pixel);
+//   static constexpr int positions(int nv): accumulator positions per dot() call
+//       for nv vectors (enough independent chains to hide latency, few enough to
+//       stay in registers);
+//   template <int NP, int NV> static void dot(const packed&, int v0, const uint8_t* const* pos,
+//       std::size_t row_bytes, vec (&acc)[NP][NV]): the accumulators of output-channel
+//       vectors v0..v0+NV-1 at NP output positions (pos: top-left input pixel);
 //   static vec max(vec, vec);
 //   static void store_levels(const packed&, int v, vec acc, uint8_t* out): the levels of
 //       vector v's channels to out[v*lanes ...] (only the real channels);
+//   static bool run_special(const conv_step&, const packed&, const uint8_t* in, uint8_t* out):
+//       runs the whole step with a kernel made for its shape, or returns false;
 //   static void store_logits(const packed&, int v, vec acc, int32_t* logits, std::size_t pixel,
 //       std::size_t plane): logits[channel * plane + pixel] (CHW).
 #include <algorithm>
@@ -27,57 +32,94 @@
 namespace busi::cpu_int {
 namespace {
 
+// Pooled outputs of one step for output-channel vectors v0..v0+NV-1, NP
+// accumulator positions per dot() call: whole windows of several pooled
+// outputs when a window fits in NP, else one window in chunks of NP (a short
+// last group repeats a position; max ignores the repeat).
+template <class K, int NP, int NV>
+void run_pooled(const conv_step& s, const typename K::packed& p, int v0, const uint8_t* in, uint8_t* out) {
+  using vec = typename K::vec;
+  const std::size_t row = s.in_row_bytes();
+  const std::size_t step_x = std::size_t(s.pool) * s.in_c;  // one pooled output to the right
+  const int window = int(s.window_offsets.size());
+  const int per_call = window <= NP ? NP / window : 1;  // pooled outputs per dot() call
+  // Position i of a call belongs to output unit[i] at window offset off[i].
+  int unit[NP];
+  std::size_t off[NP];
+  for (int i = 0; i < NP; ++i) {
+    unit[i] = window <= NP ? std::min(i / window, per_call - 1) : 0;
+    off[i] = s.window_offsets[window <= NP ? (i < per_call * window ? i % window : window - 1) : 0];
+  }
+  vec acc[NP][NV], m[NP][NV];
+  const uint8_t* pos[NP];
+  for (int py = 0; py < s.pooled_h; ++py) {
+    const uint8_t* row_in = in + std::size_t(py) * s.pool * row;
+    uint8_t* row_out = out + std::size_t(py) * s.pooled_w * s.oc;
+    for (int px = 0; px < s.pooled_w; px += per_call) {
+      const int units = std::min(per_call, s.pooled_w - px);
+      const uint8_t* base = row_in + std::size_t(px) * step_x;
+      if (window <= NP) {
+        for (int i = 0; i < NP; ++i) pos[i] = base + std::size_t(std::min(unit[i], units - 1)) * step_x + off[i];
+        K::template dot<NP, NV>(p, v0, pos, row, acc);
+        for (int u = 0; u < units; ++u)
+          for (int v = 0; v < NV; ++v) {
+            m[u][v] = acc[u * window][v];
+            for (int k = 1; k < window; ++k) m[u][v] = K::max(m[u][v], acc[u * window + k][v]);
+          }
+      } else {
+        for (int c = 0; c < window; c += NP) {
+          for (int i = 0; i < NP; ++i) pos[i] = base + s.window_offsets[std::min(c + i, window - 1)];
+          K::template dot<NP, NV>(p, v0, pos, row, acc);
+          for (int i = 0; i < NP; ++i)
+            for (int v = 0; v < NV; ++v) m[0][v] = c + i == 0 ? acc[0][v] : K::max(m[0][v], acc[i][v]);
+        }
+      }
+      for (int u = 0; u < units; ++u)
+        for (int v = 0; v < NV; ++v) K::store_levels(p, v0 + v, m[u][v], row_out + std::size_t(px + u) * s.oc);
+    }
+  }
+}
+
+// Unpooled outputs (levels or logits): NP consecutive positions of a row per call.
+template <class K, int NP, int NV>
+void run_unpooled(const conv_step& s, const typename K::packed& p, int v0, const uint8_t* in, uint8_t* out,
+                  int32_t* logits) {
+  using vec = typename K::vec;
+  const std::size_t row = s.in_row_bytes();
+  const std::size_t plane = std::size_t(s.out_h) * s.out_w;
+  vec acc[NP][NV];
+  const uint8_t* pos[NP];
+  for (int y = 0; y < s.out_h; ++y)
+    for (int x = 0; x < s.out_w; x += NP) {
+      for (int i = 0; i < NP; ++i) pos[i] = in + y * row + std::size_t(std::min(x + i, s.out_w - 1)) * s.in_c;
+      K::template dot<NP, NV>(p, v0, pos, row, acc);
+      for (int i = 0; i < std::min(NP, s.out_w - x); ++i) {
+        const std::size_t pixel = std::size_t(y) * s.out_w + x + i;
+        for (int v = 0; v < NV; ++v) {
+          if (s.logits)
+            K::store_logits(p, v0 + v, acc[i][v], logits, pixel, plane);
+          else
+            K::store_levels(p, v0 + v, acc[i][v], out + pixel * s.oc);
+        }
+      }
+    }
+}
+
 template <class K, int NV>
 void run_block(const conv_step& s, const typename K::packed& p, int v0, const uint8_t* in, uint8_t* out,
                int32_t* logits) {
-  using vec = typename K::vec;
-  const std::size_t row = s.in_row_bytes();
-  auto at = [&](int y, int x) { return in + y * row + std::size_t(x) * s.in_c; };
-  vec acc[4][NV];
-  const uint8_t* pos[4];
-  if (s.pool > 1) {
-    // One pooled output at a time: its pool*pool positions in chunks of 4
-    // (the last chunk repeats a position; max ignores the repeat).
-    const int window = s.pool * s.pool;
-    for (int py = 0; py < s.pooled_h; ++py)
-      for (int px = 0; px < s.pooled_w; ++px) {
-        vec m[NV];
-        for (int c = 0; c < window; c += 4) {
-          for (int i = 0; i < 4; ++i) {
-            const int j = std::min(c + i, window - 1);
-            pos[i] = at(py * s.pool + j / s.pool, px * s.pool + j % s.pool);
-          }
-          K::template dot<NV>(p, v0, pos, row, acc);
-          for (int v = 0; v < NV; ++v) {
-            const vec chunk = K::max(K::max(acc[0][v], acc[1][v]), K::max(acc[2][v], acc[3][v]));
-            m[v] = c == 0 ? chunk : K::max(m[v], chunk);
-          }
-        }
-        uint8_t* dst = out + (std::size_t(py) * s.pooled_w + px) * s.oc;
-        for (int v = 0; v < NV; ++v) K::store_levels(p, v0 + v, m[v], dst);
-      }
-    return;
-  }
-  // No pool: 4 consecutive outputs in row-major order at a time.
-  const int n = s.out_h * s.out_w;
-  for (int j = 0; j < n; j += 4) {
-    for (int i = 0; i < 4; ++i) {
-      const int k = std::min(j + i, n - 1);
-      pos[i] = at(k / s.out_w, k % s.out_w);
-    }
-    K::template dot<NV>(p, v0, pos, row, acc);
-    for (int i = 0; i < std::min(4, n - j); ++i)
-      for (int v = 0; v < NV; ++v) {
-        if (s.logits)
-          K::store_logits(p, v0 + v, acc[i][v], logits, std::size_t(j + i), std::size_t(n));
-        else
-          K::store_levels(p, v0 + v, acc[i][v], out + std::size_t(j + i) * s.oc);
-      }
-  }
+  constexpr int np = K::positions(NV);
+  if (s.pool > 1)
+    run_pooled<K, np, NV>(s, p, v0, in, out);
+  else if (s.out_w == 1)  // dense: one position, nothing to share a call with
+    run_unpooled<K, 1, NV>(s, p, v0, in, out, logits);
+  else
+    run_unpooled<K, np, NV>(s, p, v0, in, out, logits);
 }
 
 template <class K>
 void run_step(const conv_step& s, const typename K::packed& p, const uint8_t* in, uint8_t* out, int32_t* logits) {
+  if (K::run_special(s, p, in, out)) return;
   const int vectors = (s.oc + K::lanes - 1) / K::lanes;
   for (int v0 = 0; v0 < vectors; v0 += K::max_nv) {
     switch (std::min(K::max_nv, vectors - v0)) {

@@ -34,6 +34,10 @@ plan make_plan(const Model& model) {
       s.pooled_h = layer.output.height;
       s.pooled_w = layer.output.width;
       p.buffer_bytes.back() = layer.output.size() + buffer_slack;
+      s.window_offsets.clear();
+      for (int dy = 0; dy < s.pool; ++dy)
+        for (int dx = 0; dx < s.pool; ++dx)
+          s.window_offsets.push_back(dy * s.in_row_bytes() + std::size_t(dx) * s.in_c);
       continue;
     }
     conv_step s;
@@ -50,6 +54,7 @@ plan make_plan(const Model& model) {
     s.groups = (s.kw * s.in_c + 3) / 4;
     s.input_max = (1 << layer.input_bits) - 1;
     s.logits = layer.act_bits == 0;
+    s.window_offsets = {0};
     p.steps.push_back(s);
     if (s.logits)
       p.logit_count = layer.output.size();

@@ -32,6 +32,9 @@ struct conv_step {
   int groups = 0;                    // 4-byte groups per kernel row: ceil(kw * in_c / 4)
   int input_max = 0;                 // largest input value: 2^input_bits - 1
   bool logits = false;               // the last layer: int32 CHW logits, no thresholds
+  // Byte offsets of a pool window's pool*pool accumulator positions from its
+  // first one, row-major (one 0 when pool is 1).
+  std::vector<std::size_t> window_offsets;
 
   std::size_t in_row_bytes() const { return std::size_t(in_w) * in_c; }
   int thresholds_per_channel() const { return layer->thresholds_per_channel(); }
@@ -49,9 +52,9 @@ struct plan {
   std::size_t logit_count = 0;
 };
 
-// Read slack at the end of every activation buffer (the widest over-read is a
-// NEON 8-byte load at the last group of a row).
-constexpr std::size_t buffer_slack = 64;
+// Read slack at the end of every activation buffer: the widest over-read is
+// a 32-byte load at a group of the last row (engine_avx512vnni.cpp).
+constexpr std::size_t buffer_slack = 128;
 
 // Checks the model (check_model) and plans it.
 plan make_plan(const Model& model);

@@ -17,25 +17,26 @@ uint8_t threshold_level(int32_t acc, const int32_t* thresholds, int count) {
   return uint8_t(level);
 }
 
-// Valid, stride-1 convolution of a CHW tensor; acc is [oc][y][x].
-// The loader guarantees the worst-case sum fits in int32.
+// Valid, stride-1 convolution of a CHW tensor; acc is [oc][y][x]. Summed one
+// weight at a time over the whole output plane (the same sums as the textbook
+// loop order, in a cache-friendly order). The loader guarantees the worst-case
+// sum fits in int32.
 void conv(const Layer& layer, const uint8_t* in, int32_t* acc) {
   const Shape& is = layer.input;
   const Shape& os = layer.output;
   const int k = layer.kernel;
+  std::fill(acc, acc + os.size(), 0);
   for (int oc = 0; oc < os.channels; ++oc)
-    for (int y = 0; y < os.height; ++y)
-      for (int x = 0; x < os.width; ++x) {
-        int32_t sum = 0;
-        for (int ic = 0; ic < is.channels; ++ic)
-          for (int ky = 0; ky < k; ++ky)
-            for (int kx = 0; kx < k; ++kx) {
-              const int8_t w = layer.weights[((std::size_t(oc) * is.channels + ic) * k + ky) * k + kx];
-              const uint8_t a = in[(std::size_t(ic) * is.height + y + ky) * is.width + x + kx];
-              sum += int32_t(a) * int32_t(w);
-            }
-        acc[(std::size_t(oc) * os.height + y) * os.width + x] = sum;
-      }
+    for (int ic = 0; ic < is.channels; ++ic)
+      for (int ky = 0; ky < k; ++ky)
+        for (int kx = 0; kx < k; ++kx) {
+          const int32_t w = layer.weights[((std::size_t(oc) * is.channels + ic) * k + ky) * k + kx];
+          for (int y = 0; y < os.height; ++y) {
+            const uint8_t* a = in + (std::size_t(ic) * is.height + y + ky) * is.width + kx;
+            int32_t* sum = acc + (std::size_t(oc) * os.height + y) * os.width;
+            for (int x = 0; x < os.width; ++x) sum[x] += int32_t(a[x]) * w;
+          }
+        }
 }
 
 // Dense over the input flattened in C, H, W order; acc is [out].
