@@ -206,6 +206,13 @@ TEST_F(evaluation_test, dashboard_shows_every_run) {
     EXPECT_NE(html.find(accuracy.str()), std::string::npos) << accuracy.str();
   }
   EXPECT_NE(html.find("n/a: no power source"), std::string::npos);
+  EXPECT_NE(html.find("(estimate)"), std::string::npos);
+  // Two reports (say the board's and a PC's) share the charts, runs named by machine.
+  auto other = report;
+  other.machine.host = "pynq";
+  const std::string both = busi::render_dashboard({report, other});
+  EXPECT_NE(both.find(">" + report.runs.front().backend + " " + report.runs.front().precision + " @ pynq<"),
+            std::string::npos);
 }
 
 // Headless Chromium parses and paints the page: its DOM holds the charts and

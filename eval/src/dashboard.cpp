@@ -54,6 +54,7 @@ std::string color_of(const std::string& backend) {
 
 struct Row {
   std::string label, backend, precision;
+  std::string machine;  // set when several reports share the page
   const BackendRun* run;
 };
 
@@ -225,7 +226,8 @@ const char* kStyle = R"(
 body { font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #222; max-width: 1100px; }
 h1 { font-size: 22px; } h2 { font-size: 18px; margin-top: 32px; } h3 { font-size: 14px; margin: 4px 0; }
 table { border-collapse: collapse; margin: 8px 0; }
-th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
+th, td { border: 1px solid #ccc; padding: 3px 6px; text-align: right; white-space: nowrap; }
+table[data-table="summary"] { font-size: 12px; }
 th { background: #f4f4f4; }
 td.text, th.text { text-align: left; }
 figure { margin: 12px 0; } figcaption { font-weight: 600; margin-bottom: 4px; }
@@ -243,9 +245,10 @@ std::string render_dashboard(const std::vector<EvaluationReport>& reports, const
   std::vector<Row> rows;
   for (const auto& report : reports)
     for (const auto& run : report.runs) {
-      std::string label = run.backend + " " + run.precision;
-      if (reports.size() > 1) label += " @ " + (report.machine.host.empty() ? report.machine.cpu : report.machine.host);
-      rows.push_back({label, run.backend, run.precision, &run});
+      const std::string machine =
+          reports.size() < 2 ? "" : report.machine.host.empty() ? report.machine.cpu : report.machine.host;
+      const std::string label = run.backend + " " + run.precision + (machine.empty() ? "" : " @ " + machine);
+      rows.push_back({label, run.backend, run.precision, machine, &run});
     }
 
   std::ostringstream html;
@@ -270,7 +273,8 @@ std::string render_dashboard(const std::vector<EvaluationReport>& reports, const
   for (const auto& r : rows) {
     const auto& run = *r.run;
     const auto rates = run.confusion.normal_vs_abnormal();
-    html << "<tr data-backend=\"" << escape(r.backend) << "\"><td class=\"text\">" << escape(r.label)
+    html << "<tr data-backend=\"" << escape(r.backend) << "\"><td class=\"text\">"
+         << escape(r.machine.empty() ? r.backend : r.backend + " @ " + r.machine)
          << "</td><td class=\"text\">" << escape(run.precision) << "</td><td class=\"text\" title=\"sha256 "
          << escape(run.model_sha256) << "\">" << escape(run.model_name) << "</td><td>" << run.confusion.total()
          << "</td><td>" << percent(run.confusion.accuracy()) << "</td>";
