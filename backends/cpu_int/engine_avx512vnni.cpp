@@ -108,23 +108,29 @@ struct avx512vnni_kernel {
                 bottom[c] = _mm512_dpbusd_epi32(bottom[c], a_bottom, wc);
               }
             }
-          __m128i levels[4];
+          // Level = entries <= acc in the channel's padded, ascending row. The
+          // four searches are interleaved: each step is a chain of dependent
+          // permute, compare and add.
+          __m512i pooled[4], index[4], t_a[4], t_b[4];
           for (int q = 0; q < 4; ++q) {
             const __m512i c_a = _mm512_max_epi32(top[2 * q], bottom[2 * q]);
             const __m512i c_b = _mm512_max_epi32(top[2 * q + 1], bottom[2 * q + 1]);
-            const __m512i pooled =
+            pooled[q] =
                 _mm512_max_epi32(_mm512_permutex2var_epi32(c_a, even, c_b), _mm512_permutex2var_epi32(c_a, odd, c_b));
-            // Level = entries <= acc in the channel's padded, ascending row.
             const int32_t* rows_ab = p.threshold_rows.data() + std::size_t(c0 + 2 * q) * 16;
-            const __m512i t_a = _mm512_loadu_si512(rows_ab), t_b = _mm512_loadu_si512(rows_ab + 16);
-            __m512i index = table_base;
-            for (int step = Steps; step > 0; step /= 2) {
-              const __m512i t =
-                  _mm512_permutex2var_epi32(t_a, _mm512_add_epi32(index, _mm512_set1_epi32(step - 1)), t_b);
-              index = _mm512_mask_add_epi32(index, _mm512_cmpge_epi32_mask(pooled, t), index, _mm512_set1_epi32(step));
-            }
-            levels[q] = _mm512_cvtepi32_epi8(_mm512_sub_epi32(index, table_base));
+            t_a[q] = _mm512_loadu_si512(rows_ab);
+            t_b[q] = _mm512_loadu_si512(rows_ab + 16);
+            index[q] = table_base;
           }
+          for (int step = Steps; step > 0; step /= 2)
+            for (int q = 0; q < 4; ++q) {
+              const __m512i t =
+                  _mm512_permutex2var_epi32(t_a[q], _mm512_add_epi32(index[q], _mm512_set1_epi32(step - 1)), t_b[q]);
+              index[q] = _mm512_mask_add_epi32(index[q], _mm512_cmpge_epi32_mask(pooled[q], t), index[q],
+                                               _mm512_set1_epi32(step));
+            }
+          __m128i levels[4];
+          for (int q = 0; q < 4; ++q) levels[q] = _mm512_cvtepi32_epi8(_mm512_sub_epi32(index[q], table_base));
           __m512i bytes = _mm512_castsi128_si512(levels[0]);  // [c][px]
           bytes = _mm512_inserti32x4(bytes, levels[1], 1);
           bytes = _mm512_inserti32x4(bytes, levels[2], 2);
