@@ -24,7 +24,7 @@ struct avx2_kernel {
     std::vector<int8_t> weights;      // pack_groups layout (the low halves when split)
     std::vector<int8_t> high;         // split layers: the high halves, same layout
     std::vector<int32_t> thresholds;  // pack_thresholds layout
-    int kh, groups, oc, oc_pad, per;
+    int oc, oc_pad, per;
     bool split;
   };
 
@@ -38,8 +38,6 @@ struct avx2_kernel {
       p.weights = pack_groups(s, lanes, [](int8_t w) { return w; });
     }
     if (!s.logits) p.thresholds = pack_thresholds(s, lanes);
-    p.kh = s.kh;
-    p.groups = s.groups;
     p.oc = s.oc;
     p.oc_pad = (s.oc + lanes - 1) / lanes * lanes;
     p.per = s.logits ? 0 : s.thresholds_per_channel();
@@ -53,32 +51,29 @@ struct avx2_kernel {
   }
 
   template <int NP, int NV, bool Split>
-  static void dot_impl(const packed& p, int v0, const uint8_t* const* pos, std::size_t row, vec (&acc)[NP][NV]) {
+  static void dot_impl(const conv_step& s, const packed& p, int v0, const uint8_t* const* pos, vec (&acc)[NP][NV]) {
     const __m256i ones = _mm256_set1_epi16(1), sixteens = _mm256_set1_epi16(16);
     for (int i = 0; i < NP; ++i)
       for (int v = 0; v < NV; ++v) acc[i][v] = _mm256_setzero_si256();
-    const std::size_t offset = std::size_t(v0) * lanes * 4;
-    const int8_t* w = p.weights.data() + offset;
-    const int8_t* h = Split ? p.high.data() + offset : nullptr;
+    const std::size_t first = std::size_t(v0) * lanes * 4;
+    const int8_t* w = p.weights.data() + first;
+    const int8_t* h = Split ? p.high.data() + first : nullptr;
     const std::size_t w_step = std::size_t(p.oc_pad) * 4;
-    for (int ky = 0; ky < p.kh; ++ky) {
-      const uint8_t* r[NP];
-      for (int i = 0; i < NP; ++i) r[i] = pos[i] + ky * row;
-      for (int g = 0; g < p.groups; ++g, w += w_step) {
-        __m256i a[NP];
-        for (int i = 0; i < NP; ++i) a[i] = broadcast_group(r[i] + 4 * g);
-        for (int v = 0; v < NV; ++v) {
-          const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + v * lanes * 4));
+    for (const uint32_t offset : s.group_offsets) {
+      __m256i a[NP];
+      for (int i = 0; i < NP; ++i) a[i] = broadcast_group(pos[i] + offset);
+      for (int v = 0; v < NV; ++v) {
+        const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + v * lanes * 4));
+        for (int i = 0; i < NP; ++i)
+          acc[i][v] = _mm256_add_epi32(acc[i][v], _mm256_madd_epi16(_mm256_maddubs_epi16(a[i], wv), ones));
+        if constexpr (Split) {
+          const __m256i hv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(h + v * lanes * 4));
           for (int i = 0; i < NP; ++i)
-            acc[i][v] = _mm256_add_epi32(acc[i][v], _mm256_madd_epi16(_mm256_maddubs_epi16(a[i], wv), ones));
-          if constexpr (Split) {
-            const __m256i hv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(h + v * lanes * 4));
-            for (int i = 0; i < NP; ++i)
-              acc[i][v] = _mm256_add_epi32(acc[i][v], _mm256_madd_epi16(_mm256_maddubs_epi16(a[i], hv), sixteens));
-          }
+            acc[i][v] = _mm256_add_epi32(acc[i][v], _mm256_madd_epi16(_mm256_maddubs_epi16(a[i], hv), sixteens));
         }
-        if constexpr (Split) h += w_step;
       }
+      w += w_step;
+      if constexpr (Split) h += w_step;
     }
   }
 
@@ -86,11 +81,11 @@ struct avx2_kernel {
   static constexpr int positions(int) { return 4; }
 
   template <int NP, int NV>
-  static void dot(const packed& p, int v0, const uint8_t* const* pos, std::size_t row, vec (&acc)[NP][NV]) {
+  static void dot(const conv_step& s, const packed& p, int v0, const uint8_t* const* pos, vec (&acc)[NP][NV]) {
     if (p.split)
-      dot_impl<NP, NV, true>(p, v0, pos, row, acc);
+      dot_impl<NP, NV, true>(s, p, v0, pos, acc);
     else
-      dot_impl<NP, NV, false>(p, v0, pos, row, acc);
+      dot_impl<NP, NV, false>(s, p, v0, pos, acc);
   }
 
   static vec max(vec a, vec b) { return _mm256_max_epi32(a, b); }

@@ -17,7 +17,7 @@ struct avx512vnni_kernel {
   struct packed {
     std::vector<int8_t> weights;      // pack_groups layout
     std::vector<int32_t> thresholds;  // pack_thresholds layout
-    int kh, groups, oc, oc_pad, per;
+    int oc, oc_pad, per;
     // The one-channel kernel (first_layer): weights as 4-tap dwords
     // [channel / 8][kh][groups][channel % 8], thresholds as 16-entry rows per
     // channel padded with INT32_MAX.
@@ -29,8 +29,6 @@ struct avx512vnni_kernel {
     packed p;
     p.weights = pack_groups(s, lanes, [](int8_t w) { return w; });
     if (!s.logits) p.thresholds = pack_thresholds(s, lanes);
-    p.kh = s.kh;
-    p.groups = s.groups;
     p.oc = s.oc;
     p.oc_pad = (s.oc + lanes - 1) / lanes * lanes;
     p.per = s.logits ? 0 : s.thresholds_per_channel();
@@ -175,21 +173,18 @@ struct avx512vnni_kernel {
   static constexpr int positions(int nv) { return nv == 1 ? 8 : 4; }
 
   template <int NP, int NV>
-  static void dot(const packed& p, int v0, const uint8_t* const* pos, std::size_t row, vec (&acc)[NP][NV]) {
+  static void dot(const conv_step& s, const packed& p, int v0, const uint8_t* const* pos, vec (&acc)[NP][NV]) {
     for (int i = 0; i < NP; ++i)
       for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_si512();
     const int8_t* w = p.weights.data() + std::size_t(v0) * lanes * 4;
     const std::size_t w_step = std::size_t(p.oc_pad) * 4;
-    for (int ky = 0; ky < p.kh; ++ky) {
-      const uint8_t* r[NP];
-      for (int i = 0; i < NP; ++i) r[i] = pos[i] + ky * row;
-      for (int g = 0; g < p.groups; ++g, w += w_step) {
-        __m512i wv[NV];
-        for (int v = 0; v < NV; ++v) wv[v] = _mm512_loadu_si512(w + v * lanes * 4);
-        for (int i = 0; i < NP; ++i) {
-          const __m512i a = broadcast_group(r[i] + 4 * g);
-          for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_dpbusd_epi32(acc[i][v], a, wv[v]);
-        }
+    for (const uint32_t offset : s.group_offsets) {
+      __m512i wv[NV];
+      for (int v = 0; v < NV; ++v) wv[v] = _mm512_loadu_si512(w + v * lanes * 4);
+      w += w_step;
+      for (int i = 0; i < NP; ++i) {
+        const __m512i a = broadcast_group(pos[i] + offset);
+        for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_dpbusd_epi32(acc[i][v], a, wv[v]);
       }
     }
   }

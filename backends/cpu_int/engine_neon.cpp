@@ -19,13 +19,11 @@ struct neon_kernel {
   struct packed {
     std::vector<int16_t> weights;     // [ky][group][t][oc_pad]: weight of group byte t
     std::vector<int32_t> thresholds;  // pack_thresholds layout
-    int kh, groups, oc, oc_pad, per;
+    int oc, oc_pad, per;
   };
 
   static packed pack(const conv_step& s) {
     packed p;
-    p.kh = s.kh;
-    p.groups = s.groups;
     p.oc = s.oc;
     p.oc_pad = (s.oc + lanes - 1) / lanes * lanes;
     p.per = s.logits ? 0 : s.thresholds_per_channel();
@@ -50,28 +48,25 @@ struct neon_kernel {
   static constexpr int positions(int) { return 4; }
 
   template <int NP, int NV>
-  static void dot(const packed& p, int v0, const uint8_t* const* pos, std::size_t row, vec (&acc)[NP][NV]) {
+  static void dot(const conv_step& s, const packed& p, int v0, const uint8_t* const* pos, vec (&acc)[NP][NV]) {
     for (int i = 0; i < NP; ++i)
       for (int v = 0; v < NV; ++v) acc[i][v] = vdupq_n_s32(0);
     const int16_t* w = p.weights.data() + std::size_t(v0) * lanes;
     const std::size_t w_step = std::size_t(p.oc_pad) * 4;
-    for (int ky = 0; ky < p.kh; ++ky) {
-      const uint8_t* r[NP];
-      for (int i = 0; i < NP; ++i) r[i] = pos[i] + ky * row;
-      for (int g = 0; g < p.groups; ++g, w += w_step) {
-        int16x4_t wt[4][NV];
-        for (int t = 0; t < 4; ++t)
-          for (int v = 0; v < NV; ++v) wt[t][v] = vld1_s16(w + t * p.oc_pad + v * lanes);
-        for (int i = 0; i < NP; ++i) {
-          const int16x4_t a = load_group(r[i] + 4 * g);
-          for (int v = 0; v < NV; ++v) {
-            acc[i][v] = vmlal_lane_s16(acc[i][v], wt[0][v], a, 0);
-            acc[i][v] = vmlal_lane_s16(acc[i][v], wt[1][v], a, 1);
-            acc[i][v] = vmlal_lane_s16(acc[i][v], wt[2][v], a, 2);
-            acc[i][v] = vmlal_lane_s16(acc[i][v], wt[3][v], a, 3);
-          }
+    for (const uint32_t offset : s.group_offsets) {
+      int16x4_t wt[4][NV];
+      for (int t = 0; t < 4; ++t)
+        for (int v = 0; v < NV; ++v) wt[t][v] = vld1_s16(w + t * p.oc_pad + v * lanes);
+      for (int i = 0; i < NP; ++i) {
+        const int16x4_t a = load_group(pos[i] + offset);
+        for (int v = 0; v < NV; ++v) {
+          acc[i][v] = vmlal_lane_s16(acc[i][v], wt[0][v], a, 0);
+          acc[i][v] = vmlal_lane_s16(acc[i][v], wt[1][v], a, 1);
+          acc[i][v] = vmlal_lane_s16(acc[i][v], wt[2][v], a, 2);
+          acc[i][v] = vmlal_lane_s16(acc[i][v], wt[3][v], a, 3);
         }
       }
+      w += w_step;
     }
   }
 

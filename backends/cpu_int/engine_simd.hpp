@@ -12,8 +12,8 @@
 //   static constexpr int positions(int nv): accumulator positions per dot() call
 //       for nv vectors (enough independent chains to hide latency, few enough to
 //       stay in registers);
-//   template <int NP, int NV> static void dot(const packed&, int v0, const uint8_t* const* pos,
-//       std::size_t row_bytes, vec (&acc)[NP][NV]): the accumulators of output-channel
+//   template <int NP, int NV> static void dot(const conv_step&, const packed&, int v0,
+//       const uint8_t* const* pos, vec (&acc)[NP][NV]): the accumulators of output-channel
 //       vectors v0..v0+NV-1 at NP output positions (pos: top-left input pixel);
 //   static vec max(vec, vec);
 //   static void store_levels(const packed&, int v, vec acc, uint8_t* out): the levels of
@@ -60,7 +60,7 @@ void run_pooled(const conv_step& s, const typename K::packed& p, int v0, const u
       const uint8_t* base = row_in + std::size_t(px) * step_x;
       if (window <= NP) {
         for (int i = 0; i < NP; ++i) pos[i] = base + std::size_t(std::min(unit[i], units - 1)) * step_x + off[i];
-        K::template dot<NP, NV>(p, v0, pos, row, acc);
+        K::template dot<NP, NV>(s, p, v0, pos, acc);
         for (int u = 0; u < units; ++u)
           for (int v = 0; v < NV; ++v) {
             m[u][v] = acc[u * window][v];
@@ -69,7 +69,7 @@ void run_pooled(const conv_step& s, const typename K::packed& p, int v0, const u
       } else {
         for (int c = 0; c < window; c += NP) {
           for (int i = 0; i < NP; ++i) pos[i] = base + s.window_offsets[std::min(c + i, window - 1)];
-          K::template dot<NP, NV>(p, v0, pos, row, acc);
+          K::template dot<NP, NV>(s, p, v0, pos, acc);
           for (int i = 0; i < NP; ++i)
             for (int v = 0; v < NV; ++v) m[0][v] = c + i == 0 ? acc[0][v] : K::max(m[0][v], acc[i][v]);
         }
@@ -92,7 +92,7 @@ void run_unpooled(const conv_step& s, const typename K::packed& p, int v0, const
   for (int y = 0; y < s.out_h; ++y)
     for (int x = 0; x < s.out_w; x += NP) {
       for (int i = 0; i < NP; ++i) pos[i] = in + y * row + std::size_t(std::min(x + i, s.out_w - 1)) * s.in_c;
-      K::template dot<NP, NV>(p, v0, pos, row, acc);
+      K::template dot<NP, NV>(s, p, v0, pos, acc);
       for (int i = 0; i < std::min(NP, s.out_w - x); ++i) {
         const std::size_t pixel = std::size_t(y) * s.out_w + x + i;
         for (int v = 0; v < NV; ++v) {

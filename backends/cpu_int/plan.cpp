@@ -55,6 +55,8 @@ plan make_plan(const Model& model) {
     s.input_max = (1 << layer.input_bits) - 1;
     s.logits = layer.act_bits == 0;
     s.window_offsets = {0};
+    for (int ky = 0; ky < s.kh; ++ky)
+      for (int g = 0; g < s.groups; ++g) s.group_offsets.push_back(uint32_t(ky * s.in_row_bytes() + 4 * g));
     p.steps.push_back(s);
     if (s.logits)
       p.logit_count = layer.output.size();

@@ -35,6 +35,9 @@ struct conv_step {
   // Byte offsets of a pool window's pool*pool accumulator positions from its
   // first one, row-major (one 0 when pool is 1).
   std::vector<std::size_t> window_offsets;
+  // Byte offsets of the window's 4-byte groups from its first pixel, kernel
+  // row by kernel row: the order of the packed weights.
+  std::vector<uint32_t> group_offsets;
 
   std::size_t in_row_bytes() const { return std::size_t(in_w) * in_c; }
   int thresholds_per_channel() const { return layer->thresholds_per_channel(); }
