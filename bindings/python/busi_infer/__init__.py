@@ -7,6 +7,8 @@ malignant) with the same C++ runtime and backends as the busi-infer CLI.
     p = clf.classify(cv2.imread(path))               # ... or a BGR/gray uint8 array
     print(p.class_name, p.scores)
 
+The metrics (ConfusionMatrix, summarize_latencies) and the evaluation harness
+(evaluate, EvaluationReport, make_power_meter, render_dashboard) are busi-eval's.
 Errors raised by the runtime are busi_infer.Error (ModelError, ImageError,
 DeviceError) with the runtime's message. See docs/python.md.
 """
@@ -20,43 +22,65 @@ if _bundled_models.is_dir():
     _os.environ.setdefault("BUSI_MODEL_DIR", str(_bundled_models))
 
 from ._core import (  # noqa: E402  (after the model folder is known)
+    BackendRun,
     BinaryRates,
     Classifier,
     ConfusionMatrix,
     DeviceError,
+    EnergyReading,
     Error,
+    EvaluationReport,
     ImageError,
+    LabelledImages,
     LatencySummary,
+    MachineInfo,
     Model,
     ModelError,
+    PowerMeter,
     Prediction,
     __version__,
     available_backends,
     collect_images,
+    describe_power_sources,
+    evaluate,
     label_from_path,
     load_image,
+    load_labelled_images,
+    make_power_meter,
     percentile,
     preprocess,
+    render_dashboard,
     summarize_latencies,
 )
 
 __all__ = [
+    "BackendRun",
     "BinaryRates",
     "Classifier",
     "ConfusionMatrix",
     "DeviceError",
+    "EnergyReading",
     "Error",
+    "EvaluationReport",
     "ImageError",
+    "LabelledImages",
     "LatencySummary",
+    "MachineInfo",
     "Model",
     "ModelError",
+    "PowerMeter",
     "Prediction",
     "__version__",
     "available_backends",
     "collect_images",
+    "describe_power_sources",
+    "evaluate",
     "label_from_path",
     "load_image",
+    "load_labelled_images",
+    "make_power_meter",
     "percentile",
     "preprocess",
+    "render_dashboard",
     "summarize_latencies",
 ]

@@ -1,6 +1,6 @@
 """Type stub of busi_infer._core, the compiled module (bindings/python/src/core.cpp)."""
 import os
-from typing import Iterable, List, Optional, Tuple, Union
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -178,5 +178,139 @@ def summarize_latencies(milliseconds: List[float]) -> LatencySummary: ...
 
 def label_from_path(image: Union[str, os.PathLike], class_names: List[str]) -> int:
     """The class named by the nearest enclosing folder of an image; -1 when none does."""
+
+class LabelledImages:
+    """Labelled images, decoded and pre-processed once (labels from folder names)."""
+
+    @property
+    def class_names(self) -> List[str]: ...
+    @property
+    def files(self) -> List[str]: ...
+    @property
+    def labels(self) -> List[int]: ...
+    def __len__(self) -> int: ...
+    def input(self, index: int) -> npt.NDArray[np.uint8]:
+        """The pre-processed network input of image `index` (a copy)."""
+
+def load_labelled_images(paths: Sequence[Union[str, os.PathLike]],
+                         class_names: Sequence[str] = ("normal", "benign", "malignant"),
+                         height: int = 255, width: int = 255) -> LabelledImages:
+    """The images under `paths`, labelled by folder name and pre-processed once."""
+
+class EnergyReading:
+    """Energy and mean power over a window; NaN without a source."""
+
+    @property
+    def source(self) -> str: ...
+    @property
+    def estimate(self) -> bool:
+        """True when the figure is an estimate, not a measurement."""
+    @property
+    def seconds(self) -> float: ...
+    @property
+    def joules(self) -> float: ...
+    @property
+    def watts(self) -> float: ...
+    @property
+    def note(self) -> str:
+        """Why the figure is missing, or caveats."""
+    @property
+    def available(self) -> bool: ...
+
+class PowerMeter:
+    """A power source (make_power_meter); start(), run something, stop()."""
+
+    @property
+    def source(self) -> str: ...
+    def start(self) -> None: ...
+    def stop(self) -> EnergyReading: ...
+
+def make_power_meter(spec: str = "auto", sysfs_root: Union[str, os.PathLike] = "/") -> PowerMeter:
+    """none, auto, rapl, hwmon[:NAME], command:CMD, log:PATH, estimate:WATTS[:WHY], estimate-report:PATH."""
+
+def describe_power_sources(sysfs_root: Union[str, os.PathLike] = "/") -> List[str]:
+    """The sources `auto` would consider, readable or not and why."""
+
+class MachineInfo:
+    """The machine a report was made on."""
+
+    @property
+    def cpu(self) -> str: ...
+    @property
+    def cores(self) -> int: ...
+    @property
+    def kernel(self) -> str: ...
+    @property
+    def host(self) -> str: ...
+
+class BackendRun:
+    """One (backend, model) pass over the images."""
+
+    @property
+    def backend(self) -> str: ...
+    @property
+    def description(self) -> str: ...
+    @property
+    def model_name(self) -> str: ...
+    @property
+    def model_path(self) -> str: ...
+    @property
+    def model_sha256(self) -> str: ...
+    @property
+    def precision(self) -> str:
+        """'w2a4', 'fp32', ..."""
+    @property
+    def confusion(self) -> ConfusionMatrix: ...
+    @property
+    def predictions(self) -> List[int]:
+        """Class index per image, in the images' order."""
+    @property
+    def latencies_ms(self) -> List[float]:
+        """classify() wall time per image."""
+    @property
+    def latency(self) -> LatencySummary: ...
+    @property
+    def seconds(self) -> float: ...
+    @property
+    def throughput(self) -> float:
+        """Images per second over the run."""
+    @property
+    def energy(self) -> EnergyReading: ...
+    @property
+    def joules_per_image(self) -> float: ...
+
+class EvaluationReport:
+    """What busi-eval reports: machine, commit, runs."""
+
+    @property
+    def machine(self) -> MachineInfo: ...
+    @property
+    def commit(self) -> str: ...
+    @property
+    def started_utc(self) -> str: ...
+    @property
+    def inputs(self) -> List[str]: ...
+    @property
+    def images(self) -> int: ...
+    @property
+    def runs(self) -> List[BackendRun]: ...
+    def to_json(self, per_image: bool = False) -> str:
+        """busi-eval's JSON report."""
+    def to_csv(self) -> str:
+        """busi-eval's CSV: one row per run."""
+    @staticmethod
+    def from_json(text: str, origin: str = "<string>") -> EvaluationReport:
+        """Reads to_json()'s output back; raises Error naming `origin`."""
+
+def evaluate(images: Union[str, os.PathLike, Sequence[Union[str, os.PathLike]], LabelledImages],
+             backends: Sequence[str] = (), models: Sequence[Union[str, os.PathLike]] = (),
+             settings: Dict[str, Dict[str, str]] = ..., power: str = "auto",
+             power_for: Dict[str, str] = ..., warmup: int = 1,
+             sysfs_root: Union[str, os.PathLike] = "/") -> EvaluationReport:
+    """busi-eval from Python: every backend (default: all compiled in), every model of its kind,
+    the same pre-processed inputs; settings {backend: {key: value}}; power specs as busi-eval's."""
+
+def render_dashboard(reports: Sequence[EvaluationReport], title: str = "busi-infer evaluation") -> str:
+    """The self-contained HTML dashboard (busi-dashboard) of one or more reports."""
 
 def _wraps_without_copy(image: np.ndarray) -> bool: ...

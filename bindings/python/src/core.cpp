@@ -362,6 +362,7 @@ PYBIND11_MODULE(_core, m) {
       },
       py::arg("root"), "The image files under a folder (recursively, sorted), or the path itself for a file.");
   bind_metrics(m);
+  bind_evaluation(m);
   m.def("_wraps_without_copy",
         [](const py::array& image) { return !wrap_array(image, color_order::bgr).copied; },
         py::arg("image"), "Whether classify() reads this array in place (for the tests).");
