@@ -73,6 +73,9 @@ std::vector<RandomModelSpec> odd_specs(int w, int a) {
       spec({1, 13, 11}, {{70, 3, 2}, {7, 2, 0}}, {130, 9}, 3, w, a),
       spec({1, 9, 8}, {{1, 4, 0}, {2, 1, 2}}, {1}, 2, w, a),
       spec({1, 1, 1}, {}, {3}, 3, w, a),
+      // 4 and 8 input channels with a 2x2 pool (the AVX-512 columns kernel), 5 outputs, wide kernels.
+      spec({1, 29, 35}, {{4, 3, 2}, {8, 3, 2}, {5, 2, 2}}, {7}, 3, w, a),
+      spec({1, 40, 37}, {{8, 5, 2}, {16, 7, 2}}, {}, 3, w, a),
   };
 }
 

@@ -18,10 +18,10 @@ struct avx512vnni_kernel {
     std::vector<int8_t> weights;      // pack_groups layout
     std::vector<int32_t> thresholds;  // pack_thresholds layout
     int oc, oc_pad, per;
-    // The one-channel kernel (first_layer): weights as 4-tap dwords
+    // The columns-across-lanes kernel (columns): weights as 4-byte groups
     // [channel / 8][kh][groups][channel % 8], thresholds as 16-entry rows per
     // channel padded with INT32_MAX.
-    bool first_layer = false;
+    bool columns = false;
     std::vector<int32_t> tap_weights, threshold_rows;
   };
 
@@ -32,12 +32,15 @@ struct avx512vnni_kernel {
     p.oc = s.oc;
     p.oc_pad = (s.oc + lanes - 1) / lanes * lanes;
     p.per = s.logits ? 0 : s.thresholds_per_channel();
-    // One input channel, 2x2 pool, at most 15 levels: the first layer of this
-    // project's networks, where channels-across-lanes would waste most lanes.
-    // kw <= 16 bounds the 32-byte loads and keeps |acc| far below INT32_MAX,
-    // so INT32_MAX padding in threshold rows is never reached.
-    p.first_layer = s.in_c == 1 && s.pool == 2 && !s.logits && s.kw <= 16 && p.per <= 15;
-    if (p.first_layer) {
+    // 1, 4 or 8 input channels, 2x2 pool, at most 15 levels: the first two
+    // layers of this project's networks, where channels across lanes would
+    // waste lanes (8 channels) or broadcast one activation group per
+    // vpdpbusd. kw * in_c <= 64 bounds the loads past a row (buffer_slack)
+    // and keeps |acc| far below INT32_MAX, so the INT32_MAX padding of
+    // threshold rows is never reached.
+    p.columns =
+        (s.in_c == 1 || s.in_c == 4 || s.in_c == 8) && s.pool == 2 && !s.logits && s.kw * s.in_c <= 64 && p.per <= 15;
+    if (p.columns) {
       const int oc8 = (s.oc + 7) / 8 * 8;
       p.tap_weights.assign(std::size_t(oc8) * s.kh * s.groups, 0);
       for (int o = 0; o < s.oc; ++o)
@@ -64,14 +67,28 @@ struct avx512vnni_kernel {
     return _mm512_shuffle_epi8(_mm512_permutexvar_epi32(dwords, row), bytes);
   }
 
-  // The first layer with output columns across lanes: 16 conv columns x 2
-  // conv rows (8 pooled outputs) x 8 channels per pass, then pooling in
+  // Lane j: the 4-byte group at a + j * C (the same group of output column j).
+  template <int C>
+  static __m512i column_groups(const uint8_t* a) {
+    if constexpr (C == 1) {
+      return sliding_taps(a);
+    } else if constexpr (C == 4) {
+      return _mm512_loadu_si512(a);
+    } else {  // C == 8: the even dwords of 128 bytes
+      const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+      return _mm512_permutex2var_epi32(_mm512_loadu_si512(a), even, _mm512_loadu_si512(a + 64));
+    }
+  }
+
+  // Output columns across lanes: 16 conv columns x 2 conv rows (8 pooled
+  // outputs) x 8 channels per pass, the weights broadcast, then pooling in
   // registers, a binary search of each channel's thresholds, and an 8x8 byte
-  // transpose into HWC. Steps: the first binary-search step, 2^(act_bits-1).
-  template <int Steps>
-  static void first_layer(const conv_step& s, const packed& p, const uint8_t* in, uint8_t* out) {
-    const std::size_t row = std::size_t(s.in_w);
-    const int kh = s.kh, groups = s.groups;
+  // transpose into HWC. C: input channels; Steps: the first binary-search
+  // step, 2^(act_bits-1).
+  template <int C, int Steps>
+  static void columns(const conv_step& s, const packed& p, const uint8_t* in, uint8_t* out) {
+    const std::size_t row = s.in_row_bytes();
+    const std::size_t window = s.group_offsets.size();
     // Pair channels c, c+1 after pooling: even lanes (left columns of each
     // pool window) vs odd lanes, channel c in lanes 0-7, c+1 in lanes 8-15.
     const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
@@ -95,17 +112,17 @@ struct avx512vnni_kernel {
           // Conv rows 2py (top) and 2py+1 (bottom) share every weight.
           __m512i top[8], bottom[8];
           for (int c = 0; c < 8; ++c) top[c] = bottom[c] = _mm512_setzero_si512();
-          const int32_t* w = p.tap_weights.data() + std::size_t(c0) * kh * groups;
-          for (int ky = 0; ky < kh; ++ky)
-            for (int g = 0; g < groups; ++g, w += 8) {
-              const uint8_t* a = rows + ky * row + 2 * px0 + 4 * g;
-              const __m512i a_top = sliding_taps(a), a_bottom = sliding_taps(a + row);
-              for (int c = 0; c < 8; ++c) {
-                const __m512i wc = _mm512_set1_epi32(w[c]);
-                top[c] = _mm512_dpbusd_epi32(top[c], a_top, wc);
-                bottom[c] = _mm512_dpbusd_epi32(bottom[c], a_bottom, wc);
-              }
+          const int32_t* w = p.tap_weights.data() + std::size_t(c0) * window;
+          const uint8_t* first = rows + std::size_t(2 * px0) * C;
+          for (const uint32_t offset : s.group_offsets) {
+            const __m512i a_top = column_groups<C>(first + offset), a_bottom = column_groups<C>(first + offset + row);
+            for (int c = 0; c < 8; ++c) {
+              const __m512i wc = _mm512_set1_epi32(w[c]);
+              top[c] = _mm512_dpbusd_epi32(top[c], a_top, wc);
+              bottom[c] = _mm512_dpbusd_epi32(bottom[c], a_bottom, wc);
             }
+            w += 8;
+          }
           // Level = entries <= acc in the channel's padded, ascending row. The
           // four searches are interleaved: each step is a chain of dependent
           // permute, compare and add.
@@ -137,26 +154,44 @@ struct avx512vnni_kernel {
           if (s.oc == 8) {
             _mm512_mask_storeu_epi8(dst, valid == 8 ? ~__mmask64(0) : (__mmask64(1) << (8 * valid)) - 1, bytes);
           } else {
-            const int channels = std::min(8, s.oc - c0);
             _mm512_store_si512(block, bytes);
-            for (int j = 0; j < valid; ++j) std::memcpy(dst + std::size_t(j) * s.oc + c0, block + 8 * j, channels);
+            if (s.oc - c0 >= 8) {
+              for (int j = 0; j < valid; ++j) std::memcpy(dst + std::size_t(j) * s.oc + c0, block + 8 * j, 8);
+            } else {
+              for (int j = 0; j < valid; ++j) std::memcpy(dst + std::size_t(j) * s.oc + c0, block + 8 * j, s.oc - c0);
+            }
           }
         }
       }
     }
   }
 
-  static bool run_special(const conv_step& s, const packed& p, const uint8_t* in, uint8_t* out) {
-    if (!p.first_layer) return false;
+  template <int C>
+  static void columns_for(const conv_step& s, const packed& p, const uint8_t* in, uint8_t* out) {
     switch (p.per) {  // 2^act_bits - 1 thresholds
       case 1:
-        first_layer<1>(s, p, in, out);
+        columns<C, 1>(s, p, in, out);
         break;
       case 3:
-        first_layer<2>(s, p, in, out);
+        columns<C, 2>(s, p, in, out);
         break;
       default:
-        first_layer<8>(s, p, in, out);
+        columns<C, 8>(s, p, in, out);
+        break;
+    }
+  }
+
+  static bool run_special(const conv_step& s, const packed& p, const uint8_t* in, uint8_t* out) {
+    if (!p.columns) return false;
+    switch (s.in_c) {
+      case 1:
+        columns_for<1>(s, p, in, out);
+        break;
+      case 4:
+        columns_for<4>(s, p, in, out);
+        break;
+      default:
+        columns_for<8>(s, p, in, out);
         break;
     }
     return true;
