@@ -1,8 +1,8 @@
 // cpu_ref (oneDNN float) against a plain scalar float reference written here,
 // on odd shapes and on the paper's network, with random weights and pixels.
+#include <gtest/gtest.h>
 #include <algorithm>
 #include <cmath>
-#include <gtest/gtest.h>
 
 #include "busi/classifier.hpp"
 #include "busi/error.hpp"
@@ -29,7 +29,8 @@ std::vector<double> reference_logits(const busi::Model& model, const std::vector
           for (int j = 0; j < ow; ++j) {
             double m = -INFINITY;
             for (int a = 0; a < p; ++a)
-              for (int b = 0; b < p; ++b) m = std::max(m, x[(std::size_t(c) * s.height + i * p + a) * s.width + j * p + b]);
+              for (int b = 0; b < p; ++b)
+                m = std::max(m, x[(std::size_t(c) * s.height + i * p + a) * s.width + j * p + b]);
             y.push_back(m);
           }
       s = {s.channels, oh, ow};
@@ -61,8 +62,7 @@ std::vector<double> reference_logits(const busi::Model& model, const std::vector
 }
 
 void expect_agrees(busi::Classifier& classifier, const busi::Model& model, uint64_t seed) {
-  busi::Tensor8 input{model.input.height, model.input.width,
-                      busi::random_pixels(model.input.size(), seed)};
+  busi::Tensor8 input{model.input.height, model.input.width, busi::random_pixels(model.input.size(), seed)};
   const auto expected = reference_logits(model, input.pixels);
   const auto got = classifier.classify(input);
   ASSERT_EQ(got.scores.size(), expected.size());

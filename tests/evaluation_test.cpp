@@ -3,10 +3,10 @@
 // the dashboard's content, and the dashboard rendered by headless Chromium.
 #include <opencv2/imgcodecs.hpp>
 
+#include <gtest/gtest.h>
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <gtest/gtest.h>
 #include <fstream>
 #include <iomanip>
 #include <sstream>
@@ -27,10 +27,14 @@ std::vector<std::string> csv_fields(const std::string& line) {
   bool quoted = false;
   for (std::size_t i = 0; i < line.size(); ++i) {
     const char c = line[i];
-    if (quoted && c == '"' && i + 1 < line.size() && line[i + 1] == '"') fields.back() += '"', ++i;
-    else if (c == '"') quoted = !quoted;
-    else if (c == ',' && !quoted) fields.emplace_back();
-    else fields.back() += c;
+    if (quoted && c == '"' && i + 1 < line.size() && line[i + 1] == '"')
+      fields.back() += '"', ++i;
+    else if (c == '"')
+      quoted = !quoted;
+    else if (c == ',' && !quoted)
+      fields.emplace_back();
+    else
+      fields.back() += c;
   }
   return fields;
 }
@@ -56,8 +60,9 @@ class evaluation_test : public ::testing::Test {
       for (int i = 0; i < counts[c]; ++i) {
         const auto pixels = busi::random_pixels(50 * 45 * 3, seed++);
         cv::Mat image(45, 50, CV_8UC3, const_cast<uint8_t*>(pixels.data()));
-        cv::imwrite((dir_ / "data" / classes[c] / (std::string(classes[c]) + " (" + std::to_string(i) + ").png")).string(),
-                    image);
+        cv::imwrite(
+            (dir_ / "data" / classes[c] / (std::string(classes[c]) + " (" + std::to_string(i) + ").png")).string(),
+            image);
       }
     }
     float_path_ = dir_ / "float.bqnn";
@@ -120,7 +125,8 @@ TEST_F(evaluation_test, every_backend_sees_the_same_inputs_and_is_scored) {
     SCOPED_TRACE(run.backend);
     // The same predictions the backend gives when it decodes the files itself.
     busi::ClassifierOptions copts;
-    copts.model_path = busi::backend_model_kind(run.backend) == busi::ModelKind::floating ? float_path_ : quantized_path_;
+    copts.model_path =
+        busi::backend_model_kind(run.backend) == busi::ModelKind::floating ? float_path_ : quantized_path_;
     auto classifier = busi::make_classifier(run.backend, copts);
     std::size_t correct = 0;
     for (std::size_t i = 0; i < data.files.size(); ++i) {
@@ -219,18 +225,19 @@ TEST_F(evaluation_test, dashboard_shows_every_run) {
 // figures, and the screenshot holds bars in the backends' colours.
 TEST_F(evaluation_test, dashboard_renders_in_headless_chromium) {
   const fs::path chromium = "/usr/bin/chromium";
-  if (!fs::exists(chromium)) GTEST_SKIP() << "no " << chromium << " (scripts/install-deps.sh installs Debian's chromium)";
+  if (!fs::exists(chromium))
+    GTEST_SKIP() << "no " << chromium << " (scripts/install-deps.sh installs Debian's chromium)";
   const auto report = busi::evaluate(images(), options());
   const fs::path page = dir_ / "dashboard.html", shot = dir_ / "dashboard.png", dom = dir_ / "dom.html";
-  {
-    std::ofstream(page) << busi::render_dashboard({report}, "test dashboard");
-  }
-  const std::string flags = " --headless --no-sandbox --disable-gpu --disable-background-networking"
-                            " --disable-component-update --disable-sync --no-first-run --user-data-dir=" +
-                            (dir_ / "profile").string() + " --window-size=1000,2400 ";
+  { std::ofstream(page) << busi::render_dashboard({report}, "test dashboard"); }
+  const std::string flags =
+      " --headless --no-sandbox --disable-gpu --disable-background-networking"
+      " --disable-component-update --disable-sync --no-first-run --user-data-dir=" +
+      (dir_ / "profile").string() + " --window-size=1000,2400 ";
   const std::string url = "file://" + page.string();
   ASSERT_EQ(std::system(("timeout 120 " + chromium.string() + flags + "--dump-dom '" + url + "' > '" + dom.string() +
-                         "' 2>/dev/null").c_str()),
+                         "' 2>/dev/null")
+                            .c_str()),
             0);
   const auto dom_bytes = busi::test::read_file(dom);
   const std::string text(dom_bytes.begin(), dom_bytes.end());

@@ -1,7 +1,7 @@
 // The shared metric code: confusion matrix, recall, normal-vs-abnormal rates,
 // latency percentiles and folder labels, checked against hand-computed values.
-#include <cmath>
 #include <gtest/gtest.h>
+#include <cmath>
 
 #include "busi/error.hpp"
 #include "busi/metrics.hpp"

@@ -1,9 +1,9 @@
 // Power sources against fake sysfs trees (powercap RAPL, hwmon INA2xx/PMBus),
 // external meter commands and logs, and labelled estimates.
+#include <gtest/gtest.h>
 #include <chrono>
 #include <cmath>
 #include <fstream>
-#include <gtest/gtest.h>
 #include <random>
 #include <thread>
 

@@ -63,9 +63,9 @@ void print_run(const busi::BackendRun& run) {
             << "accuracy " << percent(run.confusion.accuracy()) << " (" << run.confusion.correct() << "/"
             << run.confusion.total() << "), normal-vs-abnormal sensitivity " << percent(rates.sensitivity())
             << ", specificity " << percent(rates.specificity()) << "\n"
-            << run.confusion.to_text() << std::fixed << std::setprecision(3) << "latency ms p50 "
-            << run.latency.p50_ms << " p90 " << run.latency.p90_ms << " p99 " << run.latency.p99_ms
-            << ", throughput " << std::setprecision(1) << run.throughput << " img/s\n";
+            << run.confusion.to_text() << std::fixed << std::setprecision(3) << "latency ms p50 " << run.latency.p50_ms
+            << " p90 " << run.latency.p90_ms << " p99 " << run.latency.p99_ms << ", throughput " << std::setprecision(1)
+            << run.throughput << " img/s\n";
   if (run.energy.available())
     std::cout << "power " << std::setprecision(3) << run.energy.watts << " W, " << run.joules_per_image() * 1e3
               << " mJ/image" << (run.energy.estimate ? " [ESTIMATE]" : "") << " from " << run.energy.source << "\n";
@@ -135,18 +135,17 @@ int run(int argc, char** argv) {
   }
   if (options.backends.empty()) options.backends = busi::available_backends();
 
-  // Labels come from the class names of the first model that will run.
-  const busi::Model first = busi::Model::load(
-      options.models.empty() ? busi::default_model_path(busi::backend_model_kind(options.backends.front()))
-                             : options.models.front());
+  // Models first: a missing one fails before any image is decoded. Labels come
+  // from the class names of the first model that will run.
+  const auto plan = busi::plan_runs(options);
+  const busi::Model& first = *plan.front().model;
   const auto images = busi::load_labelled_images(inputs, first.class_names, first.input.height, first.input.width);
-  std::cerr << "busi-eval: " << images.inputs.size() << " images pre-processed once; running "
-            << options.backends.size() << " backend(s)\n";
+  std::cerr << "busi-eval: " << images.inputs.size() << " images pre-processed once; " << plan.size() << " run(s)\n";
 
-  auto report = busi::evaluate(images, options);
+  auto report = busi::evaluate(images, plan, options);
   for (const auto& p : inputs) report.inputs.push_back(p.string());
-  std::cout << "machine: " << report.machine.cpu << ", " << report.machine.cores << " cores, "
-            << report.machine.kernel << "; commit " << report.commit << "\n\n";
+  std::cout << "machine: " << report.machine.cpu << ", " << report.machine.cores << " cores, " << report.machine.kernel
+            << "; commit " << report.commit << "\n\n";
   for (const auto& r : report.runs) print_run(r);
   if (!json_path.empty()) write_text(json_path, busi::report_json(report, per_image));
   if (!csv_path.empty()) write_text(csv_path, busi::report_csv(report));

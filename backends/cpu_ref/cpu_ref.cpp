@@ -28,15 +28,24 @@ memory::dims chw_dims(const Shape& s) { return {1, s.channels, s.height, s.width
 
 std::string isa_name(dnnl::cpu_isa isa) {
   switch (isa) {
-    case dnnl::cpu_isa::sse41: return "sse41";
-    case dnnl::cpu_isa::avx: return "avx";
-    case dnnl::cpu_isa::avx2: return "avx2";
-    case dnnl::cpu_isa::avx512_core: return "avx512_core";
-    case dnnl::cpu_isa::avx512_core_vnni: return "avx512_core_vnni";
-    case dnnl::cpu_isa::avx512_core_bf16: return "avx512_core_bf16";
-    case dnnl::cpu_isa::avx512_core_amx: return "avx512_core_amx";
-    case dnnl::cpu_isa::avx2_vnni: return "avx2_vnni";
-    default: return "isa " + std::to_string(static_cast<int>(isa));
+    case dnnl::cpu_isa::sse41:
+      return "sse41";
+    case dnnl::cpu_isa::avx:
+      return "avx";
+    case dnnl::cpu_isa::avx2:
+      return "avx2";
+    case dnnl::cpu_isa::avx512_core:
+      return "avx512_core";
+    case dnnl::cpu_isa::avx512_core_vnni:
+      return "avx512_core_vnni";
+    case dnnl::cpu_isa::avx512_core_bf16:
+      return "avx512_core_bf16";
+    case dnnl::cpu_isa::avx512_core_amx:
+      return "avx512_core_amx";
+    case dnnl::cpu_isa::avx2_vnni:
+      return "avx2_vnni";
+    default:
+      return "isa " + std::to_string(static_cast<int>(isa));
   }
 }
 
@@ -163,8 +172,8 @@ class CpuRefClassifier final : public Classifier {
         memory dst(pd.dst_desc(), engine_);
         steps_.push_back({dnnl::inner_product_forward(pd),
                           {{DNNL_ARG_SRC, src},
-                           {DNNL_ARG_WEIGHTS,
-                            constant(layer.float_weights, weight_dims, from_image ? tag::oihw : tag::oi, pd.weights_desc())},
+                           {DNNL_ARG_WEIGHTS, constant(layer.float_weights, weight_dims,
+                                                       from_image ? tag::oihw : tag::oi, pd.weights_desc())},
                            {DNNL_ARG_BIAS, constant(layer.float_bias, {layer.out_channels}, tag::x, pd.bias_desc())},
                            {DNNL_ARG_DST, dst}}});
         impls.insert(pd.impl_info_str());

@@ -24,11 +24,11 @@ struct OrtMemoryInfo;
 struct OrtRunOptions;
 
 constexpr uint32_t api_version = 13;
-constexpr int logging_warning = 2;     // ORT_LOGGING_LEVEL_WARNING
-constexpr int enable_all = 99;         // ORT_ENABLE_ALL graph optimizations
-constexpr int element_float = 1;       // ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT
-constexpr int arena_allocator = 1;     // OrtArenaAllocator
-constexpr int mem_type_default = 0;    // OrtMemTypeDefault
+constexpr int logging_warning = 2;   // ORT_LOGGING_LEVEL_WARNING
+constexpr int enable_all = 99;       // ORT_ENABLE_ALL graph optimizations
+constexpr int element_float = 1;     // ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT
+constexpr int arena_allocator = 1;   // OrtArenaAllocator
+constexpr int mem_type_default = 0;  // OrtMemTypeDefault
 
 using Status = OrtStatus*;
 
@@ -42,7 +42,9 @@ struct Api {
   const void* const* table;
 
   template <typename Fn>
-  Fn at(int index) const { return reinterpret_cast<Fn>(table[index]); }
+  Fn at(int index) const {
+    return reinterpret_cast<Fn>(table[index]);
+  }
 
   const char* error_message(const OrtStatus* s) const { return at<const char* (*)(const OrtStatus*)>(2)(s); }
   Status create_env(int level, const char* id, OrtEnv** out) const {
@@ -57,16 +59,18 @@ struct Api {
                          const char* const*, std::size_t, OrtValue**)>(9)(s, ro, in_names, in, n_in, out_names, n_out,
                                                                           out);
   }
-  Status create_session_options(OrtSessionOptions** out) const {
-    return at<Status (*)(OrtSessionOptions**)>(10)(out);
-  }
+  Status create_session_options(OrtSessionOptions** out) const { return at<Status (*)(OrtSessionOptions**)>(10)(out); }
   Status set_graph_optimization(OrtSessionOptions* o, int level) const {
     return at<Status (*)(OrtSessionOptions*, int)>(23)(o, level);
   }
-  Status set_intra_threads(OrtSessionOptions* o, int n) const { return at<Status (*)(OrtSessionOptions*, int)>(24)(o, n); }
-  Status set_inter_threads(OrtSessionOptions* o, int n) const { return at<Status (*)(OrtSessionOptions*, int)>(25)(o, n); }
-  Status create_tensor(const OrtMemoryInfo* info, void* data, std::size_t bytes, const int64_t* shape,
-                       std::size_t rank, int type, OrtValue** out) const {
+  Status set_intra_threads(OrtSessionOptions* o, int n) const {
+    return at<Status (*)(OrtSessionOptions*, int)>(24)(o, n);
+  }
+  Status set_inter_threads(OrtSessionOptions* o, int n) const {
+    return at<Status (*)(OrtSessionOptions*, int)>(25)(o, n);
+  }
+  Status create_tensor(const OrtMemoryInfo* info, void* data, std::size_t bytes, const int64_t* shape, std::size_t rank,
+                       int type, OrtValue** out) const {
     return at<Status (*)(const OrtMemoryInfo*, void*, std::size_t, const int64_t*, std::size_t, int, OrtValue**)>(49)(
         info, data, bytes, shape, rank, type, out);
   }

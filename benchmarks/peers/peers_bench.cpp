@@ -185,14 +185,22 @@ int run(int argc, char** argv) {
     const std::string arg = argv[i];
     if (i + 1 >= argc) throw busi::error("option " + arg + " needs a value");
     const std::string value = argv[++i];
-    if (arg == "--quantized") quantized = value;
-    else if (arg == "--float") float_model = value;
-    else if (arg == "--onnx") onnx = value;
-    else if (arg == "--ort") ort_library = value;
-    else if (arg == "--images") images = value;
-    else if (arg == "--count") count = std::stoi(value);
-    else if (arg == "--rounds") rounds = std::stoi(value);
-    else throw busi::error("unknown option " + arg);
+    if (arg == "--quantized")
+      quantized = value;
+    else if (arg == "--float")
+      float_model = value;
+    else if (arg == "--onnx")
+      onnx = value;
+    else if (arg == "--ort")
+      ort_library = value;
+    else if (arg == "--images")
+      images = value;
+    else if (arg == "--count")
+      count = std::stoi(value);
+    else if (arg == "--rounds")
+      rounds = std::stoi(value);
+    else
+      throw busi::error("unknown option " + arg);
   }
   // oneDNN's OpenMP reads its thread count at library load: only the
   // environment can make cpu_ref single-threaded like the others.

@@ -2,8 +2,9 @@
 # This runtime beside onnxruntime, OpenCV DNN and PyTorch on the same float model,
 # one thread each; prints the markdown recorded in benchmarks/results/peers.md.
 #   benchmarks/peers/run.sh [build-dir] [images] [count] [rounds]
-# Needs: the build (peers_bench, the Python bindings), models/busi-w2a4.bqnn,
-# models/busi-float.bqnn, models/busi-float.onnx, and onnxruntime-node installed here:
+# Needs: the build (peers_bench, the Python bindings), the models (override with
+# QUANTIZED, FLOAT_BQNN, FLOAT_ONNX; default models/busi-w2a4.bqnn,
+# models/busi-float.bqnn, models/busi-float.onnx), and onnxruntime-node installed here:
 #   (cd benchmarks/peers && ONNXRUNTIME_NODE_INSTALL=skip npm ci)
 # (ONNXRUNTIME_NODE_INSTALL=skip stops its install script fetching a CUDA provider;
 # the package already holds the CPU library.)
@@ -13,6 +14,9 @@ build=${1:-build}
 images=${2:-../shared/busi}
 count=${3:-60}
 rounds=${4:-5}
+quantized=${QUANTIZED:-models/busi-w2a4.bqnn}
+float_bqnn=${FLOAT_BQNN:-models/busi-float.bqnn}
+float_onnx=${FLOAT_ONNX:-models/busi-float.onnx}
 ort=$(ls benchmarks/peers/node_modules/onnxruntime-node/bin/napi-v*/linux/"$(uname -m | sed 's/x86_64/x64/;s/aarch64/arm64/')"/libonnxruntime.so.* 2>/dev/null | head -1 || true)
 if [ -z "$ort" ]; then
   echo "run.sh: no libonnxruntime.so: run (cd benchmarks/peers && ONNXRUNTIME_NODE_INSTALL=skip npm ci)" >&2
@@ -21,10 +25,10 @@ fi
 export OMP_NUM_THREADS=1
 echo "### C++ engines (one process)"
 echo
-"$build/benchmarks/peers_bench" --quantized models/busi-w2a4.bqnn --float models/busi-float.bqnn \
-  --onnx models/busi-float.onnx --ort "$ort" --images "$images" --count "$count" --rounds "$rounds"
+"$build/benchmarks/peers_bench" --quantized "$quantized" --float "$float_bqnn" \
+  --onnx "$float_onnx" --ort "$ort" --images "$images" --count "$count" --rounds "$rounds"
 echo
 echo "### PyTorch (one Python process)"
 echo
-PYTHONPATH="$build/bindings/python" /usr/bin/python3 benchmarks/peers/torch_peer.py --onnx models/busi-float.onnx \
-  --quantized models/busi-w2a4.bqnn --float models/busi-float.bqnn --images "$images" --count "$count" --rounds "$rounds"
+PYTHONPATH="$build/bindings/python" /usr/bin/python3 benchmarks/peers/torch_peer.py --onnx "$float_onnx" \
+  --quantized "$quantized" --float "$float_bqnn" --images "$images" --count "$count" --rounds "$rounds"

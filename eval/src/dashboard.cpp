@@ -15,11 +15,20 @@ std::string escape(const std::string& s) {
   std::string out;
   for (char c : s) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -84,9 +93,9 @@ std::string bar_chart(const std::string& id, const std::string& title, const std
   const int plot = chart_width - label_width - value_width;
   const int height = top + int(rows.size()) * row_height + 24;
   std::ostringstream svg;
-  svg << "<figure><figcaption>" << escape(title) << "</figcaption>\n<svg data-chart=\"" << id
-      << "\" width=\"" << chart_width << "\" height=\"" << height << "\" viewBox=\"0 0 " << chart_width << " "
-      << height << "\" role=\"img\">\n";
+  svg << "<figure><figcaption>" << escape(title) << "</figcaption>\n<svg data-chart=\"" << id << "\" width=\""
+      << chart_width << "\" height=\"" << height << "\" viewBox=\"0 0 " << chart_width << " " << height
+      << "\" role=\"img\">\n";
   double lo = INFINITY, hi = 0;
   for (double v : values)
     if (!std::isnan(v) && v > 0) lo = std::min(lo, v), hi = std::max(hi, v);
@@ -100,14 +109,14 @@ std::string bar_chart(const std::string& id, const std::string& title, const std
   if (log_unit.empty()) {
     for (int p = 0; p <= 100; p += 25)
       svg << "<line class=\"grid\" x1=\"" << x_of(p / 100.0) << "\" y1=\"" << top - 6 << "\" x2=\"" << x_of(p / 100.0)
-          << "\" y2=\"" << height - 20 << "\"/><text class=\"tick\" x=\"" << x_of(p / 100.0) << "\" y=\""
-          << height - 6 << "\">" << p << "%</text>\n";
+          << "\" y2=\"" << height - 20 << "\"/><text class=\"tick\" x=\"" << x_of(p / 100.0) << "\" y=\"" << height - 6
+          << "\">" << p << "%</text>\n";
   } else if (any) {
     for (double d = axis.lo_decade; d <= axis.hi_decade; ++d) {
       const double x = label_width + (d - axis.lo_decade) / (axis.hi_decade - axis.lo_decade) * plot;
-      svg << "<line class=\"grid\" x1=\"" << x << "\" y1=\"" << top - 6 << "\" x2=\"" << x << "\" y2=\""
-          << height - 20 << "\"/><text class=\"tick\" x=\"" << x << "\" y=\"" << height - 6 << "\">"
-          << escape(axis_label(d, log_unit)) << "</text>\n";
+      svg << "<line class=\"grid\" x1=\"" << x << "\" y1=\"" << top - 6 << "\" x2=\"" << x << "\" y2=\"" << height - 20
+          << "\"/><text class=\"tick\" x=\"" << x << "\" y=\"" << height - 6 << "\">" << escape(axis_label(d, log_unit))
+          << "</text>\n";
     }
   }
   for (std::size_t i = 0; i < rows.size(); ++i) {
@@ -119,8 +128,8 @@ std::string bar_chart(const std::string& id, const std::string& title, const std
     const double v = values[i];
     if (!std::isnan(v) && (log_unit.empty() || v > 0)) {
       const double w = std::max(1.0, x_of(v) - label_width);
-      svg << "<rect x=\"" << label_width << "\" y=\"" << y + 4 << "\" width=\"" << w << "\" height=\""
-          << row_height - 8 << "\" fill=\"" << color_of(rows[i].backend) << "\"><title>" << escape(texts[i])
+      svg << "<rect x=\"" << label_width << "\" y=\"" << y + 4 << "\" width=\"" << w << "\" height=\"" << row_height - 8
+          << "\" fill=\"" << color_of(rows[i].backend) << "\"><title>" << escape(texts[i])
           << "</title></rect><text class=\"value\" x=\"" << label_width + w + 6 << "\" y=\"" << y + 16 << "\">"
           << escape(texts[i]) << "</text>";
     } else {
@@ -156,7 +165,8 @@ std::string pareto_chart(const std::vector<Row>& rows) {
     if (!std::isnan(r.run->confusion.accuracy())) order.push_back(&r);
   std::sort(order.begin(), order.end(), [](const Row* a, const Row* b) {
     return a->run->latency.p50_ms < b->run->latency.p50_ms ||
-           (a->run->latency.p50_ms == b->run->latency.p50_ms && a->run->confusion.accuracy() > b->run->confusion.accuracy());
+           (a->run->latency.p50_ms == b->run->latency.p50_ms &&
+            a->run->confusion.accuracy() > b->run->confusion.accuracy());
   });
   std::vector<const Row*> front;
   double best = -1;
@@ -190,10 +200,10 @@ std::string pareto_chart(const std::vector<Row>& rows) {
     const bool on_front = std::find(front.begin(), front.end(), &r) != front.end();
     const double x = px(r.run->latency.p50_ms), y = py(a);
     svg << "<g class=\"point\" data-backend=\"" << escape(r.backend) << "\" data-front=\"" << (on_front ? 1 : 0)
-        << "\"><circle cx=\"" << x << "\" cy=\"" << y << "\" r=\"6\" stroke=\"" << color_of(r.backend)
-        << "\" fill=\"" << (on_front ? color_of(r.backend) : "white") << "\"><title>" << escape(r.label) << ": "
-        << percent(a) << ", " << millis(r.run->latency.p50_ms) << "</title></circle><text class=\"plabel\" x=\""
-        << x + 9 << "\" y=\"" << y - 8 << "\">" << escape(r.label) << "</text></g>\n";
+        << "\"><circle cx=\"" << x << "\" cy=\"" << y << "\" r=\"6\" stroke=\"" << color_of(r.backend) << "\" fill=\""
+        << (on_front ? color_of(r.backend) : "white") << "\"><title>" << escape(r.label) << ": " << percent(a) << ", "
+        << millis(r.run->latency.p50_ms) << "</title></circle><text class=\"plabel\" x=\"" << x + 9 << "\" y=\""
+        << y - 8 << "\">" << escape(r.label) << "</text></g>\n";
   }
   svg << "</svg></figure>\n";
   return svg.str();
@@ -245,8 +255,9 @@ std::string render_dashboard(const std::vector<EvaluationReport>& reports, const
   std::vector<Row> rows;
   for (const auto& report : reports)
     for (const auto& run : report.runs) {
-      const std::string machine =
-          reports.size() < 2 ? "" : report.machine.host.empty() ? report.machine.cpu : report.machine.host;
+      const std::string machine = reports.size() < 2            ? ""
+                                  : report.machine.host.empty() ? report.machine.cpu
+                                                                : report.machine.host;
       const std::string label = run.backend + " " + run.precision + (machine.empty() ? "" : " @ " + machine);
       rows.push_back({label, run.backend, run.precision, machine, &run});
     }
@@ -274,10 +285,10 @@ std::string render_dashboard(const std::vector<EvaluationReport>& reports, const
     const auto& run = *r.run;
     const auto rates = run.confusion.normal_vs_abnormal();
     html << "<tr data-backend=\"" << escape(r.backend) << "\"><td class=\"text\">"
-         << escape(r.machine.empty() ? r.backend : r.backend + " @ " + r.machine)
-         << "</td><td class=\"text\">" << escape(run.precision) << "</td><td class=\"text\" title=\"sha256 "
-         << escape(run.model_sha256) << "\">" << escape(run.model_name) << "</td><td>" << run.confusion.total()
-         << "</td><td>" << percent(run.confusion.accuracy()) << "</td>";
+         << escape(r.machine.empty() ? r.backend : r.backend + " @ " + r.machine) << "</td><td class=\"text\">"
+         << escape(run.precision) << "</td><td class=\"text\" title=\"sha256 " << escape(run.model_sha256) << "\">"
+         << escape(run.model_name) << "</td><td>" << run.confusion.total() << "</td><td>"
+         << percent(run.confusion.accuracy()) << "</td>";
     for (std::size_t c = 0; c < run.confusion.num_classes(); ++c)
       html << "<td>" << percent(run.confusion.recall(int(c))) << "</td>";
     html << "<td>" << percent(rates.sensitivity()) << "</td><td>" << percent(rates.specificity()) << "</td><td>"
@@ -307,8 +318,8 @@ std::string render_dashboard(const std::vector<EvaluationReport>& reports, const
        << bar_chart("accuracy", "Accuracy", rows, accuracy, accuracy_text, "")
        << bar_chart("latency", "Latency per image, p50 (log scale)", rows, latency, latency_text, "ms")
        << bar_chart("energy", "Energy per image (log scale)", rows, energy, energy_label, "J")
-       << "<h2>Accuracy against latency</h2>\n" << pareto_chart(rows)
-       << "<h2>Confusion matrices</h2>\n<div class=\"confusions\">\n";
+       << "<h2>Accuracy against latency</h2>\n"
+       << pareto_chart(rows) << "<h2>Confusion matrices</h2>\n<div class=\"confusions\">\n";
   for (const auto& r : rows) html << confusion_table(r);
   html << "</div>\n<p class=\"meta\">Energy per image = the run's energy divided by its images, measured over the "
           "whole run by the named source; figures marked <span class=\"estimate\">estimate</span> are a fixed "

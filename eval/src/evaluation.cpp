@@ -211,7 +211,31 @@ double BackendRun::joules_per_image() const {
   return n == 0 || !energy.available() ? not_a_number : energy.joules / double(n);
 }
 
+std::vector<PlannedRun> plan_runs(const EvaluationOptions& options) {
+  std::vector<std::shared_ptr<const Model>> given;
+  for (const auto& path : options.models) given.push_back(std::make_shared<const Model>(Model::load(path)));
+  std::map<ModelKind, std::shared_ptr<const Model>> defaults;
+  std::vector<PlannedRun> plan;
+  for (const auto& backend : options.backends) {
+    const ModelKind kind = backend_model_kind(backend);
+    std::size_t planned = plan.size();
+    for (const auto& m : given)
+      if (m->kind == kind) plan.push_back({backend, m});
+    if (plan.size() == planned) {
+      auto& fallback = defaults[kind];
+      if (!fallback) fallback = std::make_shared<const Model>(Model::load(default_model_path(kind)));
+      plan.push_back({backend, fallback});
+    }
+  }
+  return plan;
+}
+
 EvaluationReport evaluate(const LabelledImages& images, const EvaluationOptions& options) {
+  return evaluate(images, plan_runs(options), options);
+}
+
+EvaluationReport evaluate(const LabelledImages& images, const std::vector<PlannedRun>& plan,
+                          const EvaluationOptions& options) {
   using clock = std::chrono::steady_clock;
   EvaluationReport report;
   report.machine = describe_machine();
@@ -220,58 +244,46 @@ EvaluationReport evaluate(const LabelledImages& images, const EvaluationOptions&
   report.images = images.inputs.size();
   if (images.inputs.empty()) throw error("evaluate: no images");
 
-  // Models loaded once, shared by the backends that run them.
-  std::vector<std::shared_ptr<const Model>> models;
-  for (const auto& path : options.models) models.push_back(std::make_shared<const Model>(Model::load(path)));
+  for (const auto& [backend, model] : plan) {
+    const std::string what = backend + " with " + model->source.string();
+    if (model->class_names != images.class_names)
+      throw error(what + ": the model's classes differ from the labelled images' classes");
+    if (model->input.height != images.inputs[0].height || model->input.width != images.inputs[0].width)
+      throw error(what + ": model input " + std::to_string(model->input.height) + "x" +
+                  std::to_string(model->input.width) + " differs from the pre-processed images");
+    ClassifierOptions copts;
+    copts.model = model;
+    if (const auto it = options.settings.find(backend); it != options.settings.end()) copts.settings = it->second;
+    auto classifier = make_classifier(backend, copts);
 
-  for (const auto& backend : options.backends) {
-    const ModelKind kind = backend_model_kind(backend);
-    std::vector<std::shared_ptr<const Model>> mine;
-    for (const auto& m : models)
-      if (m->kind == kind) mine.push_back(m);
-    if (mine.empty()) mine.push_back(std::make_shared<const Model>(Model::load(default_model_path(kind))));
+    const auto spec_it = options.backend_power.find(backend);
+    auto meter = make_power_meter(spec_it == options.backend_power.end() ? options.power : spec_it->second,
+                                  options.power_options);
 
-    for (const auto& model : mine) {
-      const std::string what = backend + " with " + model->source.string();
-      if (model->class_names != images.class_names)
-        throw error(what + ": the model's classes differ from the labelled images' classes");
-      if (model->input.height != images.inputs[0].height || model->input.width != images.inputs[0].width)
-        throw error(what + ": model input " + std::to_string(model->input.height) + "x" +
-                    std::to_string(model->input.width) + " differs from the pre-processed images");
-      ClassifierOptions copts;
-      copts.model = model;
-      if (const auto it = options.settings.find(backend); it != options.settings.end()) copts.settings = it->second;
-      auto classifier = make_classifier(backend, copts);
+    BackendRun run(images.class_names);
+    run.backend = backend;
+    run.description = classifier->describe();
+    run.model_name = model->name;
+    run.model_path = model->source.string();
+    run.model_sha256 = model->source.empty() ? "" : sha256_file(model->source);
+    run.precision = precision_label(*model);
+    for (int i = 0; i < options.warmup; ++i) classifier->classify(images.inputs[0]);
 
-      const auto spec_it = options.backend_power.find(backend);
-      auto meter = make_power_meter(spec_it == options.backend_power.end() ? options.power : spec_it->second,
-                                    options.power_options);
-
-      BackendRun run(images.class_names);
-      run.backend = backend;
-      run.description = classifier->describe();
-      run.model_name = model->name;
-      run.model_path = model->source.string();
-      run.model_sha256 = model->source.empty() ? "" : sha256_file(model->source);
-      run.precision = precision_label(*model);
-      for (int i = 0; i < options.warmup; ++i) classifier->classify(images.inputs[0]);
-
-      run.latencies_ms.reserve(images.inputs.size());
-      meter->start();
-      const auto begin = clock::now();
-      for (std::size_t i = 0; i < images.inputs.size(); ++i) {
-        const auto t0 = clock::now();
-        const Prediction p = classifier->classify(images.inputs[i]);
-        run.latencies_ms.push_back(std::chrono::duration<double, std::milli>(clock::now() - t0).count());
-        run.predictions.push_back(p.class_index);
-      }
-      run.seconds = std::chrono::duration<double>(clock::now() - begin).count();
-      run.energy = meter->stop();
-      for (std::size_t i = 0; i < images.inputs.size(); ++i) run.confusion.add(images.labels[i], run.predictions[i]);
-      run.latency = summarize_latencies(run.latencies_ms);
-      run.throughput = run.seconds > 0 ? double(images.inputs.size()) / run.seconds : not_a_number;
-      report.runs.push_back(std::move(run));
+    run.latencies_ms.reserve(images.inputs.size());
+    meter->start();
+    const auto begin = clock::now();
+    for (std::size_t i = 0; i < images.inputs.size(); ++i) {
+      const auto t0 = clock::now();
+      const Prediction p = classifier->classify(images.inputs[i]);
+      run.latencies_ms.push_back(std::chrono::duration<double, std::milli>(clock::now() - t0).count());
+      run.predictions.push_back(p.class_index);
     }
+    run.seconds = std::chrono::duration<double>(clock::now() - begin).count();
+    run.energy = meter->stop();
+    for (std::size_t i = 0; i < images.inputs.size(); ++i) run.confusion.add(images.labels[i], run.predictions[i]);
+    run.latency = summarize_latencies(run.latencies_ms);
+    run.throughput = run.seconds > 0 ? double(images.inputs.size()) / run.seconds : not_a_number;
+    report.runs.push_back(std::move(run));
   }
   return report;
 }
@@ -310,13 +322,16 @@ std::string report_json(const EvaluationReport& report, bool per_image) {
     r["confusion"] = matrix;
     r["sensitivity"] = number(rates.sensitivity());
     r["specificity"] = number(rates.specificity());
-    r["latency_ms"] = {{"p50", run.latency.p50_ms}, {"p90", run.latency.p90_ms}, {"p99", run.latency.p99_ms},
+    r["latency_ms"] = {{"p50", run.latency.p50_ms},   {"p90", run.latency.p90_ms}, {"p99", run.latency.p99_ms},
                        {"mean", run.latency.mean_ms}, {"min", run.latency.min_ms}, {"max", run.latency.max_ms}};
     r["seconds"] = run.seconds;
     r["throughput_ips"] = number(run.throughput);
-    r["power"] = {{"source", run.energy.source},       {"estimate", run.energy.estimate},
-                  {"watts", number(run.energy.watts)}, {"joules", number(run.energy.joules)},
-                  {"joules_per_image", number(run.joules_per_image())}, {"note", run.energy.note}};
+    r["power"] = {{"source", run.energy.source},
+                  {"estimate", run.energy.estimate},
+                  {"watts", number(run.energy.watts)},
+                  {"joules", number(run.energy.joules)},
+                  {"joules_per_image", number(run.joules_per_image())},
+                  {"note", run.energy.note}};
     if (per_image) {
       r["predictions"] = run.predictions;
       r["latencies_ms"] = run.latencies_ms;
@@ -340,16 +355,16 @@ std::string report_csv(const EvaluationReport& report) {
   for (const auto& run : report.runs) {
     const auto& cm = run.confusion;
     const auto rates = cm.normal_vs_abnormal();
-    out << csv_field(run.backend) << ',' << run.precision << ',' << csv_field(run.model_name) << ','
-        << run.model_sha256 << ',' << report.commit << ',' << csv_field(report.machine.cpu) << ','
-        << report.machine.cores << ',' << cm.total() << ',' << csv_number(cm.accuracy());
+    out << csv_field(run.backend) << ',' << run.precision << ',' << csv_field(run.model_name) << ',' << run.model_sha256
+        << ',' << report.commit << ',' << csv_field(report.machine.cpu) << ',' << report.machine.cores << ','
+        << cm.total() << ',' << csv_number(cm.accuracy());
     for (std::size_t c = 0; c < cm.num_classes(); ++c) out << ',' << csv_number(cm.recall(int(c)));
     out << ',' << csv_number(rates.sensitivity()) << ',' << csv_number(rates.specificity()) << ','
         << csv_number(run.latency.p50_ms) << ',' << csv_number(run.latency.p90_ms) << ','
-        << csv_number(run.latency.p99_ms) << ',' << csv_number(run.latency.mean_ms) << ','
-        << csv_number(run.throughput) << ',' << csv_field(run.energy.source) << ','
-        << (run.energy.estimate ? "yes" : "no") << ',' << csv_number(run.energy.watts) << ','
-        << csv_number(run.energy.joules) << ',' << csv_number(run.joules_per_image());
+        << csv_number(run.latency.p99_ms) << ',' << csv_number(run.latency.mean_ms) << ',' << csv_number(run.throughput)
+        << ',' << csv_field(run.energy.source) << ',' << (run.energy.estimate ? "yes" : "no") << ','
+        << csv_number(run.energy.watts) << ',' << csv_number(run.energy.joules) << ','
+        << csv_number(run.joules_per_image());
     for (std::size_t t = 0; t < cm.num_classes(); ++t)
       for (std::size_t p = 0; p < cm.num_classes(); ++p) out << ',' << cm.count(int(t), int(p));
     out << "\n";

@@ -1,5 +1,6 @@
 #include "busi/power.hpp"
 
+#include <sys/wait.h>
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
@@ -12,7 +13,6 @@
 #include <regex>
 #include <sstream>
 #include <stop_token>
-#include <sys/wait.h>
 #include <thread>
 
 #include "busi/error.hpp"
@@ -126,10 +126,9 @@ std::vector<RaplZone> find_rapl_zones(const PowerOptions& options) {
   std::sort(zones.begin(), zones.end(), [](const auto& a, const auto& b) { return a.dir < b.dir; });
   // The platform zone ("psys") already contains the packages: sum packages only
   // when there are any, so nothing is counted twice.
-  const bool has_package = std::any_of(zones.begin(), zones.end(),
-                                       [](const auto& z) { return z.name.rfind("package", 0) == 0; });
-  if (has_package)
-    std::erase_if(zones, [](const auto& z) { return z.name.rfind("package", 0) != 0; });
+  const bool has_package =
+      std::any_of(zones.begin(), zones.end(), [](const auto& z) { return z.name.rfind("package", 0) == 0; });
+  if (has_package) std::erase_if(zones, [](const auto& z) { return z.name.rfind("package", 0) != 0; });
   return zones;
 }
 
@@ -255,9 +254,9 @@ class SampledMeter : public PowerMeter {
 // (ina2xx, ina238 drivers) and common PMBus regulators/monitors.
 bool is_power_monitor(const std::string& name) {
   static const std::vector<std::string> known = {
-      "ina209", "ina219", "ina220", "ina226", "ina230", "ina231", "ina233", "ina237", "ina238", "ina260",
-      "ina2xx", "pmbus", "ir38064", "irps5401", "isl68137", "tps53679", "tps544", "ucd9000", "ucd9200",
-      "max20751", "max20796", "lm25066", "adm1275", "xdpe12284", "zl6100"};
+      "ina209",  "ina219",   "ina220",   "ina226",  "ina230",   "ina231",    "ina233",   "ina237", "ina238",
+      "ina260",  "ina2xx",   "pmbus",    "ir38064", "irps5401", "isl68137",  "tps53679", "tps544", "ucd9000",
+      "ucd9200", "max20751", "max20796", "lm25066", "adm1275",  "xdpe12284", "zl6100"};
   return std::find(known.begin(), known.end(), name) != known.end();
 }
 
@@ -302,9 +301,9 @@ class HwmonPowerMeter final : public SampledMeter {
                                      "): no power1_input, energy1_input or curr1_input + in1_input");
   }
   std::string source() const override {
-    std::string what = powers_.empty() ? "curr1_input*in1_input"
-                                       : powers_.size() == 1 ? "power1_input"
-                                                             : "power1.." + std::to_string(powers_.size()) + "_input";
+    std::string what = powers_.empty()       ? "curr1_input*in1_input"
+                       : powers_.size() == 1 ? "power1_input"
+                                             : "power1.." + std::to_string(powers_.size()) + "_input";
     return "hwmon (" + device_.dir.filename().string() + " " + device_.name + ", " + what + ")";
   }
 
@@ -316,7 +315,8 @@ class HwmonPowerMeter final : public SampledMeter {
       return double(uw * 1e-6L);
     }
     // ina2xx: curr1 in mA, in1 (bus voltage) in mV.
-    return double(read_sysfs_number(device_.dir / "curr1_input") * read_sysfs_number(device_.dir / "in1_input") * 1e-6L);
+    return double(read_sysfs_number(device_.dir / "curr1_input") * read_sysfs_number(device_.dir / "in1_input") *
+                  1e-6L);
   }
 
  private:
@@ -497,13 +497,15 @@ double read_vivado_power_report(const fs::path& report) {
   std::smatch match;
   while (std::getline(in, line))
     if (std::regex_search(line, match, total)) return std::stod(match[1]);
-  throw error("power report " + report.string() + ": no 'Total On-Chip Power (W)' line (not a Vivado report_power text?)");
+  throw error("power report " + report.string() +
+              ": no 'Total On-Chip Power (W)' line (not a Vivado report_power text?)");
 }
 
 std::vector<std::string> describe_power_sources(const PowerOptions& options) {
   std::vector<std::string> lines;
   const auto zones = find_rapl_zones(options);
-  if (zones.empty()) lines.push_back("rapl: no " + sys_path(options, "sys/class/powercap").string() + "/intel-rapl:N zone");
+  if (zones.empty())
+    lines.push_back("rapl: no " + sys_path(options, "sys/class/powercap").string() + "/intel-rapl:N zone");
   try {
     if (!zones.empty()) lines.push_back(RaplMeter(zones).source() + ": readable");
   } catch (const std::exception& e) {
@@ -555,7 +557,8 @@ std::unique_ptr<PowerMeter> make_power_meter(const std::string& spec, const Powe
   if (spec == "rapl") {
     auto zones = find_rapl_zones(options);
     if (zones.empty())
-      throw device_error(ENOENT, "rapl: no intel-rapl:N zone under " + sys_path(options, "sys/class/powercap").string());
+      throw device_error(ENOENT,
+                         "rapl: no intel-rapl:N zone under " + sys_path(options, "sys/class/powercap").string());
     return std::make_unique<RaplMeter>(std::move(zones));
   }
   if (kind == "hwmon") {
@@ -563,7 +566,8 @@ std::unique_ptr<PowerMeter> make_power_meter(const std::string& spec, const Powe
       const bool chosen = arg.empty() ? is_power_monitor(d.name) : (d.name == arg || d.dir.filename() == arg);
       if (chosen) return make_hwmon_meter(d, options);
     }
-    throw device_error(ENOENT, "hwmon: no " + (arg.empty() ? std::string("known power monitor") : "device '" + arg + "'") +
+    throw device_error(ENOENT, "hwmon: no " +
+                                   (arg.empty() ? std::string("known power monitor") : "device '" + arg + "'") +
                                    " under " + sys_path(options, "sys/class/hwmon").string());
   }
   if (kind == "command" && !arg.empty()) {
@@ -580,8 +584,9 @@ std::unique_ptr<PowerMeter> make_power_meter(const std::string& spec, const Powe
   if (kind == "estimate-report" && !arg.empty())
     return std::make_unique<EstimateMeter>(read_vivado_power_report(arg),
                                            "Vivado report_power total on-chip, " + fs::path(arg).filename().string());
-  throw error("unknown power source '" + spec +
-              "'; use none, auto, rapl, hwmon[:NAME], command:CMD, log:PATH, estimate:WATTS[:WHY] or estimate-report:PATH");
+  throw error(
+      "unknown power source '" + spec +
+      "'; use none, auto, rapl, hwmon[:NAME], command:CMD, log:PATH, estimate:WATTS[:WHY] or estimate-report:PATH");
 }
 
 }  // namespace busi

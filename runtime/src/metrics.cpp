@@ -83,8 +83,10 @@ BinaryRates ConfusionMatrix::normal_vs_abnormal(const std::string& negative) con
   for (int t = 0; t < int(names_.size()); ++t)
     for (int p = 0; p < int(names_.size()); ++p) {
       const std::size_t k = count(t, p);
-      if (t == n) (p == n ? rates.true_negative : rates.false_positive) += k;
-      else (p == n ? rates.false_negative : rates.true_positive) += k;
+      if (t == n)
+        (p == n ? rates.true_negative : rates.false_positive) += k;
+      else
+        (p == n ? rates.false_negative : rates.true_positive) += k;
     }
   return rates;
 }
@@ -104,8 +106,10 @@ std::string ConfusionMatrix::to_text() const {
     for (std::size_t p = 0; p < names_.size(); ++p) out << "  " << std::setw(int(width)) << count(int(t), int(p));
     const double r = recall(int(t));
     std::ostringstream cell;
-    if (std::isnan(r)) cell << "n/a";
-    else cell << std::fixed << std::setprecision(1) << 100.0 * r << '%';
+    if (std::isnan(r))
+      cell << "n/a";
+    else
+      cell << std::fixed << std::setprecision(1) << 100.0 * r << '%';
     out << "  " << std::setw(int(width)) << cell.str() << '\n';
   }
   return out.str();

@@ -14,6 +14,7 @@ namespace busi {
 
 // Several reports (e.g. one from the board, one from a PC) share the charts;
 // runs are then labelled with their machine as well.
-std::string render_dashboard(const std::vector<EvaluationReport>& reports, const std::string& title = "busi-infer evaluation");
+std::string render_dashboard(const std::vector<EvaluationReport>& reports,
+                             const std::string& title = "busi-infer evaluation");
 
 }  // namespace busi

@@ -6,6 +6,7 @@
 // SHA-256 of its file) and the git commit, as JSON and CSV.
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -31,10 +32,10 @@ LabelledImages load_labelled_images(const std::vector<std::filesystem::path>& pa
                                     const std::vector<std::string>& class_names, int height, int width);
 
 struct MachineInfo {
-  std::string cpu;      // /proc/cpuinfo "model name" (or "Hardware"/"Processor" on ARM)
-  unsigned cores = 0;   // std::thread::hardware_concurrency()
-  std::string kernel;   // uname -sr -m
-  std::string host;     // uname -n
+  std::string cpu;     // /proc/cpuinfo "model name" (or "Hardware"/"Processor" on ARM)
+  unsigned cores = 0;  // std::thread::hardware_concurrency()
+  std::string kernel;  // uname -sr -m
+  std::string host;    // uname -n
 };
 MachineInfo describe_machine();
 
@@ -66,28 +67,40 @@ struct BackendRun {
   std::string backend, description;
   std::string model_name, model_path, model_sha256, precision;
   ConfusionMatrix confusion;
-  std::vector<int> predictions;       // per image, in LabelledImages order
-  std::vector<double> latencies_ms;   // per image, classify() wall time
+  std::vector<int> predictions;      // per image, in LabelledImages order
+  std::vector<double> latencies_ms;  // per image, classify() wall time
   LatencySummary latency;
-  double seconds = 0;                 // the run's window (all images)
-  double throughput = 0;              // images / seconds
+  double seconds = 0;     // the run's window (all images)
+  double throughput = 0;  // images / seconds
   EnergyReading energy;
-  double joules_per_image() const;    // NaN without an energy reading
+  double joules_per_image() const;  // NaN without an energy reading
   explicit BackendRun(std::vector<std::string> classes) : confusion(std::move(classes)) {}
 };
 
 struct EvaluationReport {
   MachineInfo machine;
   std::string commit;
-  std::string started_utc;            // ISO 8601
-  std::vector<std::string> inputs;    // the folders/files given
+  std::string started_utc;          // ISO 8601
+  std::vector<std::string> inputs;  // the folders/files given
   std::size_t images = 0;
   std::vector<BackendRun> runs;
 };
 
-// Runs every (backend, model) pair over the images, one at a time, in order.
-// Throws busi::error when a backend's model disagrees with the images' class
-// names or input size.
+// One (backend, model) pair to run.
+struct PlannedRun {
+  std::string backend;
+  std::shared_ptr<const Model> model;
+};
+
+// The runs `options` asks for, models loaded (each file once), in backend order.
+// Throws before any image is touched: unknown backend, missing or bad model.
+std::vector<PlannedRun> plan_runs(const EvaluationOptions& options);
+
+// Runs the planned pairs over the images, one at a time, in order. Throws
+// busi::error when a model disagrees with the images' class names or input size.
+EvaluationReport evaluate(const LabelledImages& images, const std::vector<PlannedRun>& runs,
+                          const EvaluationOptions& options);
+// plan_runs(options), then the above.
 EvaluationReport evaluate(const LabelledImages& images, const EvaluationOptions& options);
 
 // JSON: {"machine":{...},"commit":...,"runs":[{backend, model, precision,

@@ -42,8 +42,8 @@ namespace busi {
 struct PowerOptions {
   // Prefix for /sys (tests point it at a fake tree).
   std::filesystem::path sysfs_root = "/";
-  std::chrono::milliseconds sample_period{10};     // hwmon power/current sampling
-  std::chrono::milliseconds command_period{250};   // command:CMD sampling (watts)
+  std::chrono::milliseconds sample_period{10};    // hwmon power/current sampling
+  std::chrono::milliseconds command_period{250};  // command:CMD sampling (watts)
 };
 
 // Energy and mean power over one window.

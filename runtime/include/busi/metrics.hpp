@@ -45,8 +45,8 @@ class ConfusionMatrix {
   std::size_t correct() const;
   std::size_t class_total(int true_class) const;  // images whose true class is this
 
-  double accuracy() const;                 // correct / total, NaN when empty
-  double recall(int true_class) const;     // NaN when the class has no image
+  double accuracy() const;                      // correct / total, NaN when empty
+  double recall(int true_class) const;          // NaN when the class has no image
   double precision(int predicted_class) const;  // NaN when never predicted
   std::vector<double> recalls() const;
 
