@@ -23,6 +23,11 @@ struct avx512vnni_kernel {
     // channel padded with INT32_MAX.
     bool columns = false;
     std::vector<int32_t> tap_weights, threshold_rows;
+    // When every accumulator fits in int16 (|acc| <= bound <= 32766): the
+    // rows as int16, clamped to [-bound, bound + 1] (the same count for any
+    // acc in range), 64 per 4 channels, so one search covers 32 lanes.
+    bool narrow = false;
+    std::vector<int16_t> threshold_rows16;
   };
 
   static packed pack(const conv_step& s) {
@@ -53,6 +58,13 @@ struct avx512vnni_kernel {
       p.threshold_rows.assign(std::size_t(oc8) * 16, INT32_MAX);
       for (int o = 0; o < s.oc; ++o)
         for (int t = 0; t < p.per; ++t) p.threshold_rows[std::size_t(o) * 16 + t] = s.layer->channel_thresholds(o)[t];
+      const int64_t bound = int64_t(s.input_max) * s.max_abs_channel_sum();
+      p.narrow = bound <= 32766;
+      if (p.narrow) {
+        p.threshold_rows16.resize(p.threshold_rows.size());
+        for (std::size_t i = 0; i < p.threshold_rows.size(); ++i)
+          p.threshold_rows16[i] = int16_t(std::clamp<int64_t>(p.threshold_rows[i], -bound, bound + 1));
+      }
     }
     return p;
   }
@@ -85,7 +97,7 @@ struct avx512vnni_kernel {
   // registers, a binary search of each channel's thresholds, and an 8x8 byte
   // transpose into HWC. C: input channels; Steps: the first binary-search
   // step, 2^(act_bits-1).
-  template <int C, int Steps>
+  template <int C, int Steps, bool Narrow>
   static void columns(const conv_step& s, const packed& p, const uint8_t* in, uint8_t* out) {
     const std::size_t row = s.in_row_bytes();
     const std::size_t window = s.group_offsets.size();
@@ -94,6 +106,10 @@ struct avx512vnni_kernel {
     const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
     const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
     const __m512i table_base = _mm512_set_epi32(16, 16, 16, 16, 16, 16, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0);
+    alignas(64) int16_t slots[32];  // the table slot of each int16 lane, times 16 (see Narrow below)
+    for (int lane = 0; lane < 32; ++lane)
+      slots[lane] = int16_t(16 * ((lane / 8 >= 2 ? 1 : 0) + (lane % 8 >= 4 ? 2 : 0)));
+    const __m512i slot_base = _mm512_load_si512(slots);
     // [c][px] bytes -> [px][c]: pair rows into words in each 128-bit lane, then move words.
     const __m512i interleave =
         _mm512_broadcast_i32x4(_mm_set_epi8(15, 7, 14, 6, 13, 5, 12, 4, 11, 3, 10, 2, 9, 1, 8, 0));
@@ -124,32 +140,64 @@ struct avx512vnni_kernel {
             w += 8;
           }
           // Level = entries <= acc in the channel's padded, ascending row. The
-          // four searches are interleaved: each step is a chain of dependent
+          // searches are interleaved: each step is a chain of dependent
           // permute, compare and add.
-          __m512i pooled[4], index[4], t_a[4], t_b[4];
+          __m512i pooled[4];
           for (int q = 0; q < 4; ++q) {
             const __m512i c_a = _mm512_max_epi32(top[2 * q], bottom[2 * q]);
             const __m512i c_b = _mm512_max_epi32(top[2 * q + 1], bottom[2 * q + 1]);
             pooled[q] =
                 _mm512_max_epi32(_mm512_permutex2var_epi32(c_a, even, c_b), _mm512_permutex2var_epi32(c_a, odd, c_b));
-            const int32_t* rows_ab = p.threshold_rows.data() + std::size_t(c0 + 2 * q) * 16;
-            t_a[q] = _mm512_loadu_si512(rows_ab);
-            t_b[q] = _mm512_loadu_si512(rows_ab + 16);
-            index[q] = table_base;
           }
-          for (int step = Steps; step > 0; step /= 2)
-            for (int q = 0; q < 4; ++q) {
-              const __m512i t =
-                  _mm512_permutex2var_epi32(t_a[q], _mm512_add_epi32(index[q], _mm512_set1_epi32(step - 1)), t_b[q]);
-              index[q] = _mm512_mask_add_epi32(index[q], _mm512_cmpge_epi32_mask(pooled[q], t), index[q],
-                                               _mm512_set1_epi32(step));
+          __m512i bytes;  // [c][px]
+          if constexpr (Narrow) {
+            // packs(pooled 2h, pooled 2h+1), per 128-bit lane L: 4 lanes of
+            // each: channels c, c+2 (L = 0, 1) and c+1, c+3 (L = 2, 3) of the
+            // quad, table slots 0-3.
+            __m512i packed16[2], index[2], t_lo[2], t_hi[2];
+            for (int h = 0; h < 2; ++h) {
+              packed16[h] = _mm512_packs_epi32(pooled[2 * h], pooled[2 * h + 1]);
+              const int16_t* rows = p.threshold_rows16.data() + std::size_t(c0 + 4 * h) * 16;
+              t_lo[h] = _mm512_loadu_si512(rows);
+              t_hi[h] = _mm512_loadu_si512(rows + 32);
+              index[h] = slot_base;
             }
-          __m128i levels[4];
-          for (int q = 0; q < 4; ++q) levels[q] = _mm512_cvtepi32_epi8(_mm512_sub_epi32(index[q], table_base));
-          __m512i bytes = _mm512_castsi128_si512(levels[0]);  // [c][px]
-          bytes = _mm512_inserti32x4(bytes, levels[1], 1);
-          bytes = _mm512_inserti32x4(bytes, levels[2], 2);
-          bytes = _mm512_inserti32x4(bytes, levels[3], 3);
+            for (int step = Steps; step > 0; step /= 2)
+              for (int h = 0; h < 2; ++h) {
+                const __m512i t = _mm512_permutex2var_epi16(
+                    t_lo[h], _mm512_add_epi16(index[h], _mm512_set1_epi16(step - 1)), t_hi[h]);
+                index[h] = _mm512_mask_add_epi16(index[h], _mm512_cmpge_epi16_mask(packed16[h], t), index[h],
+                                                 _mm512_set1_epi16(step));
+              }
+            // Bytes in dwords (c, px 0-3), (c+2, px 0-3), (c, px 4-7), ...: back to [c][px].
+            const __m256i dword_order = _mm256_set_epi32(7, 5, 3, 1, 6, 4, 2, 0);
+            const __m256i low =
+                _mm256_permutexvar_epi32(dword_order, _mm512_cvtepi16_epi8(_mm512_sub_epi16(index[0], slot_base)));
+            const __m256i high =
+                _mm256_permutexvar_epi32(dword_order, _mm512_cvtepi16_epi8(_mm512_sub_epi16(index[1], slot_base)));
+            bytes = _mm512_inserti64x4(_mm512_castsi256_si512(low), high, 1);
+          } else {
+            __m512i index[4], t_a[4], t_b[4];
+            for (int q = 0; q < 4; ++q) {
+              const int32_t* rows_ab = p.threshold_rows.data() + std::size_t(c0 + 2 * q) * 16;
+              t_a[q] = _mm512_loadu_si512(rows_ab);
+              t_b[q] = _mm512_loadu_si512(rows_ab + 16);
+              index[q] = table_base;
+            }
+            for (int step = Steps; step > 0; step /= 2)
+              for (int q = 0; q < 4; ++q) {
+                const __m512i t =
+                    _mm512_permutex2var_epi32(t_a[q], _mm512_add_epi32(index[q], _mm512_set1_epi32(step - 1)), t_b[q]);
+                index[q] = _mm512_mask_add_epi32(index[q], _mm512_cmpge_epi32_mask(pooled[q], t), index[q],
+                                                 _mm512_set1_epi32(step));
+              }
+            __m128i levels[4];
+            for (int q = 0; q < 4; ++q) levels[q] = _mm512_cvtepi32_epi8(_mm512_sub_epi32(index[q], table_base));
+            bytes = _mm512_castsi128_si512(levels[0]);
+            bytes = _mm512_inserti32x4(bytes, levels[1], 1);
+            bytes = _mm512_inserti32x4(bytes, levels[2], 2);
+            bytes = _mm512_inserti32x4(bytes, levels[3], 3);
+          }
           bytes = _mm512_permutexvar_epi16(transpose, _mm512_shuffle_epi8(bytes, interleave));  // [px][c]
           if (s.oc == 8) {
             _mm512_mask_storeu_epi8(dst, valid == 8 ? ~__mmask64(0) : (__mmask64(1) << (8 * valid)) - 1, bytes);
@@ -166,19 +214,27 @@ struct avx512vnni_kernel {
     }
   }
 
-  template <int C>
+  template <int C, bool Narrow>
   static void columns_for(const conv_step& s, const packed& p, const uint8_t* in, uint8_t* out) {
     switch (p.per) {  // 2^act_bits - 1 thresholds
       case 1:
-        columns<C, 1>(s, p, in, out);
+        columns<C, 1, Narrow>(s, p, in, out);
         break;
       case 3:
-        columns<C, 2>(s, p, in, out);
+        columns<C, 2, Narrow>(s, p, in, out);
         break;
       default:
-        columns<C, 8>(s, p, in, out);
+        columns<C, 8, Narrow>(s, p, in, out);
         break;
     }
+  }
+
+  template <int C>
+  static void columns_for(const conv_step& s, const packed& p, const uint8_t* in, uint8_t* out) {
+    if (p.narrow)
+      columns_for<C, true>(s, p, in, out);
+    else
+      columns_for<C, false>(s, p, in, out);
   }
 
   static bool run_special(const conv_step& s, const packed& p, const uint8_t* in, uint8_t* out) {

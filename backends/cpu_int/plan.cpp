@@ -21,6 +21,17 @@ int conv_step::max_abs_weight() const {
   return m;
 }
 
+int64_t conv_step::max_abs_channel_sum() const {
+  const std::size_t fan_in = layer->weights.size() / std::size_t(oc);
+  int64_t m = 0;
+  for (int o = 0; o < oc; ++o) {
+    int64_t sum = 0;
+    for (std::size_t i = 0; i < fan_in; ++i) sum += std::abs(int(layer->weights[o * fan_in + i]));
+    m = std::max(m, sum);
+  }
+  return m;
+}
+
 plan make_plan(const Model& model) {
   check_model(model);
   plan p;

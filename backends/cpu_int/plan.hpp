@@ -45,6 +45,8 @@ struct conv_step {
   int8_t weight(int ky, int k, int o) const;
   // Largest |weight| of the layer.
   int max_abs_weight() const;
+  // Largest sum of |weight| over one output's fan-in: |acc| <= input_max times it.
+  int64_t max_abs_channel_sum() const;
 };
 
 struct plan {
