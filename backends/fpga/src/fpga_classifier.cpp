@@ -1,0 +1,191 @@
+#include "fpga_classifier.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <sstream>
+
+#include "busi/error.hpp"
+#include "fpga_manager.hpp"
+
+namespace busi::fpga {
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+uint64_t since(clock_type::time_point t) {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(clock_type::now() - t).count());
+}
+
+// One process drives the accelerator at a time (the Classifier contract).
+std::mutex& device_mutex() {
+  static std::mutex m;
+  return m;
+}
+
+std::string setting(const ClassifierOptions& options, const std::string& key, const std::string& fallback) {
+  const auto it = options.settings.find(key);
+  return it == options.settings.end() ? fallback : it->second;
+}
+
+long long number_setting(const ClassifierOptions& options, const std::string& key, long long fallback,
+                         long long low, long long high) {
+  const auto text = setting(options, key, "");
+  if (text.empty()) return fallback;
+  std::size_t used = 0;
+  long long value = 0;
+  try {
+    value = std::stoll(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != text.size() || value < low || value > high)
+    throw error("backend fpga: setting " + key + "='" + text + "' is not a whole number in [" + std::to_string(low) +
+                ", " + std::to_string(high) + "]");
+  return value;
+}
+
+}  // namespace
+
+fpga_classifier::fpga_classifier(const ClassifierOptions& options) {
+  check_settings(options, "fpga",
+                 {"overlay", "device_root", "timeout_ms", "buffer_stack", "program", "fclk_mhz", "max_batch"});
+  const std::string overlay_dir = setting(options, "overlay", "");
+  if (overlay_dir.empty())
+    throw error("backend fpga needs an overlay: pass --overlay DIR (setting 'overlay'), a folder with overlay.json");
+  const std::filesystem::path root = setting(options, "device_root", "/");
+  const auto timeout = std::chrono::milliseconds(number_setting(options, "timeout_ms", 10000, 1, 3600000));
+  max_batch_ = static_cast<std::size_t>(number_setting(options, "max_batch", 64, 1, 65536));
+
+  model_ = resolve_model(options, ModelKind::quantized, "fpga");
+  overlay_ = overlay_description::load(overlay_dir);
+  overlay_.check_against(*model_);
+  if (overlay_.model_name != model_->name)
+    throw error("overlay " + overlay_.name + " was built from model '" + overlay_.model_name +
+                "' (its weights are in the bitstream), but the model given is '" + model_->name + "'");
+
+  const hwh_info hwh = load_hwh(overlay_.hwh);
+  const ip_window& in_ip = hwh.ip(overlay_.input.dma);
+  const ip_window& out_ip = hwh.ip(overlay_.output.dma);
+
+  std::lock_guard lock(device_mutex());
+  const bool programmed = program_bitstream(overlay_.bitstream, root, parse_program_mode(setting(options, "program", "auto")));
+  const double want_mhz = static_cast<double>(number_setting(options, "fclk_mhz", std::llround(overlay_.fclk_mhz), 0, 250));
+  const double fclk = want_mhz > 0 ? set_fclk0(root, want_mhz) : read_fclk0(root);
+
+  // Map at most the 64 KiB the IODMA control bundle can use; ranges are often larger.
+  const auto mem = root / "dev/mem";
+  auto idma = register_window::map_physical(mem, in_ip.base, std::min<uint64_t>(in_ip.range, 0x10000), overlay_.input.dma);
+  auto odma = register_window::map_physical(mem, out_ip.base, std::min<uint64_t>(out_ip.range, 0x10000), overlay_.output.dma);
+  dma_ = std::make_unique<iodma_pair>(std::move(idma), std::move(odma), timeout);
+  dma_->check_idle();
+
+  allocator_options alloc;
+  alloc.stack = setting(options, "buffer_stack", "auto");
+  alloc.device_root = root;
+  allocator_ = make_dma_allocator(alloc);
+  input_ = allocator_->allocate(max_batch_ * overlay_.input.packed_bytes());
+  output_ = allocator_->allocate(max_batch_ * overlay_.output.packed_bytes());
+
+  // The marker: every output element at the datatype's maximum. For top-1 that
+  // is an index no model here has (>= classes); for logits, all classes at the
+  // largest representable value at once, which a real run does not produce.
+  std::vector<int64_t> top(overlay_.output.elements(), overlay_.output.datatype.max());
+  marker_.resize(overlay_.output.packed_bytes());
+  pack(top.data(), overlay_.output.vectors(), overlay_.output.inner(), overlay_.output.datatype, marker_.data());
+  scratch_.resize(overlay_.output.elements());
+
+  std::ostringstream d;
+  d << "fpga: overlay " << overlay_.name << " (" << overlay_.dir.string() << "), " << overlay_.input.dma << " @ "
+    << hex(in_ip.base) << ", " << overlay_.output.dma << " @ " << hex(out_ip.base) << ", FCLK0 " << fclk
+    << " MHz, buffers " << allocator_->name() << ", output " << (overlay_.kind == output_kind::top1 ? "top-1" : "logits")
+    << ", max batch " << max_batch_ << (programmed ? ", bitstream programmed" : ", bitstream already loaded")
+    << (root == "/" ? "" : ", device root " + root.string());
+  description_ = d.str();
+}
+
+Prediction fpga_classifier::classify(const Tensor8& input) {
+  Prediction p;
+  run_chunk(&input, 1, &p);
+  return p;
+}
+
+std::vector<Prediction> fpga_classifier::classify_batch(const std::vector<Tensor8>& inputs) {
+  std::vector<Prediction> out(inputs.size());
+  for (std::size_t first = 0; first < inputs.size(); first += max_batch_)
+    run_chunk(inputs.data() + first, std::min(max_batch_, inputs.size() - first), out.data() + first);
+  return out;
+}
+
+void fpga_classifier::run_chunk(const Tensor8* inputs, std::size_t count, Prediction* out) {
+  const Shape& shape = model_->input;
+  const std::size_t in_bytes = overlay_.input.packed_bytes(), out_bytes = overlay_.output.packed_bytes();
+  for (std::size_t i = 0; i < count; ++i)
+    if (inputs[i].height != shape.height || inputs[i].width != shape.width ||
+        inputs[i].pixels.size() != shape.size())
+      throw image_error("fpga: input " + std::to_string(i) + " is " + std::to_string(inputs[i].width) + "x" +
+                        std::to_string(inputs[i].height) + " with " + std::to_string(inputs[i].pixels.size()) +
+                        " pixels; the overlay takes " + std::to_string(shape.width) + "x" + std::to_string(shape.height));
+
+  std::lock_guard lock(device_mutex());
+  auto t = clock_type::now();
+  uint8_t* in = input_->data();
+  for (std::size_t i = 0; i < count; ++i)
+    pack(inputs[i].pixels.data(), overlay_.input.vectors(), overlay_.input.inner(), overlay_.input.datatype,
+         in + i * in_bytes);
+  uint8_t* result = output_->data();
+  for (std::size_t i = 0; i < count; ++i) std::memcpy(result + i * out_bytes, marker_.data(), out_bytes);
+  times_.pack += since(t);
+
+  t = clock_type::now();
+  input_->sync_for_device(0, count * in_bytes);
+  output_->sync_for_device(0, count * out_bytes);
+  times_.flush += since(t);
+
+  t = clock_type::now();
+  dma_->check_idle();
+  dma_->start(input_->device_address(), output_->device_address(), static_cast<uint32_t>(count));
+  times_.start += since(t);
+
+  t = clock_type::now();
+  times_.polls += dma_->wait();
+  times_.wait += since(t);
+
+  t = clock_type::now();
+  output_->sync_for_cpu(0, count * out_bytes);
+  times_.invalidate += since(t);
+
+  t = clock_type::now();
+  for (std::size_t i = 0; i < count; ++i) out[i] = decode(result + i * out_bytes, i);
+  times_.unpack += since(t);
+  times_.batches += 1;
+  times_.images += count;
+}
+
+Prediction fpga_classifier::decode(const uint8_t* packed, std::size_t image) const {
+  const io_port& port = overlay_.output;
+  if (std::memcmp(packed, marker_.data(), marker_.size()) == 0)
+    throw device_error(EIO, port.dma + ": output of image " + std::to_string(image) +
+                                " still holds the fill marker after the batch finished: the accelerator wrote "
+                                "nothing, or the cache invalidate (sync_for_cpu) had no effect");
+  int32_t* values = scratch_.data();
+  unpack(packed, port.vectors(), port.inner(), port.datatype, values);
+  if (overlay_.kind == output_kind::top1) {
+    if (values[0] < 0 || static_cast<std::size_t>(values[0]) >= model_->num_classes())
+      throw device_error(EIO, port.dma + ": class index " + std::to_string(values[0]) + " for image " +
+                                  std::to_string(image) + " is out of range for " +
+                                  std::to_string(model_->num_classes()) + " classes");
+    return make_prediction(values[0]);
+  }
+  std::vector<int32_t> logits(values, values + scratch_.size());
+  const int best = static_cast<int>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+  return make_prediction(best, std::move(logits));
+}
+
+}  // namespace busi::fpga
+
+namespace busi {
+std::unique_ptr<Classifier> make_fpga_classifier(const ClassifierOptions& options) {
+  return std::make_unique<fpga::fpga_classifier>(options);
+}
+}  // namespace busi

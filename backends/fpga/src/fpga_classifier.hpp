@@ -1,0 +1,67 @@
+#pragma once
+// The fpga backend's Classifier: a FINN accelerator behind FINN's IODMA
+// protocol, on a PYNQ board or on the emulated board (device_root).
+//
+// Settings: overlay (folder with overlay.json; required), device_root ("/"),
+// timeout_ms (per batch; 10000), buffer_stack (auto|xrt|cma|udmabuf),
+// program (auto|always|never), fclk_mhz (default: the overlay's; 0 leaves the
+// clock as it is), max_batch (images per accelerator run; 64).
+//
+// One run: pack the inputs into the input buffer, flush it; fill the output
+// buffer with a marker and flush it; start the output then the input DMA;
+// wait for done; invalidate the output buffer; unpack. A marker that survives
+// the run means the accelerator wrote nothing or the invalidate had no effect,
+// which is reported instead of being returned as a class.
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+
+#include "busi/classifier.hpp"
+#include "dma_buffer.hpp"
+#include "hwh.hpp"
+#include "iodma.hpp"
+#include "overlay.hpp"
+
+namespace busi::fpga {
+
+// Host-side time per phase, accumulated over every batch run (nanoseconds).
+// `wait` is the accelerator's own time as the host sees it; everything else is
+// host cost.
+struct phase_times {
+  uint64_t pack = 0, flush = 0, start = 0, wait = 0, invalidate = 0, unpack = 0;
+  uint64_t batches = 0, images = 0, polls = 0;
+  uint64_t host() const { return pack + flush + start + invalidate + unpack; }
+};
+
+class fpga_classifier final : public Classifier {
+ public:
+  explicit fpga_classifier(const ClassifierOptions& options);
+
+  std::string backend() const override { return "fpga"; }
+  std::string describe() const override { return description_; }
+  const Model& model() const override { return *model_; }
+  Prediction classify(const Tensor8& input) override;
+  std::vector<Prediction> classify_batch(const std::vector<Tensor8>& inputs) override;
+
+  const phase_times& times() const { return times_; }
+  void reset_times() { times_ = {}; }
+  const overlay_description& overlay() const { return overlay_; }
+
+ private:
+  void run_chunk(const Tensor8* inputs, std::size_t count, Prediction* out);
+  Prediction decode(const uint8_t* packed, std::size_t image) const;
+
+  std::shared_ptr<const Model> model_;
+  overlay_description overlay_;
+  std::unique_ptr<iodma_pair> dma_;
+  std::unique_ptr<dma_allocator> allocator_;
+  std::unique_ptr<dma_buffer> input_, output_;
+  std::size_t max_batch_ = 64;
+  std::vector<uint8_t> marker_;  // one image's packed output, as filled before a run
+  mutable std::vector<int32_t> scratch_;  // one image's unpacked output
+  std::string description_;
+  phase_times times_;
+};
+
+}  // namespace busi::fpga
