@@ -195,7 +195,7 @@ bool pynq_emulator::poll_once() {
   check_firmware();
   const uint32_t in_control = dev_mem_idma_->load(iodma_reg::control);
   const uint32_t out_control = dev_mem_odma_->load(iodma_reg::control);
-  if ((in_control & iodma_reg::ap_start) && (out_control & iodma_reg::ap_start)) {
+  if (!stuck_ && (in_control & iodma_reg::ap_start) && (out_control & iodma_reg::ap_start)) {
     run_batch();
     active = true;
   }
@@ -243,9 +243,11 @@ void pynq_emulator::run_batch() {
   const uint64_t in_address = idma.load(iodma_reg::address_low) | (uint64_t(idma.load(iodma_reg::address_high)) << 32);
   const uint64_t out_address = odma.load(iodma_reg::address_low) | (uint64_t(odma.load(iodma_reg::address_high)) << 32);
   const uint32_t images = idma.load(iodma_reg::num_reps);
-  // Accepted: ap_start and ap_idle drop while the batch runs.
-  idma.store(iodma_reg::control, 0);
-  odma.store(iodma_reg::control, 0);
+  // Accepted: ap_idle drops; ap_start reads 1 until the batch is done, and the
+  // watcher ignores it from now on (a hung batch stays hung).
+  stuck_ = true;
+  idma.store(iodma_reg::control, iodma_reg::ap_start);
+  odma.store(iodma_reg::control, iodma_reg::ap_start);
   if (!firmware_ok_) {
     note("ap_start while the fabric holds no valid bitstream; nothing runs");
     return;
@@ -301,6 +303,7 @@ void pynq_emulator::run_batch() {
       stats_.estimated_cycles += network_->latency_cycles() + uint64_t(images - 1) * network_->interval_cycles();
   }
   if (options_.faults.never_finish) return;
+  stuck_ = false;
   idma.store(iodma_reg::control, iodma_reg::ap_idle | iodma_reg::ap_done);
   odma.store(iodma_reg::control, iodma_reg::ap_idle | iodma_reg::ap_done);
 }

@@ -90,6 +90,7 @@ class pynq_emulator {
   std::unique_ptr<dataflow_network> network_;
   uint64_t idma_base_ = 0, odma_base_ = 0;
   bool firmware_ok_ = true;  // the board boots with the overlay loaded
+  bool stuck_ = false;       // a batch was accepted and never completed
 
   struct mapping;
   std::unique_ptr<mapping> dev_mem_idma_, dev_mem_odma_, dev_mem_slcr_, dma_file_;

@@ -1,0 +1,341 @@
+// The fpga backend end to end against the emulated PYNQ-Z1: the same classes
+// (and, with a logits overlay, the same int32 logits) as cpu_int for every
+// batch size, and each fault a clear error rather than a hang or a wrong answer.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <nlohmann/json.hpp>
+
+#include "busi/error.hpp"
+#include "busi/random_model.hpp"
+#include "busi/verify.hpp"
+#include "fpga_classifier.hpp"
+#include "fpga_manager.hpp"
+#include "pynq_emulator.hpp"
+#include "test_support.hpp"
+
+namespace busi::fpga {
+namespace {
+
+template <typename F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "(no exception)";
+}
+
+std::shared_ptr<const Model> random_paper_model(int weight_bits, uint64_t seed) {
+  return std::make_shared<const Model>(random_model(paper_network_spec(weight_bits, 4), seed));
+}
+
+std::vector<Tensor8> random_images(const Model& model, std::size_t count, uint64_t seed) {
+  std::vector<Tensor8> images(count);
+  for (std::size_t i = 0; i < count; ++i)
+    images[i] = {model.input.height, model.input.width, random_pixels(model.input.size(), seed + i)};
+  return images;
+}
+
+struct board_setup {
+  std::shared_ptr<const Model> model;
+  bool logits = false;
+  std::string folding = "folding_fast.json";
+  emu::fault_options faults;
+  std::size_t dma_bytes = 16u << 20;
+};
+
+// An overlay folder (the shipped description, renamed to the model under
+// test, with emulated .hwh/.bit) and a running emulated board.
+class board {
+ public:
+  explicit board(const board_setup& setup) : model_(setup.model) {
+    namespace fs = std::filesystem;
+    overlay_ = dir_ / "overlay";
+    fs::create_directories(overlay_);
+    const fs::path shipped = fs::path(BUSI_SOURCE_DIR) / "overlays/busi-w2a4";
+    for (const char* f : {"folding_3fps.json", "folding_fast.json"}) fs::copy(shipped / f, overlay_ / f);
+    nlohmann::json j = nlohmann::json::parse(std::ifstream(shipped / "overlay.json"));
+    j["model"] = model_->name;
+    j["folding"] = setup.folding;
+    if (setup.logits) {
+      // FINN without the TopK: the last MVAU's accumulators, PE = 1.
+      const int classes = int(model_->num_classes());
+      j["output"] = {{"dma", "odma0"}, {"kind", "logits"}, {"datatype", "INT32"},
+                     {"shape_normal", {1, classes}}, {"shape_folded", {1, classes, 1}},
+                     {"shape_packed", {1, classes, 4}}};
+    }
+    std::ofstream(overlay_ / "overlay.json") << j.dump(2);
+    emu::write_emulated_hardware(overlay_description::load(overlay_));
+    root_ = dir_ / "root";
+    emu::emulator_options options;
+    options.root = root_;
+    options.overlay_dir = overlay_;
+    options.model = model_;
+    options.dma_bytes = setup.dma_bytes;
+    options.faults = setup.faults;
+    emulator_ = std::make_unique<emu::pynq_emulator>(options);
+    emulator_->start();
+  }
+
+  ClassifierOptions options(std::map<std::string, std::string> extra = {}) const {
+    ClassifierOptions o;
+    o.model = model_;
+    o.settings = {{"overlay", overlay_.string()}, {"device_root", root_.string()}};
+    for (auto& [k, v] : extra) o.settings[k] = v;
+    return o;
+  }
+  std::unique_ptr<Classifier> fpga(std::map<std::string, std::string> extra = {}) const {
+    return make_classifier("fpga", options(std::move(extra)));
+  }
+  std::unique_ptr<Classifier> cpu_int() const {
+    ClassifierOptions o;
+    o.model = model_;
+    return make_classifier("cpu_int", o);
+  }
+  emu::pynq_emulator& emulator() { return *emulator_; }
+  const std::filesystem::path& overlay() const { return overlay_; }
+  const std::filesystem::path& root() const { return root_; }
+
+ private:
+  test::TempDir dir_;
+  std::shared_ptr<const Model> model_;
+  std::filesystem::path overlay_, root_;
+  std::unique_ptr<emu::pynq_emulator> emulator_;
+};
+
+bool has_note(const emu::pynq_emulator& e, const std::string& text) {
+  for (const auto& n : e.diagnostics())
+    if (n.find(text) != std::string::npos) return true;
+  return false;
+}
+
+TEST(FpgaEmulator, LogitsEqualCpuIntForBatchesOf1_7And64) {
+  board b({random_paper_model(2, 11), true});
+  auto fpga = b.fpga();
+  auto cpu = b.cpu_int();
+  const auto images = random_images(fpga->model(), 72, 100);
+  std::size_t at = 0;
+  for (std::size_t batch : {1u, 7u, 64u}) {
+    const std::vector<Tensor8> chunk(images.begin() + long(at), images.begin() + long(at + batch));
+    at += batch;
+    const auto got = fpga->classify_batch(chunk);
+    ASSERT_EQ(got.size(), batch);
+    for (std::size_t i = 0; i < batch; ++i) {
+      const auto want = cpu->classify(chunk[i]);
+      EXPECT_EQ(got[i].logits, want.logits) << "batch " << batch << " image " << i;
+      EXPECT_EQ(got[i].class_index, want.class_index);
+    }
+  }
+  EXPECT_TRUE(b.emulator().diagnostics().empty()) << b.emulator().diagnostics().front();
+  EXPECT_EQ(b.emulator().stats().images, 72u);
+}
+
+TEST(FpgaEmulator, Top1EqualsCpuIntOnW4A4WithThe3fpsFolding) {
+  board_setup setup{random_paper_model(4, 12)};
+  setup.folding = "folding_3fps.json";
+  board b(setup);
+  auto fpga = b.fpga({{"max_batch", "5"}});  // 7 images: one batch of 5, one of 2
+  auto cpu = b.cpu_int();
+  const auto images = random_images(fpga->model(), 7, 300);
+  const auto got = fpga->classify_batch(images);
+  for (std::size_t i = 0; i < images.size(); ++i) {
+    EXPECT_EQ(got[i].class_index, cpu->classify(images[i]).class_index) << i;
+    EXPECT_TRUE(got[i].logits.empty());
+  }
+  EXPECT_EQ(b.emulator().stats().batches, 2u);
+  // The 3 fps folding: about 30.5 M cycles per image at 100 MHz.
+  const auto& net = b.emulator().network();
+  EXPECT_GT(net.latency_cycles(), 29'000'000u);
+  EXPECT_LT(net.latency_cycles(), 33'333'333u);
+}
+
+TEST(FpgaEmulator, CycleEstimateFollowsTheFolding) {
+  const auto model = random_paper_model(2, 13);
+  // conv0: 253 x 253 pixels, K = 9, N = 8 -> 576,081 cycles at PE = SIMD = 1, a quarter at PE = 4.
+  emu::dataflow_network plain(*model, {});
+  emu::dataflow_network folded(*model, {{4, 1}});
+  EXPECT_EQ(plain.estimates()[0].cycles, 253u * 253u * 9u * 8u);
+  EXPECT_EQ(folded.estimates()[0].cycles, 253u * 253u * 9u * 2u);
+  const auto message = error_of([&] { emu::dataflow_network(*model, {{3, 1}}); });
+  EXPECT_NE(message.find("PE 3 must divide 8"), std::string::npos) << message;
+}
+
+TEST(FpgaEmulator, EveryBusiImageGivesTheCpuIntClass) {
+  BUSI_REQUIRE_DATA();
+  // The shipped model (a random placeholder until training lands one).
+  auto model = std::make_shared<const Model>(Model::load(default_model_path(ModelKind::quantized)));
+  board b({model});
+  auto fpga = b.fpga();
+  auto cpu = b.cpu_int();
+  const auto files = collect_images({test::busi_data_dir()});
+  ASSERT_EQ(files.size(), 702u);
+  std::size_t disagreements = 0;
+  for (std::size_t first = 0; first < files.size(); first += 64) {
+    std::vector<Tensor8> batch;
+    for (std::size_t i = first; i < std::min(files.size(), first + 64); ++i)
+      batch.push_back(load_image(files[i], model->input.height, model->input.width));
+    const auto got = fpga->classify_batch(batch);
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      const int want = cpu->classify(batch[i]).class_index;
+      if (got[i].class_index != want) {
+        ++disagreements;
+        ADD_FAILURE() << files[first + i] << ": fpga " << got[i].class_index << ", cpu_int " << want;
+      }
+    }
+  }
+  EXPECT_EQ(disagreements, 0u);
+  EXPECT_EQ(b.emulator().stats().images, 702u);
+}
+
+TEST(FpgaEmulator, VerifyWrapperAgreesOnAHealthyBoardAndFlagsAMissingFlush) {
+  const auto model = random_paper_model(2, 14);
+  const auto images = random_images(*model, 6, 500);
+  {
+    board b({model, true});
+    VerifyingClassifier verify(b.fpga(), b.cpu_int());
+    verify.classify_batch(images);
+    EXPECT_EQ(verify.checked(), 6u);
+    EXPECT_TRUE(verify.disagreements().empty()) << verify.summary();
+  }
+  board_setup setup{model, true};
+  setup.faults.drop_flush = true;  // as if the host never flushed its input
+  board b(setup);
+  VerifyingClassifier verify(b.fpga(), b.cpu_int());
+  verify.classify_batch(images);
+  // The device computed on memory the CPU's writes never reached: wrong logits.
+  EXPECT_EQ(verify.disagreements().size(), 6u) << verify.summary();
+  EXPECT_NE(verify.summary().find("6 disagreements"), std::string::npos);
+  EXPECT_TRUE(has_note(b.emulator(), "missing flush (sync_for_device)"));
+}
+
+TEST(FpgaFaults, MissingInvalidateIsReportedNotReturned) {
+  board_setup setup{random_paper_model(2, 15)};
+  setup.faults.drop_invalidate = true;
+  board b(setup);
+  auto fpga = b.fpga();
+  const auto message = error_of([&] { fpga->classify(random_images(fpga->model(), 1, 1)[0]); });
+  EXPECT_NE(message.find("odma0: output of image 0 still holds the fill marker"), std::string::npos) << message;
+  EXPECT_NE(message.find("invalidate (sync_for_cpu)"), std::string::npos) << message;
+}
+
+TEST(FpgaFaults, ADeviceThatNeverFinishesTimesOut) {
+  board_setup setup{random_paper_model(2, 16)};
+  setup.faults.never_finish = true;
+  board b(setup);
+  auto fpga = b.fpga({{"timeout_ms", "200"}});
+  const auto begin = std::chrono::steady_clock::now();
+  const auto message = error_of([&] { fpga->classify(random_images(fpga->model(), 1, 1)[0]); });
+  const auto took = std::chrono::steady_clock::now() - begin;
+  EXPECT_NE(message.find("odma0 at 0x43c10000: the accelerator did not finish within 200 ms"), std::string::npos)
+      << message;
+  EXPECT_LT(took, std::chrono::seconds(5));
+  // The device is still busy: the next call says so instead of starting over it.
+  const auto again = error_of([&] { fpga->classify(random_images(fpga->model(), 1, 1)[0]); });
+  EXPECT_NE(again.find("busy"), std::string::npos) << again;
+}
+
+TEST(FpgaFaults, UnacknowledgedSyncTimesOut) {
+  board_setup setup{random_paper_model(2, 17)};
+  setup.faults.no_sync_ack = true;
+  board b(setup);
+  auto fpga = b.fpga();
+  const auto message = error_of([&] { fpga->classify(random_images(fpga->model(), 1, 1)[0]); });
+  EXPECT_NE(message.find("sync_for_device: sync of 65025 bytes at offset 0x0 not acknowledged"), std::string::npos)
+      << message;
+}
+
+TEST(FpgaFaults, HwhWithoutTheDma) {
+  board b({random_paper_model(2, 18)});
+  const auto hwh = b.overlay() / "busi-w2a4.hwh";
+  auto text = test::read_file(hwh);
+  std::string s(text.begin(), text.end());
+  for (std::size_t at; (at = s.find("\"odma0\"")) != std::string::npos;) s.replace(at, 7, "\"odma7\"");
+  std::ofstream(hwh, std::ios::trunc) << s;
+  const auto message = error_of([&] { b.fpga(); });
+  EXPECT_NE(message.find("busi-w2a4.hwh: no IP named 'odma0'"), std::string::npos) << message;
+  EXPECT_NE(message.find("found: idma0, odma7"), std::string::npos) << message;
+}
+
+TEST(FpgaFaults, WrongBaseAddress) {
+  board_setup setup{random_paper_model(2, 19)};
+  setup.faults.odma_shift = 0x10000;  // the board has odma0 elsewhere than the .hwh says
+  board b(setup);
+  const auto message = error_of([&] { b.fpga(); });
+  EXPECT_NE(message.find("odma0 at 0x43c10000: control register reads 0x0, not ap_idle"), std::string::npos) << message;
+  EXPECT_NE(message.find("wrong base address"), std::string::npos) << message;
+}
+
+TEST(FpgaFaults, FailedAllocation) {
+  board_setup setup{random_paper_model(2, 20)};
+  setup.dma_bytes = 1u << 20;  // 1 MiB cannot hold 64 images of 65,025 bytes
+  board b(setup);
+  const auto message = error_of([&] { b.fpga(); });
+  EXPECT_NE(message.find("udmabuf0: cannot allocate 4161600 bytes"), std::string::npos) << message;
+  EXPECT_NO_THROW(b.fpga({{"max_batch", "8"}}));
+}
+
+TEST(FpgaFaults, UnknownBufferStackAndMissingOverlay) {
+  board b({random_paper_model(2, 21)});
+  EXPECT_NE(error_of([&] { b.fpga({{"buffer_stack", "ion"}}); }).find("unknown DMA buffer stack 'ion'"), std::string::npos);
+  // Off the board root, xrt and libcma are skipped and u-dma-buf serves.
+  EXPECT_NE(b.fpga({{"buffer_stack", "auto"}})->describe().find("buffers udmabuf0"), std::string::npos);
+  ClassifierOptions o;
+  o.model = random_paper_model(2, 21);
+  EXPECT_NE(error_of([&] { make_classifier("fpga", o); }).find("needs an overlay"), std::string::npos);
+  EXPECT_NE(error_of([&] { b.fpga({{"fclk", "100"}}); }).find("no setting 'fclk'"), std::string::npos);
+}
+
+TEST(FpgaFaults, CorruptBitstream) {
+  board b({random_paper_model(2, 22)});
+  std::ofstream(b.overlay() / "busi-w2a4.bit", std::ios::trunc) << "not a bitstream";
+  const auto message = error_of([&] { b.fpga(); });
+  EXPECT_NE(message.find("busi-w2a4.bit: not a Xilinx .bit file"), std::string::npos) << message;
+}
+
+TEST(FpgaFaults, PermissionDeniedOnDevMem) {
+  board b({random_paper_model(2, 23)});
+  std::filesystem::permissions(b.root() / "dev/mem", std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  std::filesystem::permissions(b.root().parent_path(), std::filesystem::perms::owner_all |
+                                                           std::filesystem::perms::group_read | std::filesystem::perms::group_exec |
+                                                           std::filesystem::perms::others_read | std::filesystem::perms::others_exec);
+  // Root ignores file modes, so the attempt runs in a child without privileges.
+  const auto options = b.options({{"program", "never"}});
+  EXPECT_EXIT(
+      {
+        if (geteuid() == 0 && setresuid(65534, 65534, 65534) != 0) _exit(3);
+        const auto message = error_of([&] { make_classifier("fpga", options); });
+        const bool ok = message.find("dev/mem for SLCR registers at 0xf8000000: permission denied (run as root, or use UIO)") != std::string::npos;
+        if (!ok) fprintf(stderr, "%s\n", message.c_str());
+        _exit(ok ? 0 : 1);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
+TEST(FpgaFclk, DividerSearchAndReadBack) {
+  board b({random_paper_model(2, 24)});
+  EXPECT_DOUBLE_EQ(read_fclk0(b.root()), 100.0);
+  EXPECT_DOUBLE_EQ(set_fclk0(b.root(), 50.0), 50.0);
+  EXPECT_DOUBLE_EQ(read_fclk0(b.root()), 50.0);
+  EXPECT_NEAR(set_fclk0(b.root(), 142.0), 142.857, 0.001);  // 1000 / 7
+  // The backend sets the overlay's clock when it opens the board.
+  auto fpga = b.fpga();
+  EXPECT_DOUBLE_EQ(read_fclk0(b.root()), 100.0);
+  EXPECT_NE(fpga->describe().find("FCLK0 100 MHz"), std::string::npos) << fpga->describe();
+}
+
+TEST(FpgaBitstream, ProgramsOnceThenSkipsWhenLoaded) {
+  board b({random_paper_model(2, 25)});
+  EXPECT_NE(b.fpga()->describe().find("bitstream programmed"), std::string::npos);
+  EXPECT_TRUE(std::filesystem::exists(b.root() / "lib/firmware/busi-w2a4.bin"));
+  std::string firmware;
+  std::getline(std::ifstream(b.root() / "sys/class/fpga_manager/fpga0/firmware"), firmware);
+  EXPECT_EQ(firmware, "busi-w2a4.bin");
+  EXPECT_NE(b.fpga()->describe().find("already loaded"), std::string::npos);
+  EXPECT_NE(b.fpga({{"program", "always"}})->describe().find("bitstream programmed"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace busi::fpga
