@@ -107,7 +107,7 @@ std::optional<Options> parse_command_line(int argc, char** argv) {
        "worker threads, each with its own classifier (decode, pre-process and infer in parallel)")
       ("batch", po::value(&o.batch)->default_value(o.batch),
        "images per classify_batch call (the fpga backend sends a batch in one DMA transfer)")
-      ("overlay", po::value(&overlay), "fpga: overlay folder (bitstream, .hwh, io.json)")
+      ("overlay", po::value(&overlay), "fpga: overlay folder (overlay.json, bitstream, .hwh)")
       ("device-root", po::value(&device_root),
        "fpga: prefix for /dev and /sys paths (an emulated board's root); default /")
       ("isa", po::value(&isa), "cpu_int: auto, scalar, avx2, avx512vnni or neon")
