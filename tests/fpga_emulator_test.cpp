@@ -229,12 +229,12 @@ TEST(FpgaFaults, ADeviceThatNeverFinishesTimesOut) {
 }
 
 TEST(FpgaFaults, UnacknowledgedSyncTimesOut) {
-  board_setup setup{random_paper_model(2, 17)};
+  board_setup setup{random_paper_model(2, 17)};  // the first sync: 4 KiB of output area + one image
   setup.faults.no_sync_ack = true;
   board b(setup);
   auto fpga = b.fpga();
   const auto message = error_of([&] { fpga->classify(random_images(fpga->model(), 1, 1)[0]); });
-  EXPECT_NE(message.find("sync_for_device: sync of 65025 bytes at offset 0x0 not acknowledged"), std::string::npos)
+  EXPECT_NE(message.find("sync_for_device: sync of 69121 bytes at offset 0x0 not acknowledged"), std::string::npos)
       << message;
 }
 
@@ -261,10 +261,10 @@ TEST(FpgaFaults, WrongBaseAddress) {
 
 TEST(FpgaFaults, FailedAllocation) {
   board_setup setup{random_paper_model(2, 20)};
-  setup.dma_bytes = 1u << 20;  // 1 MiB cannot hold 64 images of 65,025 bytes
+  setup.dma_bytes = 1u << 20;  // 1 MiB cannot hold 64 images of 65,025 bytes (+ 4 KiB of output)
   board b(setup);
   const auto message = error_of([&] { b.fpga(); });
-  EXPECT_NE(message.find("udmabuf0: cannot allocate 4161600 bytes"), std::string::npos) << message;
+  EXPECT_NE(message.find("udmabuf0: cannot allocate 4165696 bytes: 1048576 of 1048576 bytes free"), std::string::npos) << message;
   EXPECT_NO_THROW(b.fpga({{"max_batch", "8"}}));
 }
 

@@ -38,6 +38,11 @@ class dma_allocator {
   virtual std::unique_ptr<dma_buffer> allocate(std::size_t bytes) = 0;
   // "xrt", "cma" or "udmabuf0": which stack (and device) serves the buffers.
   virtual std::string name() const = 0;
+  // Nanoseconds spent so far waiting for syncs to be acknowledged beyond the
+  // first read-back. A driver syncs inside write(), so on a board this stays 0;
+  // the emulated board acknowledges from another thread, and this is its
+  // reaction time, which host-cost figures leave out.
+  virtual uint64_t acknowledgement_wait_ns() const { return 0; }
 };
 
 struct allocator_options {

@@ -7,9 +7,10 @@
 // program (auto|always|never), fclk_mhz (default: the overlay's; 0 leaves the
 // clock as it is), max_batch (images per accelerator run; 64).
 //
-// One run: pack the inputs into the input buffer, flush it; fill the output
-// buffer with a marker and flush it; start the output then the input DMA;
-// wait for done; invalidate the output buffer; unpack. A marker that survives
+// One run: fill the output area with a marker, pack the inputs, flush both
+// with one sync; start the output then the input DMA; wait for done;
+// invalidate the output area; unpack. Output and input share one DMA buffer,
+// output first, so both syncs start at offset 0 and a run costs two syncs. A marker that survives
 // the run means the accelerator wrote nothing or the invalidate had no effect,
 // which is reported instead of being returned as a class.
 #include <chrono>
@@ -26,10 +27,11 @@
 namespace busi::fpga {
 
 // Host-side time per phase, accumulated over every batch run (nanoseconds).
-// `wait` is the accelerator's own time as the host sees it; everything else is
-// host cost.
+// `wait` is the accelerator's own time as the host sees it and `sync_wait` the
+// time syncs waited to be acknowledged (0 on a board, see dma_allocator);
+// flush and invalidate exclude it. Everything but the two waits is host cost.
 struct phase_times {
-  uint64_t pack = 0, flush = 0, start = 0, wait = 0, invalidate = 0, unpack = 0;
+  uint64_t pack = 0, flush = 0, start = 0, wait = 0, invalidate = 0, unpack = 0, sync_wait = 0;
   uint64_t batches = 0, images = 0, polls = 0;
   uint64_t host() const { return pack + flush + start + invalidate + unpack; }
 };
@@ -56,7 +58,8 @@ class fpga_classifier final : public Classifier {
   overlay_description overlay_;
   std::unique_ptr<iodma_pair> dma_;
   std::unique_ptr<dma_allocator> allocator_;
-  std::unique_ptr<dma_buffer> input_, output_;
+  std::unique_ptr<dma_buffer> io_;   // [output area][input area]
+  std::size_t output_area_ = 0;      // bytes, rounded up to 4 KiB
   std::size_t max_batch_ = 64;
   std::vector<uint8_t> marker_;  // one image's packed output, as filled before a run
   mutable std::vector<int32_t> scratch_;  // one image's unpacked output

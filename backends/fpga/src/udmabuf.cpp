@@ -12,6 +12,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <map>
 #include <mutex>
@@ -25,7 +26,7 @@
 namespace busi::fpga {
 namespace {
 
-enum sync_direction : uint64_t { bidirectional = 0, to_device = 1, from_device = 2 };
+constexpr uint64_t bidirectional = 0;  // sync_direction: 0 both, 1 to device, 2 from device
 
 class udmabuf_region {
  public:
@@ -92,11 +93,14 @@ class udmabuf_region {
     std::lock_guard lock(mutex_);
     if (offset != last_offset_) sync_offset_.write_number(last_offset_ = offset);
     if (bytes != last_size_) sync_size_.write_number(last_size_ = bytes);
-    const uint64_t direction = for_cpu ? from_device : to_device;
-    if (direction != last_direction_) sync_direction_.write_number(last_direction_ = direction);
+    // Bidirectional for both: a flush then cleans and invalidates, an
+    // invalidate invalidates, and the attribute is written only once.
+    if (last_direction_ != bidirectional) sync_direction_.write_number(last_direction_ = bidirectional);
     sysfs_attribute& trigger = for_cpu ? sync_for_cpu_ : sync_for_device_;
     trigger.write_number(1);
-    const auto deadline = std::chrono::steady_clock::now() + timeout_;
+    if (trigger.read_number() == 0) return;
+    const auto begin = std::chrono::steady_clock::now();
+    const auto deadline = begin + timeout_;
     while (trigger.read_number() != 0) {
       if (std::chrono::steady_clock::now() > deadline)
         throw device_error(ETIMEDOUT, trigger.path().string() + ": sync of " + std::to_string(bytes) +
@@ -104,7 +108,10 @@ class udmabuf_region {
                                           std::to_string(timeout_.count()) + " ms");
       std::this_thread::yield();
     }
+    acknowledgement_wait_ns_ += uint64_t(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - begin).count());
   }
+  uint64_t acknowledgement_wait_ns() const { return acknowledgement_wait_ns_.load(); }
 
   uint8_t* data() { return data_; }
   uint64_t phys_addr() const { return phys_addr_; }
@@ -122,6 +129,7 @@ class udmabuf_region {
   uint64_t last_offset_ = ~uint64_t{0}, last_size_ = ~uint64_t{0}, last_direction_ = ~uint64_t{0};
   std::mutex mutex_;
   std::map<std::size_t, std::size_t> used_;  // offset -> length
+  std::atomic<uint64_t> acknowledgement_wait_ns_{0};
 };
 
 class udmabuf_buffer final : public dma_buffer {
@@ -154,6 +162,7 @@ class udmabuf_allocator final : public dma_allocator {
     return std::make_unique<udmabuf_buffer>(region_, bytes);
   }
   std::string name() const override { return region_->name(); }
+  uint64_t acknowledgement_wait_ns() const override { return region_->acknowledgement_wait_ns(); }
 
  private:
   std::shared_ptr<udmabuf_region> region_;
