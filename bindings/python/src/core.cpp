@@ -60,11 +60,10 @@ pixel_input wrap_array(const py::array& array, color_order order) {
 
   // ImageView needs packed pixels within a row and a positive row stride; any
   // other layout (a column slice, a transposed or flipped view) is copied.
-  const bool packed_row = (array.ndim() == 2 || array.strides(2) == item) &&
-                          (width <= 1 || array.strides(1) == channels * item);
+  const bool packed_row =
+      (array.ndim() == 2 || array.strides(2) == item) && (width <= 1 || array.strides(1) == channels * item);
   const bool row_ok = height <= 1 || array.strides(0) >= width * channels * item;
-  const bool aligned = reinterpret_cast<std::uintptr_t>(array.data()) % item == 0 &&
-                       array.strides(0) % item == 0;
+  const bool aligned = reinterpret_cast<std::uintptr_t>(array.data()) % item == 0 && array.strides(0) % item == 0;
   pixel_input in;
   in.keep = array;
   if (!(packed_row && row_ok && aligned)) {
@@ -108,8 +107,7 @@ using image_input = std::variant<std::filesystem::path, pixel_input>;
 
 image_input to_input(const py::handle& item, color_order order) {
   if (py::isinstance<py::array>(item)) return wrap_array(item.cast<py::array>(), order);
-  if (py::isinstance<py::str>(item) || py::hasattr(item, "__fspath__"))
-    return item.cast<std::filesystem::path>();
+  if (py::isinstance<py::str>(item) || py::hasattr(item, "__fspath__")) return item.cast<std::filesystem::path>();
   throw py::type_error("expected an image path (str, os.PathLike) or a numpy array, got " +
                        std::string(py::str(py::type::of(item).attr("__name__"))));
 }
@@ -128,9 +126,7 @@ py::array_t<uint8_t> to_numpy(busi::Tensor8&& tensor) {
 
 // ---- Classifier -------------------------------------------------------------
 
-std::string kind_name(busi::ModelKind kind) {
-  return kind == busi::ModelKind::quantized ? "quantized" : "float";
-}
+std::string kind_name(busi::ModelKind kind) { return kind == busi::ModelKind::quantized ? "quantized" : "float"; }
 
 // The Python-facing classifier: one busi::Classifier behind a mutex, so two
 // Python threads sharing an instance take turns instead of racing on its scratch
@@ -143,8 +139,7 @@ class py_classifier {
       options.model = model.cast<std::shared_ptr<busi::Model>>();
     else if (!model.is_none())
       options.model_path = model.cast<std::filesystem::path>();
-    for (const auto& [key, value] : settings)
-      options.settings[py::str(key)] = py::str(value);
+    for (const auto& [key, value] : settings) options.settings[py::str(key)] = py::str(value);
     py::gil_scoped_release no_gil;  // an fpga backend may wait for its device
     classifier_ = busi::make_classifier(backend, options);
   }
@@ -210,8 +205,8 @@ std::string prediction_repr(const busi::Prediction& p) {
   std::string scores;
   for (std::size_t i = 0; i < p.scores.size(); ++i)
     scores += (i ? ", " : "") + std::string(py::str(py::float_(p.scores[i])));
-  return "Prediction(class_index=" + std::to_string(p.class_index) + ", class_name='" + p.class_name +
-         "', scores=[" + scores + "])";
+  return "Prediction(class_index=" + std::to_string(p.class_index) + ", class_name='" + p.class_name + "', scores=[" +
+         scores + "])";
 }
 
 // ---- exceptions ---------------------------------------------------------------
@@ -221,18 +216,16 @@ std::string prediction_repr(const busi::Prediction& p) {
 // DeviceError, also an OSError carrying errno when the runtime had one.
 void register_errors(py::module_& m) {
   static py::handle error, model_error, image_error, device_error;
-  error = PyErr_NewExceptionWithDoc("busi_infer.Error",
-                                    "Base of every error busi-infer raises on purpose.",
+  error = PyErr_NewExceptionWithDoc("busi_infer.Error", "Base of every error busi-infer raises on purpose.",
                                     PyExc_RuntimeError, nullptr);
-  model_error = PyErr_NewExceptionWithDoc("busi_infer.ModelError",
-                                          "A model package that cannot be used.", error.ptr(), nullptr);
-  image_error = PyErr_NewExceptionWithDoc("busi_infer.ImageError",
-                                          "An image that cannot be decoded or pre-processed.",
+  model_error =
+      PyErr_NewExceptionWithDoc("busi_infer.ModelError", "A model package that cannot be used.", error.ptr(), nullptr);
+  image_error = PyErr_NewExceptionWithDoc("busi_infer.ImageError", "An image that cannot be decoded or pre-processed.",
                                           error.ptr(), nullptr);
   const py::tuple device_bases = py::make_tuple(error, py::handle(PyExc_OSError));
-  device_error = PyErr_NewExceptionWithDoc("busi_infer.DeviceError",
-                                           "A device, driver or OS resource failed (errno in .errno).",
-                                           device_bases.ptr(), nullptr);
+  device_error =
+      PyErr_NewExceptionWithDoc("busi_infer.DeviceError", "A device, driver or OS resource failed (errno in .errno).",
+                                device_bases.ptr(), nullptr);
   m.attr("Error") = error;
   m.attr("ModelError") = model_error;
   m.attr("ImageError") = image_error;
@@ -284,8 +277,8 @@ PYBIND11_MODULE(_core, m) {
           },
           py::arg("path"), "Reads and validates a .bqnn file; raises ModelError naming the file and the problem.")
       .def_readonly("name", &busi::Model::name)
-      .def_property_readonly("kind", [](const busi::Model& model) { return kind_name(model.kind); },
-                             "'quantized' or 'float'.")
+      .def_property_readonly(
+          "kind", [](const busi::Model& model) { return kind_name(model.kind); }, "'quantized' or 'float'.")
       .def_readonly("class_names", &busi::Model::class_names)
       .def_property_readonly(
           "input_shape",
@@ -296,8 +289,9 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("preprocess", &busi::Model::preprocess, "The pre-processing method, e.g. 'gray-area-v1'.")
       .def_property_readonly("num_layers", [](const busi::Model& model) { return model.layers.size(); })
       .def_readonly("provenance_json", &busi::Model::provenance_json, "Training provenance as JSON text.")
-      .def_property_readonly("source", [](const busi::Model& model) { return model.source.string(); },
-                             "The file it was loaded from ('' when built in memory).")
+      .def_property_readonly(
+          "source", [](const busi::Model& model) { return model.source.string(); },
+          "The file it was loaded from ('' when built in memory).")
       .def("__repr__", [](const busi::Model& model) {
         return "Model(name='" + model.name + "', kind='" + kind_name(model.kind) + "', source='" +
                model.source.string() + "')";
@@ -363,7 +357,7 @@ PYBIND11_MODULE(_core, m) {
       py::arg("root"), "The image files under a folder (recursively, sorted), or the path itself for a file.");
   bind_metrics(m);
   bind_evaluation(m);
-  m.def("_wraps_without_copy",
-        [](const py::array& image) { return !wrap_array(image, color_order::bgr).copied; },
-        py::arg("image"), "Whether classify() reads this array in place (for the tests).");
+  m.def(
+      "_wraps_without_copy", [](const py::array& image) { return !wrap_array(image, color_order::bgr).copied; },
+      py::arg("image"), "Whether classify() reads this array in place (for the tests).");
 }

@@ -25,8 +25,7 @@ busi::PowerOptions power_options(const std::filesystem::path& sysfs_root) {
 
 // What busi-eval does with its arguments: labels and input size from the first
 // model that will run (the given one, else the first backend's default).
-busi::LabelledImages load_for(const std::vector<std::filesystem::path>& paths,
-                              const std::vector<std::string>& backends,
+busi::LabelledImages load_for(const std::vector<std::filesystem::path>& paths, const std::vector<std::string>& backends,
                               const std::vector<std::filesystem::path>& models) {
   const busi::Model first = busi::Model::load(
       models.empty() ? busi::default_model_path(busi::backend_model_kind(backends.front())) : models.front());
@@ -71,7 +70,8 @@ void bind_evaluation(py::module_& m) {
 
   py::class_<busi::EnergyReading>(m, "EnergyReading", "Energy and mean power over a window; NaN without a source.")
       .def_readonly("source", &busi::EnergyReading::source)
-      .def_readonly("estimate", &busi::EnergyReading::estimate, "True when the figure is an estimate, not a measurement.")
+      .def_readonly("estimate", &busi::EnergyReading::estimate,
+                    "True when the figure is an estimate, not a measurement.")
       .def_readonly("seconds", &busi::EnergyReading::seconds)
       .def_readonly("joules", &busi::EnergyReading::joules)
       .def_readonly("watts", &busi::EnergyReading::watts)
@@ -86,16 +86,18 @@ void bind_evaluation(py::module_& m) {
       .def_property_readonly("source", &busi::PowerMeter::source)
       .def("start", &busi::PowerMeter::start, py::call_guard<py::gil_scoped_release>())
       .def("stop", &busi::PowerMeter::stop, py::call_guard<py::gil_scoped_release>());
-  m.def("make_power_meter",
-        [](const std::string& spec, const std::filesystem::path& sysfs_root) {
-          return busi::make_power_meter(spec, power_options(sysfs_root));
-        },
-        py::arg("spec") = "auto", py::arg("sysfs_root") = "/",
-        "A meter for a spec: none, auto, rapl, hwmon[:NAME], command:CMD, log:PATH, estimate:WATTS[:WHY], "
-        "estimate-report:PATH. Raises Error for an unknown spec, DeviceError for an unreadable source.");
-  m.def("describe_power_sources",
-        [](const std::filesystem::path& sysfs_root) { return busi::describe_power_sources(power_options(sysfs_root)); },
-        py::arg("sysfs_root") = "/", "The sources `auto` would consider, readable or not and why.");
+  m.def(
+      "make_power_meter",
+      [](const std::string& spec, const std::filesystem::path& sysfs_root) {
+        return busi::make_power_meter(spec, power_options(sysfs_root));
+      },
+      py::arg("spec") = "auto", py::arg("sysfs_root") = "/",
+      "A meter for a spec: none, auto, rapl, hwmon[:NAME], command:CMD, log:PATH, estimate:WATTS[:WHY], "
+      "estimate-report:PATH. Raises Error for an unknown spec, DeviceError for an unreadable source.");
+  m.def(
+      "describe_power_sources",
+      [](const std::filesystem::path& sysfs_root) { return busi::describe_power_sources(power_options(sysfs_root)); },
+      py::arg("sysfs_root") = "/", "The sources `auto` would consider, readable or not and why.");
 
   py::class_<busi::MachineInfo>(m, "MachineInfo", "The machine a report was made on.")
       .def_readonly("cpu", &busi::MachineInfo::cpu)
@@ -164,8 +166,7 @@ void bind_evaluation(py::module_& m) {
       py::arg("images"), py::arg("backends") = std::vector<std::string>{},
       py::arg("models") = std::vector<std::filesystem::path>{},
       py::arg("settings") = std::map<std::string, std::map<std::string, std::string>>{}, py::arg("power") = "auto",
-      py::arg("power_for") = std::map<std::string, std::string>{}, py::arg("warmup") = 1,
-      py::arg("sysfs_root") = "/",
+      py::arg("power_for") = std::map<std::string, std::string>{}, py::arg("warmup") = 1, py::arg("sysfs_root") = "/",
       "busi-eval from Python: `images` (a folder, a list of paths, or LabelledImages) on every backend "
       "(default: all compiled in) and every model of its kind, with the same pre-processed inputs. "
       "settings: {backend: {key: value}}; power / power_for: power source specs (busi-eval --power, --power-for).");

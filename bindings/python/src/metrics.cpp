@@ -18,8 +18,10 @@ void bind_metrics(py::module_& m) {
       .def_readonly("false_negative", &busi::BinaryRates::false_negative, "Abnormal predicted normal.")
       .def_readonly("true_negative", &busi::BinaryRates::true_negative, "Normal predicted normal.")
       .def_readonly("false_positive", &busi::BinaryRates::false_positive, "Normal predicted abnormal.")
-      .def_property_readonly("sensitivity", &busi::BinaryRates::sensitivity, "TP / (TP + FN); NaN without abnormal images.")
-      .def_property_readonly("specificity", &busi::BinaryRates::specificity, "TN / (TN + FP); NaN without normal images.");
+      .def_property_readonly("sensitivity", &busi::BinaryRates::sensitivity,
+                             "TP / (TP + FN); NaN without abnormal images.")
+      .def_property_readonly("specificity", &busi::BinaryRates::specificity,
+                             "TN / (TN + FP); NaN without normal images.");
 
   py::class_<busi::ConfusionMatrix>(
       m, "ConfusionMatrix", "Counts of (true class, predicted class); rows true, columns predicted, model class order.")
