@@ -11,10 +11,12 @@ from conftest import synthetic_bgr
 def test_other_threads_run_while_classifying(backend):
     slow, fast = busi_infer.Classifier(backend), busi_infer.Classifier(backend)
     image = synthetic_bgr(seed=8)
-    start = time.perf_counter()
-    slow.classify(image)
-    one = time.perf_counter() - start
-    batch = [image] * max(2, int(0.4 / one) + 1)  # one call of about 0.4 s or more
+    one = float("inf")
+    for _ in range(5):  # the fastest of a few calls: load on the machine only makes calls longer
+        start = time.perf_counter()
+        slow.classify(image)
+        one = min(one, time.perf_counter() - start)
+    batch = [image] * max(2, int(0.4 / one) + 1)  # one call of 0.4 s or more
 
     window = {}
 
