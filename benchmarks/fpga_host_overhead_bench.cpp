@@ -13,8 +13,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <nlohmann/json.hpp>
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "busi/random_model.hpp"
 #include "fpga_classifier.hpp"
@@ -55,10 +55,11 @@ int main(int argc, char** argv) {
   std::printf("%s\n\n", classifier.describe().c_str());
 
   std::vector<Tensor8> images(64);
-  for (std::size_t i = 0; i < images.size(); ++i)
-    images[i] = {255, 255, random_pixels(model->input.size(), 10 + i)};
+  for (std::size_t i = 0; i < images.size(); ++i) images[i] = {255, 255, random_pixels(model->input.size(), 10 + i)};
 
-  std::printf("| batch | images | host us/image | pack | flush | start | invalidate | unpack | waits us/image: done, sync ack (excluded) | polls/batch |\n");
+  std::printf(
+      "| batch | images | host us/image | pack | flush | start | invalidate | unpack | waits us/image: done, sync ack "
+      "(excluded) | polls/batch |\n");
   std::printf("|---|---|---|---|---|---|---|---|---|---|\n");
   for (std::size_t batch : {1u, 7u, 64u}) {
     const std::vector<Tensor8> chunk(images.begin(), images.begin() + long(batch));
@@ -71,7 +72,8 @@ int main(int argc, char** argv) {
     std::printf("| %zu | %llu | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.1f, %.1f | %.1f |\n", batch,
                 static_cast<unsigned long long>(t.images), double(t.host()) * us / n, double(t.pack) * us / n,
                 double(t.flush) * us / n, double(t.start) * us / n, double(t.invalidate) * us / n,
-                double(t.unpack) * us / n, double(t.wait) * us / n, double(t.sync_wait) * us / n, double(t.polls) / double(t.batches));
+                double(t.unpack) * us / n, double(t.wait) * us / n, double(t.sync_wait) * us / n,
+                double(t.polls) / double(t.batches));
   }
   board.stop();
   std::error_code ec;

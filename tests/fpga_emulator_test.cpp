@@ -62,8 +62,11 @@ class board {
     if (setup.logits) {
       // FINN without the TopK: the last MVAU's accumulators, PE = 1.
       const int classes = int(model_->num_classes());
-      j["output"] = {{"dma", "odma0"}, {"kind", "logits"}, {"datatype", "INT32"},
-                     {"shape_normal", {1, classes}}, {"shape_folded", {1, classes, 1}},
+      j["output"] = {{"dma", "odma0"},
+                     {"kind", "logits"},
+                     {"datatype", "INT32"},
+                     {"shape_normal", {1, classes}},
+                     {"shape_folded", {1, classes, 1}},
                      {"shape_packed", {1, classes, 4}}};
     }
     std::ofstream(overlay_ / "overlay.json") << j.dump(2);
@@ -164,7 +167,7 @@ TEST(FpgaEmulator, CycleEstimateFollowsTheFolding) {
 
 TEST(FpgaEmulator, EveryBusiImageGivesTheCpuIntClass) {
   BUSI_REQUIRE_DATA();
-  // The shipped model (a random placeholder until training lands one).
+  // The shipped model (models/busi-w2a4.bqnn).
   auto model = std::make_shared<const Model>(Model::load(default_model_path(ModelKind::quantized)));
   board b({model});
   auto fpga = b.fpga();
@@ -264,13 +267,17 @@ TEST(FpgaFaults, FailedAllocation) {
   setup.dma_bytes = 1u << 20;  // 1 MiB cannot hold 64 images of 65,025 bytes (+ 4 KiB of output)
   board b(setup);
   const auto message = error_of([&] { b.fpga(); });
-  EXPECT_NE(message.find("udmabuf0: cannot allocate 4165696 bytes: 1048576 of 1048576 bytes free"), std::string::npos) << message;
+  EXPECT_NE(message.find("udmabuf0: cannot allocate 4165696 bytes: 1048576 of 1048576 bytes free"), std::string::npos)
+      << message;
   EXPECT_NO_THROW(b.fpga({{"max_batch", "8"}}));
 }
 
 TEST(FpgaFaults, UnknownBufferStackAndMissingOverlay) {
   board b({random_paper_model(2, 21)});
-  EXPECT_NE(error_of([&] { b.fpga({{"buffer_stack", "ion"}}); }).find("unknown DMA buffer stack 'ion'"), std::string::npos);
+  EXPECT_NE(error_of([&] {
+              b.fpga({{"buffer_stack", "ion"}});
+            }).find("unknown DMA buffer stack 'ion'"),
+            std::string::npos);
   // Off the board root, xrt and libcma are skipped and u-dma-buf serves.
   EXPECT_NE(b.fpga({{"buffer_stack", "auto"}})->describe().find("buffers udmabuf0"), std::string::npos);
   ClassifierOptions o;
@@ -288,17 +295,21 @@ TEST(FpgaFaults, CorruptBitstream) {
 
 TEST(FpgaFaults, PermissionDeniedOnDevMem) {
   board b({random_paper_model(2, 23)});
-  std::filesystem::permissions(b.root() / "dev/mem", std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
-  std::filesystem::permissions(b.root().parent_path(), std::filesystem::perms::owner_all |
-                                                           std::filesystem::perms::group_read | std::filesystem::perms::group_exec |
-                                                           std::filesystem::perms::others_read | std::filesystem::perms::others_exec);
+  std::filesystem::permissions(b.root() / "dev/mem",
+                               std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  std::filesystem::permissions(b.root().parent_path(),
+                               std::filesystem::perms::owner_all | std::filesystem::perms::group_read |
+                                   std::filesystem::perms::group_exec | std::filesystem::perms::others_read |
+                                   std::filesystem::perms::others_exec);
   // Root ignores file modes, so the attempt runs in a child without privileges.
   const auto options = b.options({{"program", "never"}});
   EXPECT_EXIT(
       {
         if (geteuid() == 0 && setresuid(65534, 65534, 65534) != 0) _exit(3);
         const auto message = error_of([&] { make_classifier("fpga", options); });
-        const bool ok = message.find("dev/mem for SLCR registers at 0xf8000000: permission denied (run as root, or use UIO)") != std::string::npos;
+        const bool ok =
+            message.find("dev/mem for SLCR registers at 0xf8000000: permission denied (run as root, or use UIO)") !=
+            std::string::npos;
         if (!ok) fprintf(stderr, "%s\n", message.c_str());
         _exit(ok ? 0 : 1);
       },

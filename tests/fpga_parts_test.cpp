@@ -31,7 +31,8 @@ std::string error_of(F&& f) {
 
 TEST(FpgaXml, ReadsElementsAttributesEntitiesCommentsAndCdata) {
   const auto root = parse_xml(
-      "<?xml version=\"1.0\"?>\n<!-- c --><A x='1' y=\"a&amp;b&#65;\"><B/><B k=\"&lt;\">t<![CDATA[<raw>]]></B></A>", "t");
+      "<?xml version=\"1.0\"?>\n<!-- c --><A x='1' y=\"a&amp;b&#65;\"><B/><B k=\"&lt;\">t<![CDATA[<raw>]]></B></A>",
+      "t");
   EXPECT_EQ(root->name, "A");
   ASSERT_NE(root->attribute("y"), nullptr);
   EXPECT_EQ(*root->attribute("y"), "a&bA");
@@ -41,7 +42,8 @@ TEST(FpgaXml, ReadsElementsAttributesEntitiesCommentsAndCdata) {
 }
 
 TEST(FpgaXml, MalformedInputNamesFileAndLine) {
-  EXPECT_NE(error_of([] { parse_xml("<A>\n<B></A>", "x.hwh"); }).find("x.hwh: malformed XML at line 2"), std::string::npos);
+  EXPECT_NE(error_of([] { parse_xml("<A>\n<B></A>", "x.hwh"); }).find("x.hwh: malformed XML at line 2"),
+            std::string::npos);
   EXPECT_NE(error_of([] { parse_xml("<A b=1/>", "x.hwh"); }).find("quoted value"), std::string::npos);
   EXPECT_NE(error_of([] { parse_xml("<A>", "x.hwh"); }).find("end of file"), std::string::npos);
   EXPECT_NE(error_of([] { parse_xml("", "x.hwh"); }).find("root element"), std::string::npos);
@@ -149,13 +151,17 @@ TEST(FpgaOverlay, InconsistentShapesAreNamed) {
   const auto write = [&](const std::string& output) {
     std::ofstream(dir / "overlay.json") << R"({"name": "x", "bitstream": "x.bit",
       "input": {"dma": "idma0", "datatype": "UINT8", "shape_normal": [1,4,4,1], "shape_folded": [1,4,4,1,1],
-                "shape_packed": [1,4,4,1,1]}, "output": )" << output << "}";
+                "shape_packed": [1,4,4,1,1]}, "output": )"
+                                        << output << "}";
   };
-  write(R"({"dma": "odma0", "datatype": "INT4", "shape_normal": [1,3], "shape_folded": [1,1,3], "shape_packed": [1,1,1]})");
+  write(
+      R"({"dma": "odma0", "datatype": "INT4", "shape_normal": [1,3], "shape_folded": [1,1,3], "shape_packed": [1,1,1]})");
   auto message = error_of([&] { overlay_description::load(dir.path()); });
-  EXPECT_NE(message.find("output: packed shape [1,1,1] does not match folded shape [1,1,3] at 4 bits"), std::string::npos)
+  EXPECT_NE(message.find("output: packed shape [1,1,1] does not match folded shape [1,1,3] at 4 bits"),
+            std::string::npos)
       << message;
-  write(R"({"dma": "odma0", "datatype": "INT4", "shape_normal": [1,3], "shape_folded": [1,2,2], "shape_packed": [1,2,1]})");
+  write(
+      R"({"dma": "odma0", "datatype": "INT4", "shape_normal": [1,3], "shape_folded": [1,2,2], "shape_packed": [1,2,1]})");
   message = error_of([&] { overlay_description::load(dir.path()); });
   EXPECT_NE(message.find("does not hold the elements"), std::string::npos) << message;
   write(R"({"datatype": "INT4", "shape_normal": [1,3], "shape_folded": [1,1,3], "shape_packed": [1,1,2]})");
@@ -179,7 +185,9 @@ TEST(FpgaBitstream, ConvertsBitToByteSwappedBin) {
   EXPECT_NE(std::search(info.bin.begin(), info.bin.end(), sync.begin(), sync.end()), info.bin.end());
   auto truncated = bit;
   truncated.resize(bit.size() - 6);
-  EXPECT_NE(error_of([&] { bit_to_bin(truncated, "t.bit"); }).find("t.bit: not a Xilinx .bit file: configuration data truncated"),
+  EXPECT_NE(error_of([&] {
+              bit_to_bin(truncated, "t.bit");
+            }).find("t.bit: not a Xilinx .bit file: configuration data truncated"),
             std::string::npos);
   EXPECT_NE(error_of([] { bit_to_bin({1, 2, 3}, "z.bit"); }).find("bad magic"), std::string::npos);
 }

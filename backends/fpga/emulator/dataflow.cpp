@@ -24,7 +24,8 @@ std::vector<mvau_folding> load_folding(const std::filesystem::path& path) {
     if (key.rfind("MVAU", 0) != 0 && key.rfind("MatrixVectorActivation", 0) != 0) continue;
     const auto underscore = key.find_last_of('_');
     const std::string digits = key.substr(underscore + 1);
-    if (underscore == std::string::npos || digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos)
+    if (underscore == std::string::npos || digits.empty() ||
+        digits.find_first_not_of("0123456789") != std::string::npos)
       throw error(path.string() + ": folding entry '" + key + "' has no trailing layer index");
     mvau_folding f;
     f.pe = value.value("PE", 1);
@@ -37,7 +38,8 @@ std::vector<mvau_folding> load_folding(const std::filesystem::path& path) {
 }
 
 dataflow_network::dataflow_network(const Model& model, const std::vector<mvau_folding>& folding) {
-  if (model.kind != ModelKind::quantized) throw error("emulated accelerator: model " + model.name + " is not quantized");
+  if (model.kind != ModelKind::quantized)
+    throw error("emulated accelerator: model " + model.name + " is not quantized");
   classes_ = model.num_classes();
   // The stream entering each layer, as NHWC dimensions.
   int h = model.input.height, w = model.input.width, c = model.input.channels;
@@ -95,8 +97,8 @@ dataflow_network::dataflow_network(const Model& model, const std::vector<mvau_fo
         s.levels = layer.thresholds_per_channel();
         s.thresholds = layer.thresholds;
       }
-      estimates_.push_back({name, f.pe, f.simd,
-                            uint64_t(s.out_h) * s.out_w * uint64_t(k / f.simd) * uint64_t(n / f.pe)});
+      estimates_.push_back(
+          {name, f.pe, f.simd, uint64_t(s.out_h) * s.out_w * uint64_t(k / f.simd) * uint64_t(n / f.pe)});
       ++mvau_index;
     }
     h = s.out_h, w = s.out_w, c = s.out_c;

@@ -58,7 +58,7 @@ class dataflow_network {
     int kernel = 1, pool = 2;
     bool dense = false;  // the whole input map is one window
     int pe = 1, simd = 1;
-    std::vector<int8_t> wmem;  // [pe][nf * sf][simd]
+    std::vector<int8_t> wmem;         // [pe][nf * sf][simd]
     std::vector<int32_t> thresholds;  // [out][levels]; empty: no activation
     int levels = 0;
   };

@@ -35,20 +35,32 @@ int main(int argc, char** argv) {
       return argv[++i];
     };
     try {
-      if (arg == "--root") options.root = value();
-      else if (arg == "--overlay") options.overlay_dir = value();
-      else if (arg == "--model") model_path = value();
-      else if (arg == "--make-hardware") make_hardware = true;
-      else if (arg == "--no-compute") options.compute = false;
-      else if (arg == "--dma-mib") options.dma_bytes = std::stoul(value()) << 20;
+      if (arg == "--root")
+        options.root = value();
+      else if (arg == "--overlay")
+        options.overlay_dir = value();
+      else if (arg == "--model")
+        model_path = value();
+      else if (arg == "--make-hardware")
+        make_hardware = true;
+      else if (arg == "--no-compute")
+        options.compute = false;
+      else if (arg == "--dma-mib")
+        options.dma_bytes = std::stoul(value()) << 20;
       else if (arg == "--fault") {
         const std::string f = value();
-        if (f == "never-finish") options.faults.never_finish = true;
-        else if (f == "drop-flush") options.faults.drop_flush = true;
-        else if (f == "drop-invalidate") options.faults.drop_invalidate = true;
-        else if (f == "wrong-base") options.faults.odma_shift = 0x10000;
-        else if (f == "no-sync-ack") options.faults.no_sync_ack = true;
-        else return usage(("unknown fault '" + f + "'").c_str());
+        if (f == "never-finish")
+          options.faults.never_finish = true;
+        else if (f == "drop-flush")
+          options.faults.drop_flush = true;
+        else if (f == "drop-invalidate")
+          options.faults.drop_invalidate = true;
+        else if (f == "wrong-base")
+          options.faults.odma_shift = 0x10000;
+        else if (f == "no-sync-ack")
+          options.faults.no_sync_ack = true;
+        else
+          return usage(("unknown fault '" + f + "'").c_str());
       } else if (arg == "--help" || arg == "-h") {
         usage("an emulated PYNQ-Z1 for the fpga backend");
         return 0;
@@ -81,8 +93,8 @@ int main(int argc, char** argv) {
     board.stop();
     const auto s = board.stats();
     std::cout << "pynq-emu: " << s.batches << " batches, " << s.images << " images, estimated "
-              << (s.fclk_mhz > 0 ? double(s.estimated_cycles) / s.fclk_mhz / 1000.0 : 0.0) << " ms of accelerator time at "
-              << s.fclk_mhz << " MHz" << std::endl;
+              << (s.fclk_mhz > 0 ? double(s.estimated_cycles) / s.fclk_mhz / 1000.0 : 0.0)
+              << " ms of accelerator time at " << s.fclk_mhz << " MHz" << std::endl;
     return 0;
   } catch (const std::exception& e) {
     std::cerr << "pynq-emu: error: " << e.what() << std::endl;

@@ -330,10 +330,12 @@ void write_emulated_hardware(const overlay_description& overlay, uint64_t idma_b
       << "      </PARAMETERS>\n"
       << "      <MEMORYMAP>\n"
       << range(overlay.input.dma, idma_base) << range(overlay.output.dma, odma_base)
-      << "        <MEMRANGE BASEVALUE=\"0x00000000\" HIGHVALUE=\"0x1FFFFFFF\" INSTANCE=\"ps7_ddr_0\" MEMTYPE=\"MEMORY\"/>\n"
+      << "        <MEMRANGE BASEVALUE=\"0x00000000\" HIGHVALUE=\"0x1FFFFFFF\" INSTANCE=\"ps7_ddr_0\" "
+         "MEMTYPE=\"MEMORY\"/>\n"
       << "      </MEMORYMAP>\n"
       << "    </MODULE>\n";
-  for (const auto& [instance, base] : {std::pair{overlay.input.dma, idma_base}, std::pair{overlay.output.dma, odma_base}})
+  for (const auto& [instance, base] :
+       {std::pair{overlay.input.dma, idma_base}, std::pair{overlay.output.dma, odma_base}})
     hwh << "    <MODULE FULLNAME=\"/" << instance << "\" INSTANCE=\"" << instance
         << "\" MODTYPE=\"StreamingDataflowPartition_IODMA\" VLNV=\"xilinx.com:hls:IODMA:1.0\"/>\n";
   hwh << "  </MODULES>\n</EDKSYSTEM>\n";
@@ -355,8 +357,8 @@ void write_emulated_hardware(const overlay_description& overlay, uint64_t idma_b
   field('c', "2026/01/01");
   field('d', "00:00:00");
   std::vector<uint8_t> data(32, 0xFF);
-  for (uint8_t b : {0x00, 0x00, 0x00, 0xBB, 0x11, 0x22, 0x00, 0x44, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
-                    0xAA, 0x99, 0x55, 0x66, 0x20, 0x00, 0x00, 0x00, 0x20, 0x00, 0x00, 0x00})
+  for (uint8_t b : {0x00, 0x00, 0x00, 0xBB, 0x11, 0x22, 0x00, 0x44, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+                    0xFF, 0xFF, 0xAA, 0x99, 0x55, 0x66, 0x20, 0x00, 0x00, 0x00, 0x20, 0x00, 0x00, 0x00})
     data.push_back(b);
   bit.push_back('e');
   for (int shift = 24; shift >= 0; shift -= 8) bit.push_back(uint8_t(data.size() >> shift));

@@ -42,13 +42,13 @@ struct fault_options {
 };
 
 struct emulator_options {
-  std::filesystem::path root;         // created if missing
-  std::filesystem::path overlay_dir;  // overlay.json (+ .hwh, folding)
-  std::shared_ptr<const Model> model; // the network the "bitstream" holds
-  std::size_t dma_bytes = 16u << 20;  // size of udmabuf0
-  uint64_t dma_phys = 0x16000000;     // its physical address
-  bool compute = true;  // false: answer at once with class 0 / zero logits (host-cost benchmarks)
-  bool spin = false;    // poll without sleeping (lowest latency, burns a core)
+  std::filesystem::path root;          // created if missing
+  std::filesystem::path overlay_dir;   // overlay.json (+ .hwh, folding)
+  std::shared_ptr<const Model> model;  // the network the "bitstream" holds
+  std::size_t dma_bytes = 16u << 20;   // size of udmabuf0
+  uint64_t dma_phys = 0x16000000;      // its physical address
+  bool compute = true;                 // false: answer at once with class 0 / zero logits (host-cost benchmarks)
+  bool spin = false;                   // poll without sleeping (lowest latency, burns a core)
   fault_options faults;
 };
 

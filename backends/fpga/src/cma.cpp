@@ -51,7 +51,8 @@ class cma_buffer final : public dma_buffer {
   cma_buffer(std::shared_ptr<cma_library> lib, std::size_t bytes) : lib_(std::move(lib)), size_(bytes) {
     if (bytes > 0xffffffffu) throw device_error(ENOMEM, "cma: " + std::to_string(bytes) + " bytes is over 4 GiB");
     data_ = static_cast<uint8_t*>(lib_->alloc(static_cast<uint32_t>(bytes), 1));
-    if (!data_) throw device_error(ENOMEM, "cma_alloc of " + std::to_string(bytes) + " bytes failed (CMA pool exhausted?)");
+    if (!data_)
+      throw device_error(ENOMEM, "cma_alloc of " + std::to_string(bytes) + " bytes failed (CMA pool exhausted?)");
     phys_ = lib_->get_phy_addr(data_);
   }
   ~cma_buffer() override { lib_->free(data_); }

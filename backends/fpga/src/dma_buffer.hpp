@@ -46,7 +46,7 @@ class dma_allocator {
 };
 
 struct allocator_options {
-  std::string stack = "auto";             // auto | xrt | cma | udmabuf
+  std::string stack = "auto";               // auto | xrt | cma | udmabuf
   std::filesystem::path device_root = "/";  // prefix of /dev and /sys paths
   std::string udmabuf_name = "udmabuf0";
   // How long a u-dma-buf sync may take to be acknowledged (see udmabuf.hpp).

@@ -28,8 +28,8 @@ std::string setting(const ClassifierOptions& options, const std::string& key, co
   return it == options.settings.end() ? fallback : it->second;
 }
 
-long long number_setting(const ClassifierOptions& options, const std::string& key, long long fallback,
-                         long long low, long long high) {
+long long number_setting(const ClassifierOptions& options, const std::string& key, long long fallback, long long low,
+                         long long high) {
   const auto text = setting(options, key, "");
   if (text.empty()) return fallback;
   std::size_t used = 0;
@@ -69,14 +69,18 @@ fpga_classifier::fpga_classifier(const ClassifierOptions& options) {
   const ip_window& out_ip = hwh.ip(overlay_.output.dma);
 
   std::lock_guard lock(device_mutex());
-  const bool programmed = program_bitstream(overlay_.bitstream, root, parse_program_mode(setting(options, "program", "auto")));
-  const double want_mhz = static_cast<double>(number_setting(options, "fclk_mhz", std::llround(overlay_.fclk_mhz), 0, 250));
+  const bool programmed =
+      program_bitstream(overlay_.bitstream, root, parse_program_mode(setting(options, "program", "auto")));
+  const double want_mhz =
+      static_cast<double>(number_setting(options, "fclk_mhz", std::llround(overlay_.fclk_mhz), 0, 250));
   const double fclk = want_mhz > 0 ? set_fclk0(root, want_mhz) : read_fclk0(root);
 
   // Map at most the 64 KiB the IODMA control bundle can use; ranges are often larger.
   const auto mem = root / "dev/mem";
-  auto idma = register_window::map_physical(mem, in_ip.base, std::min<uint64_t>(in_ip.range, 0x10000), overlay_.input.dma);
-  auto odma = register_window::map_physical(mem, out_ip.base, std::min<uint64_t>(out_ip.range, 0x10000), overlay_.output.dma);
+  auto idma =
+      register_window::map_physical(mem, in_ip.base, std::min<uint64_t>(in_ip.range, 0x10000), overlay_.input.dma);
+  auto odma =
+      register_window::map_physical(mem, out_ip.base, std::min<uint64_t>(out_ip.range, 0x10000), overlay_.output.dma);
   dma_ = std::make_unique<iodma_pair>(std::move(idma), std::move(odma), timeout);
   dma_->check_idle();
 
@@ -98,8 +102,9 @@ fpga_classifier::fpga_classifier(const ClassifierOptions& options) {
   std::ostringstream d;
   d << "fpga: overlay " << overlay_.name << " (" << overlay_.dir.string() << "), " << overlay_.input.dma << " @ "
     << hex(in_ip.base) << ", " << overlay_.output.dma << " @ " << hex(out_ip.base) << ", FCLK0 " << fclk
-    << " MHz, buffers " << allocator_->name() << ", output " << (overlay_.kind == output_kind::top1 ? "top-1" : "logits")
-    << ", max batch " << max_batch_ << (programmed ? ", bitstream programmed" : ", bitstream already loaded")
+    << " MHz, buffers " << allocator_->name() << ", output "
+    << (overlay_.kind == output_kind::top1 ? "top-1" : "logits") << ", max batch " << max_batch_
+    << (programmed ? ", bitstream programmed" : ", bitstream already loaded")
     << (root == "/" ? "" : ", device root " + root.string());
   description_ = d.str();
 }
@@ -121,11 +126,11 @@ void fpga_classifier::run_chunk(const Tensor8* inputs, std::size_t count, Predic
   const Shape& shape = model_->input;
   const std::size_t in_bytes = overlay_.input.packed_bytes(), out_bytes = overlay_.output.packed_bytes();
   for (std::size_t i = 0; i < count; ++i)
-    if (inputs[i].height != shape.height || inputs[i].width != shape.width ||
-        inputs[i].pixels.size() != shape.size())
+    if (inputs[i].height != shape.height || inputs[i].width != shape.width || inputs[i].pixels.size() != shape.size())
       throw image_error("fpga: input " + std::to_string(i) + " is " + std::to_string(inputs[i].width) + "x" +
                         std::to_string(inputs[i].height) + " with " + std::to_string(inputs[i].pixels.size()) +
-                        " pixels; the overlay takes " + std::to_string(shape.width) + "x" + std::to_string(shape.height));
+                        " pixels; the overlay takes " + std::to_string(shape.width) + "x" +
+                        std::to_string(shape.height));
 
   std::lock_guard lock(device_mutex());
   auto t = clock_type::now();

@@ -58,10 +58,10 @@ class fpga_classifier final : public Classifier {
   overlay_description overlay_;
   std::unique_ptr<iodma_pair> dma_;
   std::unique_ptr<dma_allocator> allocator_;
-  std::unique_ptr<dma_buffer> io_;   // [output area][input area]
-  std::size_t output_area_ = 0;      // bytes, rounded up to 4 KiB
+  std::unique_ptr<dma_buffer> io_;  // [output area][input area]
+  std::size_t output_area_ = 0;     // bytes, rounded up to 4 KiB
   std::size_t max_batch_ = 64;
-  std::vector<uint8_t> marker_;  // one image's packed output, as filled before a run
+  std::vector<uint8_t> marker_;           // one image's packed output, as filled before a run
   mutable std::vector<int32_t> scratch_;  // one image's unpacked output
   std::string description_;
   phase_times times_;

@@ -47,7 +47,8 @@ bitstream_info bit_to_bin(const std::vector<uint8_t>& bit, const std::string& or
     if (key < 'a' || key > 'd') fail("unexpected field '" + std::string(1, key) + "'");
     const unsigned length = u16();
     if (pos + length > bit.size()) fail("truncated field '" + std::string(1, key) + "'");
-    std::string value(bit.begin() + static_cast<std::ptrdiff_t>(pos), bit.begin() + static_cast<std::ptrdiff_t>(pos + length));
+    std::string value(bit.begin() + static_cast<std::ptrdiff_t>(pos),
+                      bit.begin() + static_cast<std::ptrdiff_t>(pos + length));
     while (!value.empty() && value.back() == '\0') value.pop_back();
     pos += length;
     (key == 'a' ? info.design : key == 'b' ? info.part : key == 'c' ? info.date : info.time) = value;
@@ -85,8 +86,8 @@ bool program_bitstream(const std::filesystem::path& bitstream, const std::filesy
   const auto manager = device_root / "sys/class/fpga_manager/fpga0";
   if (!std::filesystem::exists(manager))
     throw device_error(ENODEV, manager.string() + " not found: this kernel has no FPGA manager for the fabric");
-  const std::string identity = bitstream.filename().string() + " " + std::to_string(bit.size()) + " " +
-                               std::to_string(fnv1a(bit));
+  const std::string identity =
+      bitstream.filename().string() + " " + std::to_string(bit.size()) + " " + std::to_string(fnv1a(bit));
   const auto marker = device_root / "run/busi-infer/bitstream";
   if (mode == program_mode::automatic) {
     std::ifstream in(marker);
@@ -109,7 +110,8 @@ bool program_bitstream(const std::filesystem::path& bitstream, const std::filesy
   write_attribute(manager / "firmware", bin_name);
   const auto state = read_attribute(manager / "state");
   if (state != "operating")
-    throw device_error(EIO, manager.string() + ": state is '" + state + "' after loading " + bin_name + ", not 'operating'");
+    throw device_error(EIO,
+                       manager.string() + ": state is '" + state + "' after loading " + bin_name + ", not 'operating'");
   std::filesystem::create_directories(marker.parent_path(), ec);
   std::ofstream(marker, std::ios::trunc) << identity << "\n";
   return true;

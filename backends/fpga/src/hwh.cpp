@@ -15,9 +15,9 @@ const ip_window& hwh_info::ip(const std::string& instance) const {
   if (it != ips.end()) return it->second;
   std::string known;
   for (const auto& entry : ips) known += (known.empty() ? "" : ", ") + entry.first;
-  throw device_error(ENOENT, source.string() + ": no IP named '" + instance +
-                                 "' in the processing system's address map (found: " +
-                                 (known.empty() ? "none" : known) + ")");
+  throw device_error(ENOENT,
+                     source.string() + ": no IP named '" + instance +
+                         "' in the processing system's address map (found: " + (known.empty() ? "none" : known) + ")");
 }
 
 double hwh_info::fclk_mhz(int index) const {
@@ -30,8 +30,10 @@ namespace {
 // Depth-first search for MODULE elements wherever Vivado nested them.
 void collect_modules(const xml_element& e, std::vector<const xml_element*>& out) {
   for (const auto& c : e.children) {
-    if (c->name == "MODULE") out.push_back(c.get());
-    else collect_modules(*c, out);
+    if (c->name == "MODULE")
+      out.push_back(c.get());
+    else
+      collect_modules(*c, out);
   }
 }
 
@@ -59,11 +61,12 @@ hwh_info parse_hwh(const std::string& text, const std::filesystem::path& origin)
     }
   }
   if (!ps)
-    throw device_error(EINVAL, origin.string() + ": no processing system module (MODTYPE processing_system7) found; "
-                                                 "is this a Vivado .hwh file?");
+    throw device_error(EINVAL, origin.string() +
+                                   ": no processing system module (MODTYPE processing_system7) found; "
+                                   "is this a Vivado .hwh file?");
   if (const auto* params = ps->child("PARAMETERS"))
     for (const auto* p : params->children_named("PARAMETER"))
-      if (const auto *n = p->attribute("NAME"), *v = p->attribute("VALUE"); n && v) info.ps_params[*n] = *v;
+      if (const auto* n = p->attribute("NAME"), *v = p->attribute("VALUE"); n && v) info.ps_params[*n] = *v;
 
   std::vector<const xml_element*> ranges;
   collect_named(*ps, "MEMRANGE", ranges);

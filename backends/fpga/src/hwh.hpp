@@ -12,7 +12,7 @@ namespace busi::fpga {
 
 struct ip_window {
   uint64_t base = 0;
-  uint64_t range = 0;  // HIGHVALUE - BASEVALUE + 1
+  uint64_t range = 0;           // HIGHVALUE - BASEVALUE + 1
   std::string slave_interface;  // e.g. s_axi_control
 };
 

@@ -46,8 +46,9 @@ uint64_t iodma_pair::wait() const {
       return reads;
     const auto now = std::chrono::steady_clock::now();
     if (now > deadline)
-      throw device_error(ETIMEDOUT, odma_.name() + " at " + hex(odma_.base()) + ": the accelerator did not finish within " +
-                                        std::to_string(timeout_.count()) + " ms (control register " + hex(control) +
+      throw device_error(ETIMEDOUT, odma_.name() + " at " + hex(odma_.base()) +
+                                        ": the accelerator did not finish within " + std::to_string(timeout_.count()) +
+                                        " ms (control register " + hex(control) +
                                         "); is the bitstream loaded and FCLK0 running?");
     if (now - begin > std::chrono::microseconds(50)) {
       pause = std::min(std::chrono::microseconds(1000), pause + std::chrono::microseconds(20));

@@ -68,13 +68,14 @@ io_port parse_port(const nlohmann::json& j, const std::string& where) {
   p.shape_folded = need("shape_folded").get<std::vector<int64_t>>();
   p.shape_packed = need("shape_packed").get<std::vector<int64_t>>();
   for (const auto* shape : {&p.shape_normal, &p.shape_folded, &p.shape_packed}) {
-    if (shape->size() < 2) throw error(where + ": shape " + shape_text(*shape) + " needs a batch and at least one more dimension");
+    if (shape->size() < 2)
+      throw error(where + ": shape " + shape_text(*shape) + " needs a batch and at least one more dimension");
     for (auto d : *shape)
       if (d < 1) throw error(where + ": shape " + shape_text(*shape) + " has a dimension below 1");
   }
   if (product_after_batch(p.shape_normal) != product_after_batch(p.shape_folded))
-    throw error(where + ": folded shape " + shape_text(p.shape_folded) + " does not hold the elements of normal shape " +
-                shape_text(p.shape_normal));
+    throw error(where + ": folded shape " + shape_text(p.shape_folded) +
+                " does not hold the elements of normal shape " + shape_text(p.shape_normal));
   const bool same_outer = p.shape_folded.size() == p.shape_packed.size() &&
                           std::equal(p.shape_folded.begin() + 1, p.shape_folded.end() - 1, p.shape_packed.begin() + 1);
   if (!same_outer || static_cast<std::size_t>(p.shape_packed.back()) != packed_vector_bytes(p.inner(), p.datatype))
@@ -112,16 +113,20 @@ overlay_description overlay_description::load(const std::filesystem::path& dir) 
     d.input = parse_port(j.at("input"), file.string() + " input");
     d.output = parse_port(j.at("output"), file.string() + " output");
     const std::string kind = j.at("output").value("kind", "top1");
-    if (kind == "top1") d.kind = output_kind::top1;
-    else if (kind == "logits") d.kind = output_kind::logits;
-    else throw error("output kind '" + kind + "' is neither top1 nor logits");
+    if (kind == "top1")
+      d.kind = output_kind::top1;
+    else if (kind == "logits")
+      d.kind = output_kind::logits;
+    else
+      throw error("output kind '" + kind + "' is neither top1 nor logits");
   } catch (const nlohmann::json::exception& e) {
     throw error(file.string() + ": " + e.what());
   } catch (const error& e) {
     const std::string what = e.what();
     throw error(what.rfind(file.string(), 0) == 0 ? what : file.string() + ": " + what);
   }
-  if (d.fclk_mhz <= 0 || d.fclk_mhz > 250) throw error(file.string() + ": fclk_mhz " + std::to_string(d.fclk_mhz) + " out of range (0, 250]");
+  if (d.fclk_mhz <= 0 || d.fclk_mhz > 250)
+    throw error(file.string() + ": fclk_mhz " + std::to_string(d.fclk_mhz) + " out of range (0, 250]");
   return d;
 }
 
@@ -131,11 +136,13 @@ void overlay_description::check_against(const Model& model) const {
     throw error("overlay " + name + ": input shape " + shape_text(input.shape_normal) + " does not match model " +
                 model.name + " input " + shape_text(want_in) + " (NHWC)");
   if (input.datatype.bits != 8 || input.datatype.is_signed)
-    throw error("overlay " + name + ": input datatype " + input.datatype.name + " is not UINT8 (the model takes pixels)");
+    throw error("overlay " + name + ": input datatype " + input.datatype.name +
+                " is not UINT8 (the model takes pixels)");
   const std::size_t want_out = kind == output_kind::top1 ? 1 : model.num_classes();
   if (output.elements() != want_out)
-    throw error("overlay " + name + ": output has " + std::to_string(output.elements()) + " elements per image, expected " +
-                std::to_string(want_out) + (kind == output_kind::top1 ? " (top-1 index)" : " (one logit per class)"));
+    throw error("overlay " + name + ": output has " + std::to_string(output.elements()) +
+                " elements per image, expected " + std::to_string(want_out) +
+                (kind == output_kind::top1 ? " (top-1 index)" : " (one logit per class)"));
 }
 
 }  // namespace busi::fpga

@@ -37,8 +37,8 @@ struct io_port {
 
   // Per image (dimension 0 excluded).
   std::size_t elements() const;
-  std::size_t vectors() const;      // innermost folded vectors per image
-  std::size_t inner() const;        // elements per innermost vector
+  std::size_t vectors() const;  // innermost folded vectors per image
+  std::size_t inner() const;    // elements per innermost vector
   std::size_t packed_bytes() const;
 };
 

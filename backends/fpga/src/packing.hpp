@@ -76,7 +76,8 @@ void unpack(const uint8_t* in, std::size_t vectors, std::size_t inner, const fin
           field |= static_cast<uint64_t>((in[(bit + b) / 8] >> ((bit + b) % 8)) & 1u) << b;
       }
       int64_t value = static_cast<int64_t>(field);
-      if (type.bipolar) value = field ? 1 : -1;
+      if (type.bipolar)
+        value = field ? 1 : -1;
       else if (type.is_signed && (field >> (type.bits - 1)) & 1u)
         value = static_cast<int64_t>(field | (~uint64_t{0} << type.bits));
       values[i] = static_cast<T>(value);

@@ -22,8 +22,8 @@ namespace {
 [[noreturn]] void fail(int err, const std::string& what) { throw device_error(err, what); }
 }  // namespace
 
-register_window register_window::map_physical(const std::filesystem::path& mem_device, uint64_t base,
-                                              std::size_t size, std::string name) {
+register_window register_window::map_physical(const std::filesystem::path& mem_device, uint64_t base, std::size_t size,
+                                              std::string name) {
   if (size == 0 || size % 4 != 0)
     throw device_error(EINVAL, name + ": register window size " + hex(size) + " is not a positive multiple of 4");
   const int fd = ::open(mem_device.c_str(), O_RDWR | O_SYNC | O_CLOEXEC);
@@ -66,13 +66,22 @@ register_window register_window::map_uio(const std::filesystem::path& uio_device
 
 register_window::register_window(int fd, void* mapping, std::size_t mapping_size, volatile uint32_t* regs,
                                  uint64_t base, std::size_t size, std::string name)
-    : fd_(fd), mapping_(mapping), mapping_size_(mapping_size), regs_(regs), base_(base), size_(size),
+    : fd_(fd),
+      mapping_(mapping),
+      mapping_size_(mapping_size),
+      regs_(regs),
+      base_(base),
+      size_(size),
       name_(std::move(name)) {}
 
 register_window::register_window(register_window&& other) noexcept
-    : fd_(std::exchange(other.fd_, -1)), mapping_(std::exchange(other.mapping_, nullptr)),
-      mapping_size_(std::exchange(other.mapping_size_, 0)), regs_(std::exchange(other.regs_, nullptr)),
-      base_(other.base_), size_(std::exchange(other.size_, 0)), name_(std::move(other.name_)) {}
+    : fd_(std::exchange(other.fd_, -1)),
+      mapping_(std::exchange(other.mapping_, nullptr)),
+      mapping_size_(std::exchange(other.mapping_size_, 0)),
+      regs_(std::exchange(other.regs_, nullptr)),
+      base_(other.base_),
+      size_(std::exchange(other.size_, 0)),
+      name_(std::move(other.name_)) {}
 
 register_window& register_window::operator=(register_window&& other) noexcept {
   if (this != &other) {

@@ -18,12 +18,11 @@ class register_window {
   // O_RDWR | O_SYNC so the mapping is uncached device memory). `base` need not
   // be page-aligned; the mapping is widened to whole pages internally.
   // `name` (the IP instance, e.g. "odma0") appears in every error message.
-  static register_window map_physical(const std::filesystem::path& mem_device, uint64_t base,
-                                      std::size_t size, std::string name);
+  static register_window map_physical(const std::filesystem::path& mem_device, uint64_t base, std::size_t size,
+                                      std::string name);
 
   // Maps map0 of a UIO device (/dev/uioN) whose size is given by sysfs.
-  static register_window map_uio(const std::filesystem::path& uio_device, std::size_t size,
-                                 std::string name);
+  static register_window map_uio(const std::filesystem::path& uio_device, std::size_t size, std::string name);
 
   register_window(register_window&& other) noexcept;
   register_window& operator=(register_window&& other) noexcept;
@@ -40,8 +39,8 @@ class register_window {
   const std::string& name() const { return name_; }
 
  private:
-  register_window(int fd, void* mapping, std::size_t mapping_size, volatile uint32_t* regs,
-                  uint64_t base, std::size_t size, std::string name);
+  register_window(int fd, void* mapping, std::size_t mapping_size, volatile uint32_t* regs, uint64_t base,
+                  std::size_t size, std::string name);
   void check(std::size_t offset, const char* what) const;
   void release() noexcept;
 

@@ -20,8 +20,8 @@ class sysfs_attribute {
   sysfs_attribute& operator=(const sysfs_attribute&) = delete;
   ~sysfs_attribute();
 
-  std::string read_text() const;   // whole value, trailing whitespace removed
-  uint64_t read_number() const;    // decimal or 0x-prefixed hex
+  std::string read_text() const;  // whole value, trailing whitespace removed
+  uint64_t read_number() const;   // decimal or 0x-prefixed hex
   void write_text(const std::string& text);
   void write_number(uint64_t value);
   const std::filesystem::path& path() const { return path_; }

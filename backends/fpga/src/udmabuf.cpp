@@ -30,7 +30,8 @@ constexpr uint64_t bidirectional = 0;  // sync_direction: 0 both, 1 to device, 2
 
 class udmabuf_region {
  public:
-  explicit udmabuf_region(const allocator_options& options) : name_(options.udmabuf_name), timeout_(options.sync_timeout) {
+  explicit udmabuf_region(const allocator_options& options)
+      : name_(options.udmabuf_name), timeout_(options.sync_timeout) {
     const auto dev = options.device_root / "dev" / name_;
     auto sys = options.device_root / "sys/class/u-dma-buf" / name_;
     if (!std::filesystem::exists(sys)) sys = options.device_root / "sys/class/udmabuf" / name_;  // before v2.0
@@ -77,8 +78,8 @@ class udmabuf_region {
     if (cursor + need > size_) {
       std::size_t used = 0;
       for (const auto& entry : used_) used += entry.second;
-      throw device_error(ENOMEM, name_ + ": cannot allocate " + std::to_string(bytes) + " bytes: " +
-                                     std::to_string(size_ - used) + " of " + std::to_string(size_) +
+      throw device_error(ENOMEM, name_ + ": cannot allocate " + std::to_string(bytes) +
+                                     " bytes: " + std::to_string(size_ - used) + " of " + std::to_string(size_) +
                                      " bytes free (load u-dma-buf with a larger udmabuf0= size)");
     }
     used_[cursor] = need;

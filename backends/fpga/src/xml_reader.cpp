@@ -1,8 +1,8 @@
 #include "xml_reader.hpp"
 
 #include <algorithm>
-#include <cstdint>
 #include <cctype>
+#include <cstdint>
 #include <cstdlib>
 
 #include "busi/error.hpp"
@@ -51,7 +51,8 @@ class parser {
 
  private:
   [[noreturn]] void fail(const std::string& what) const {
-    const auto line = 1 + std::count(s_.begin(), s_.begin() + static_cast<std::ptrdiff_t>(std::min(pos_, s_.size())), '\n');
+    const auto line =
+        1 + std::count(s_.begin(), s_.begin() + static_cast<std::ptrdiff_t>(std::min(pos_, s_.size())), '\n');
     throw error(origin_ + ": malformed XML at line " + std::to_string(line) + ": " + what);
   }
   bool starts(std::string_view prefix) const { return s_.substr(pos_, prefix.size()) == prefix; }
@@ -67,10 +68,14 @@ class parser {
   void skip_misc() {
     for (;;) {
       skip_space();
-      if (starts("<?")) skip_past("?>", "processing instruction");
-      else if (starts("<!--")) skip_past("-->", "comment");
-      else if (starts("<!DOCTYPE")) skip_past(">", "DOCTYPE");
-      else return;
+      if (starts("<?"))
+        skip_past("?>", "processing instruction");
+      else if (starts("<!--"))
+        skip_past("-->", "comment");
+      else if (starts("<!DOCTYPE"))
+        skip_past(">", "DOCTYPE");
+      else
+        return;
     }
   }
   std::string name() {
@@ -90,11 +95,16 @@ class parser {
       const auto semi = raw.find(';', i);
       if (semi == std::string_view::npos) fail("unterminated entity reference");
       const auto entity = raw.substr(i + 1, semi - i - 1);
-      if (entity == "lt") out += '<';
-      else if (entity == "gt") out += '>';
-      else if (entity == "amp") out += '&';
-      else if (entity == "quot") out += '"';
-      else if (entity == "apos") out += '\'';
+      if (entity == "lt")
+        out += '<';
+      else if (entity == "gt")
+        out += '>';
+      else if (entity == "amp")
+        out += '&';
+      else if (entity == "quot")
+        out += '"';
+      else if (entity == "apos")
+        out += '\'';
       else if (!entity.empty() && entity[0] == '#') {
         const std::string digits(entity.substr(1));
         const bool is_hex = !digits.empty() && (digits[0] == 'x' || digits[0] == 'X');
@@ -140,7 +150,8 @@ class parser {
         if (!starts(">")) fail("expected '>' after </" + closing);
         ++pos_;
         if (open.empty() || open.back()->name != closing)
-          fail("end tag </" + closing + "> does not match <" + (open.empty() ? std::string("?") : open.back()->name) + ">");
+          fail("end tag </" + closing + "> does not match <" + (open.empty() ? std::string("?") : open.back()->name) +
+               ">");
         open.pop_back();
         if (open.empty()) return root;
       } else if (starts("<!--")) {
@@ -183,8 +194,10 @@ class parser {
           pos_ = end + 1;
         }
         xml_element* raw = e.get();
-        if (open.empty()) root = std::move(e);
-        else open.back()->children.push_back(std::move(e));
+        if (open.empty())
+          root = std::move(e);
+        else
+          open.back()->children.push_back(std::move(e));
         if (self_closing) {
           if (open.empty()) return root;
         } else {
