@@ -7,6 +7,8 @@
 
 namespace busi::cpu_int {
 
+plan::~plan() = default;
+
 int8_t conv_step::weight(int ky, int k, int o) const {
   if (k >= kw * in_c) return 0;
   const int kx = k / in_c, ic = k % in_c;
@@ -75,6 +77,17 @@ plan make_plan(const Model& model) {
       p.buffer_bytes.push_back(layer.output.size() + buffer_slack);
   }
   return p;
+}
+
+std::vector<int8_t> pack_groups(const conv_step& s, int lanes, int8_t (*map)(int8_t)) {
+  const int oc_pad = (s.oc + lanes - 1) / lanes * lanes;
+  std::vector<int8_t> out(std::size_t(s.kh) * s.groups * oc_pad * 4, 0);
+  std::size_t i = 0;
+  for (int ky = 0; ky < s.kh; ++ky)
+    for (int g = 0; g < s.groups; ++g)
+      for (int o = 0; o < oc_pad; ++o, i += 4)
+        for (int t = 0; t < 4 && o < s.oc; ++t) out[i + t] = map(s.weight(ky, 4 * g + t, o));
+  return out;
 }
 
 std::vector<int32_t> pack_thresholds(const conv_step& s, int lanes) {

@@ -50,6 +50,10 @@ struct conv_step {
 };
 
 struct plan {
+  // Out of line (plan.cpp) so the ISA files, compiled with their own -m
+  // flags, emit no shared (weak) copy of it for the linker to pick.
+  ~plan();
+
   std::vector<conv_step> steps;
   // steps[i] reads buffer i and writes buffer i+1 (the last writes the logits);
   // buffer 0 holds a copy of the input pixels. Sizes include read slack.
@@ -67,17 +71,9 @@ plan make_plan(const Model& model);
 // Weights of a step packed for 4-byte-group dot products with `lanes` output
 // channels per vector: [ky][group][oc_pad][4] int8, oc_pad = oc rounded up to
 // `lanes`, padding zero. `map` transforms each weight (e.g. to split it).
-template <class Map>
-std::vector<int8_t> pack_groups(const conv_step& s, int lanes, Map map) {
-  const int oc_pad = (s.oc + lanes - 1) / lanes * lanes;
-  std::vector<int8_t> out(std::size_t(s.kh) * s.groups * oc_pad * 4, 0);
-  std::size_t i = 0;
-  for (int ky = 0; ky < s.kh; ++ky)
-    for (int g = 0; g < s.groups; ++g)
-      for (int o = 0; o < oc_pad; ++o, i += 4)
-        for (int t = 0; t < 4 && o < s.oc; ++t) out[i + t] = map(s.weight(ky, 4 * g + t, o));
-  return out;
-}
+// Defined in plan.cpp, compiled without ISA flags: a template here would be
+// instantiated by ISA files with different flags and merged by the linker.
+std::vector<int8_t> pack_groups(const conv_step& s, int lanes, int8_t (*map)(int8_t));
 
 // Thresholds as [t][oc_pad] int32 so one vector load gives threshold t of
 // `lanes` channels; padding channels never store their level.
