@@ -30,7 +30,7 @@ register_window register_window::map_physical(const std::filesystem::path& mem_d
   if (fd < 0) {
     const int err = errno;
     fail(err, "open " + mem_device.string() + " for " + name + " registers at " + hex(base) +
-                  (err == EACCES || err == EPERM ? ": permission denied (run as root, or use UIO)" : ""));
+                  (err == EACCES || err == EPERM ? ": permission denied (run as root)" : ""));
   }
   const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
   const uint64_t map_base = base & ~(page - 1);
@@ -44,24 +44,6 @@ register_window register_window::map_physical(const std::filesystem::path& mem_d
   }
   auto* regs = reinterpret_cast<volatile uint32_t*>(static_cast<char*>(mapping) + lead);
   return register_window(fd, mapping, map_size, regs, base, size, std::move(name));
-}
-
-register_window register_window::map_uio(const std::filesystem::path& uio_device, std::size_t size, std::string name) {
-  const int fd = ::open(uio_device.c_str(), O_RDWR | O_SYNC | O_CLOEXEC);
-  if (fd < 0) {
-    const int err = errno;
-    fail(err, "open " + uio_device.string() + " for " + name + " registers");
-  }
-  const std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
-  const std::size_t map_size = (size + page - 1) & ~(page - 1);
-  // UIO selects map N by offset N * page size; map0 is at offset 0.
-  void* mapping = ::mmap(nullptr, map_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  if (mapping == MAP_FAILED) {
-    const int err = errno;
-    ::close(fd);
-    fail(err, "mmap " + uio_device.string() + " map0 size " + hex(size) + " for " + name);
-  }
-  return register_window(fd, mapping, map_size, static_cast<volatile uint32_t*>(mapping), 0, size, std::move(name));
 }
 
 register_window::register_window(int fd, void* mapping, std::size_t mapping_size, volatile uint32_t* regs,

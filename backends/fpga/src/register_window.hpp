@@ -1,6 +1,6 @@
 #pragma once
 // A window of 32-bit device registers: one IP's AXI-lite address range mapped
-// from /dev/mem (physical address space) or from a UIO device.
+// from /dev/mem (the physical address space).
 //
 // Ownership: the window owns its file descriptor and mapping (move-only).
 // Accesses are volatile 32-bit loads/stores, bounds- and alignment-checked
@@ -21,8 +21,6 @@ class register_window {
   static register_window map_physical(const std::filesystem::path& mem_device, uint64_t base, std::size_t size,
                                       std::string name);
 
-  // Maps map0 of a UIO device (/dev/uioN) whose size is given by sysfs.
-  static register_window map_uio(const std::filesystem::path& uio_device, std::size_t size, std::string name);
 
   register_window(register_window&& other) noexcept;
   register_window& operator=(register_window&& other) noexcept;
