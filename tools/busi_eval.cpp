@@ -18,6 +18,8 @@ Evaluates the images under PATH (folders named after the classes: normal/,
 benign/, malignant/) on each backend, with the same pre-processed inputs.
 
   --backends LIST        comma-separated backends (default: every one compiled in)
+  --list FILE            only the images listed in FILE, one path per line relative to
+                         the single PATH (e.g. training/splits/val.txt)
   --model FILE           a model package; repeat for several. Each backend runs every
                          given model of its kind (quantized: cpu_int, fpga; float:
                          cpu_ref), or the default model of its kind when none is given
@@ -77,7 +79,7 @@ void print_run(const busi::BackendRun& run) {
 int run(int argc, char** argv) {
   busi::EvaluationOptions options;
   std::vector<std::filesystem::path> inputs;
-  std::string json_path, csv_path, html_path;
+  std::string json_path, csv_path, html_path, list_path;
   bool per_image = false, list_power = false;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -90,6 +92,8 @@ int run(int argc, char** argv) {
       return 0;
     } else if (arg == "--backends") {
       options.backends = split(value(), ',');
+    } else if (arg == "--list") {
+      list_path = value();
     } else if (arg == "--model") {
       options.models.push_back(value());
     } else if (arg == "--set") {
@@ -134,16 +138,28 @@ int run(int argc, char** argv) {
     return 2;
   }
   if (options.backends.empty()) options.backends = busi::available_backends();
+  std::vector<std::filesystem::path> images_to_load = inputs;
+  if (!list_path.empty()) {
+    if (inputs.size() != 1) throw busi::error("--list takes exactly one PATH, the folder its lines are relative to");
+    std::ifstream list(list_path);
+    if (!list) throw busi::error("--list " + list_path + ": cannot open");
+    images_to_load.clear();
+    for (std::string line; std::getline(list, line);)
+      if (!line.empty() && line[0] != '#') images_to_load.push_back(inputs.front() / line);
+    if (images_to_load.empty()) throw busi::error("--list " + list_path + ": no image listed");
+  }
 
   // Models first: a missing one fails before any image is decoded. Labels come
   // from the class names of the first model that will run.
   const auto plan = busi::plan_runs(options);
   const busi::Model& first = *plan.front().model;
-  const auto images = busi::load_labelled_images(inputs, first.class_names, first.input.height, first.input.width);
+  const auto images =
+      busi::load_labelled_images(images_to_load, first.class_names, first.input.height, first.input.width);
   std::cerr << "busi-eval: " << images.inputs.size() << " images pre-processed once; " << plan.size() << " run(s)\n";
 
   auto report = busi::evaluate(images, plan, options);
   for (const auto& p : inputs) report.inputs.push_back(p.string());
+  if (!list_path.empty()) report.inputs.push_back("listed in " + list_path);
   std::cout << "machine: " << report.machine.cpu << ", " << report.machine.cores << " cores, " << report.machine.kernel
             << "; commit " << report.commit << "\n\n";
   for (const auto& r : report.runs) print_run(r);

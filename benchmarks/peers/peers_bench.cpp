@@ -254,11 +254,13 @@ int run(int argc, char** argv) {
     const double m = median(e.ms);
     std::cout << "| " << e.name << " | " << e.precision << " | " << std::fixed << std::setprecision(3) << m << " | "
               << busi::percentile(e.ms, 90) << " | " << std::setprecision(2) << m / base << "x | ";
-    if (reference && e.precision == "fp32")
+    if (reference && &e != reference && e.precision == "fp32")
       std::cout << agree << "/" << inputs.size() << " | " << std::scientific << std::setprecision(1) << diff
                 << std::fixed << " |\n";
     else
-      std::cout << (reference ? std::to_string(agree) + "/" + std::to_string(inputs.size()) + " (quantized)" : "-")
+      std::cout << (reference && &e != reference
+                        ? std::to_string(agree) + "/" + std::to_string(inputs.size()) + " (quantized)"
+                        : "-")
                 << " | - |\n";
   }
   std::cout << "\n" << inputs.size() << " images x " << rounds << " rounds, engines interleaved per image.\n";

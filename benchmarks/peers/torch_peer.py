@@ -96,7 +96,7 @@ def main():
     for name in names:
         m = float(np.median(times[name]))
         agree, diff = "-", "-"
-        if "cpu_ref" in scores and name != "cpu_int":
+        if "cpu_ref" in scores and name not in ("cpu_int", "cpu_ref"):
             same = sum(int(np.argmax(a) == np.argmax(b)) for a, b in zip(scores[name], scores["cpu_ref"]))
             agree = f"{same}/{len(inputs)}"
             diff = f"{max(float(np.max(np.abs(a - b))) for a, b in zip(scores[name], scores['cpu_ref'])):.1e}"
