@@ -175,9 +175,13 @@ TEST(FpgaEmulator, EveryBusiImageGivesTheCpuIntClass) {
   const auto files = collect_images({test::busi_data_dir()});
   ASSERT_EQ(files.size(), 702u);
   std::size_t disagreements = 0;
-  for (std::size_t first = 0; first < files.size(); first += 64) {
+  // Each image once, in batches cycling through 1, 7 and 64 images.
+  const std::size_t sizes[] = {1, 7, 64};
+  std::size_t batches = 0;
+  for (std::size_t first = 0, size = 0; first < files.size(); first += size, ++batches) {
+    size = sizes[batches % 3];
     std::vector<Tensor8> batch;
-    for (std::size_t i = first; i < std::min(files.size(), first + 64); ++i)
+    for (std::size_t i = first; i < std::min(files.size(), first + size); ++i)
       batch.push_back(load_image(files[i], model->input.height, model->input.width));
     const auto got = fpga->classify_batch(batch);
     for (std::size_t i = 0; i < batch.size(); ++i) {
@@ -190,6 +194,7 @@ TEST(FpgaEmulator, EveryBusiImageGivesTheCpuIntClass) {
   }
   EXPECT_EQ(disagreements, 0u);
   EXPECT_EQ(b.emulator().stats().images, 702u);
+  EXPECT_EQ(b.emulator().stats().batches, batches);
 }
 
 TEST(FpgaFaults, MissingFlushGivesWrongDataAndIsDiagnosed) {
@@ -307,9 +312,8 @@ TEST(FpgaFaults, PermissionDeniedOnDevMem) {
       {
         if (geteuid() == 0 && setresuid(65534, 65534, 65534) != 0) _exit(3);
         const auto message = error_of([&] { make_classifier("fpga", options); });
-        const bool ok =
-            message.find("dev/mem for SLCR registers at 0xf8000000: permission denied (run as root)") !=
-            std::string::npos;
+        const bool ok = message.find("dev/mem for SLCR registers at 0xf8000000: permission denied (run as root)") !=
+                        std::string::npos;
         if (!ok) fprintf(stderr, "%s\n", message.c_str());
         _exit(ok ? 0 : 1);
       },
