@@ -64,9 +64,14 @@ pixel_input wrap_array(const py::array& array, color_order order) {
       (array.ndim() == 2 || array.strides(2) == item) && (width <= 1 || array.strides(1) == channels * item);
   const bool row_ok = height <= 1 || array.strides(0) >= width * channels * item;
   const bool aligned = reinterpret_cast<std::uintptr_t>(array.data()) % item == 0 && array.strides(0) % item == 0;
+  // A byte-swapped (non-native) uint16 array would be misread: copy it too.
+  const bool native = item == 1 || dtype.attr("isnative").cast<bool>();
   pixel_input in;
   in.keep = array;
-  if (!(packed_row && row_ok && aligned)) {
+  if (!native) {
+    in.keep = py::array::ensure(array.attr("astype")(dtype.attr("newbyteorder")("=")), py::array::c_style);
+    in.copied = true;
+  } else if (!(packed_row && row_ok && aligned)) {
     in.keep = py::array::ensure(array, py::array::c_style);
     in.copied = true;
   }

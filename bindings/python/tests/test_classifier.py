@@ -48,6 +48,10 @@ def test_gray_and_16_bit_arrays_equal_their_files(classifier, tmp_path):
         assert cv2.imwrite(str(path), image)
         assert same(classifier.classify(image), classifier.classify(path)), name
     assert same(classifier.classify(gray[..., None]), classifier.classify(gray))
+    swapped = wide.astype(wide.dtype.newbyteorder(">" if wide.dtype.byteorder != ">" else "<"))
+    assert not swapped.dtype.isnative and np.array_equal(swapped, wide)
+    assert not busi_infer._core._wraps_without_copy(swapped)
+    assert same(classifier.classify(swapped), classifier.classify(wide))
 
 
 def test_same_answer_as_the_cli(classifier, tmp_path):
