@@ -67,8 +67,9 @@ class Model:
 class Classifier:
     """A model running on one backend.
 
-    Calls on one instance are serialized (it keeps scratch buffers); use one
-    instance per thread to classify in parallel. The GIL is released while an
+    Threads sharing one instance decode and pre-process in parallel but take
+    turns at inference (it keeps scratch buffers); use one instance per thread
+    to infer in parallel. The GIL is released while an
     image is decoded, pre-processed and classified.
     """
 

@@ -157,18 +157,20 @@ class py_classifier {
   busi::Prediction classify(const py::handle& image, color_order order) {
     auto input = to_input(image, order);
     py::gil_scoped_release no_gil;
+    // Decoding and pre-processing touch no classifier state: only inference takes turns.
+    const auto tensor = load_input(input, classifier_->model().input);
     std::lock_guard lock(mutex_);
-    return classifier_->classify(load_input(input, classifier_->model().input));
+    return classifier_->classify(tensor);
   }
 
   std::vector<busi::Prediction> classify_batch(const py::iterable& images, color_order order) {
     std::vector<image_input> inputs;
     for (const auto& item : images) inputs.push_back(to_input(item, order));
     py::gil_scoped_release no_gil;
-    std::lock_guard lock(mutex_);
     std::vector<busi::Tensor8> tensors;
     tensors.reserve(inputs.size());
     for (const auto& input : inputs) tensors.push_back(load_input(input, classifier_->model().input));
+    std::lock_guard lock(mutex_);
     return classifier_->classify_batch(tensors);
   }
 
@@ -329,6 +331,10 @@ PYBIND11_MODULE(_core, m) {
           },
           py::arg("images"), py::arg("color_order") = "bgr",
           "Classifies a list of paths and/or arrays in one call; returns one Prediction each.")
+      .def("__repr__",
+           [](const py_classifier& self) {
+             return "Classifier(backend='" + self.backend() + "', model='" + self.model().name + "')";
+           })
       .def("_time_classify_pixels", &py_classifier::time_classify_pixels, py::arg("image"), py::arg("repeats"));
 
   m.def(
