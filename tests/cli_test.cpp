@@ -121,6 +121,16 @@ TEST(Cli, JsonAndThreadsGiveTheSameAnswers) {
   EXPECT_EQ(a["images"][2]["label"], "benign");
 }
 
+TEST(Cli, FileAndModelPathsWithSpacesAndParentheses) {
+  // Every BUSI file name looks like "benign (12).png".
+  Fixture f;
+  const auto model = f.dir / "my model (1).bqnn";
+  std::filesystem::copy_file(f.model, model);
+  const CliRun r = busi_infer("--model " + quote(model.string()) + " " + quote((f.dir / "benign/img (1).png").string()));
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("1 of 1 images classified"), std::string::npos) << r.out;
+}
+
 TEST(Cli, CsvHasOneRowPerImage) {
   Fixture f;
   const CliRun r = busi_infer("--format csv --model " + quote(f.model) + " " + quote((f.dir / "benign").string()));

@@ -53,14 +53,14 @@ const char* kExitCodes =
 
 struct Options {
   std::string backend = "cpu_int";
-  fs::path model;
+  std::string model;  // strings, not fs::path: program_options would split paths at spaces
   std::string format = "table";
   int threads = 1;
   int batch = 1;
   std::optional<std::string> verify;
   std::map<std::string, std::string> settings;
   bool progress = true;
-  std::vector<fs::path> inputs;
+  std::vector<std::string> inputs;
 };
 
 // What happened to one image.
@@ -260,7 +260,7 @@ int run(const Options& o) {
   // so a bad model or a missing device fails at once with no partial output.
   const busi::ModelKind kind = busi::backend_model_kind(o.backend);
   auto model = std::make_shared<const busi::Model>(
-      busi::Model::load(o.model.empty() ? busi::default_model_path(kind) : o.model));
+      busi::Model::load(o.model.empty() ? busi::default_model_path(kind) : fs::path(o.model)));
   std::vector<std::unique_ptr<busi::Classifier>> workers, twins;
   for (int t = 0; t < o.threads; ++t) {
     workers.push_back(busi::make_classifier(o.backend, options_for(o.backend, o, model)));
@@ -273,7 +273,7 @@ int run(const Options& o) {
   for (const auto& input : o.inputs) {
     try {
       const auto files = busi::collect_images(input);
-      if (files.empty()) path_errors.push_back(input.string() + ": no images found (folder is empty)");
+      if (files.empty()) path_errors.push_back(input + ": no images found (folder is empty)");
       for (const auto& f : files) results.push_back({f});
     } catch (const busi::error& e) {
       path_errors.push_back(e.what());
