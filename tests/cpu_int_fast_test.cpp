@@ -76,6 +76,12 @@ std::vector<RandomModelSpec> odd_specs(int w, int a) {
       // 4 and 8 input channels with a 2x2 pool (the AVX-512 columns kernel), 5 outputs, wide kernels.
       spec({1, 29, 35}, {{4, 3, 2}, {8, 3, 2}, {5, 2, 2}}, {7}, 3, w, a),
       spec({1, 40, 37}, {{8, 5, 2}, {16, 7, 2}}, {}, 3, w, a),
+      // Rows of more blocks (8 pooled outputs x 8 channels) than the columns
+      // kernel's two passes take at once (16), a short last pass, a last
+      // block of 1 output and of 4 channels: 1 input channel (57 blocks a
+      // row) and 8 (18 blocks).
+      spec({1, 7, 293}, {{20, 3, 2}}, {}, 3, w, a),
+      spec({1, 10, 200}, {{8, 3, 2}, {20, 3, 2}}, {}, 3, w, a),
   };
 }
 

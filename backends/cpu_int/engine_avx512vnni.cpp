@@ -118,13 +118,21 @@ struct avx512vnni_kernel {
       for (int lane = 0; lane < 4; ++lane) word_order[px * 4 + lane] = int16_t(lane * 8 + px);
     const __m512i transpose = _mm512_load_si512(word_order);
     alignas(64) uint8_t block[64];
+    // Blocks (8 pooled outputs x 8 channels) run in two passes over up to
+    // `chunk` of them: the products and pooling, then the threshold searches
+    // and stores. A search is a long dependent chain; in its own pass the
+    // searches of several blocks overlap, where one block's search after its
+    // products left the core waiting (the network ran ~5% faster).
+    constexpr int chunk = 16;
+    alignas(64) int32_t pooled_blocks[chunk][4][16];
+    const int blocks_c = (s.oc + 7) / 8, blocks = (s.pooled_w + 7) / 8 * blocks_c;
 
     for (int py = 0; py < s.pooled_h; ++py) {
       const uint8_t* rows = in + std::size_t(2 * py) * row;
-      for (int px0 = 0; px0 < s.pooled_w; px0 += 8) {
-        const int valid = std::min(8, s.pooled_w - px0);
-        uint8_t* dst = out + (std::size_t(py) * s.pooled_w + px0) * s.oc;
-        for (int c0 = 0; c0 < s.oc; c0 += 8) {
+      for (int b0 = 0; b0 < blocks; b0 += chunk) {
+        const int b1 = std::min(blocks, b0 + chunk);
+        for (int b = b0; b < b1; ++b) {
+          const int px0 = b / blocks_c * 8, c0 = b % blocks_c * 8;
           // Conv rows 2py (top) and 2py+1 (bottom) share every weight.
           __m512i top[8], bottom[8];
           for (int c = 0; c < 8; ++c) top[c] = bottom[c] = _mm512_setzero_si512();
@@ -139,16 +147,24 @@ struct avx512vnni_kernel {
             }
             w += 8;
           }
-          // Level = entries <= acc in the channel's padded, ascending row. The
-          // searches are interleaved: each step is a chain of dependent
-          // permute, compare and add.
           __m512i pooled[4];
           for (int q = 0; q < 4; ++q) {
             const __m512i c_a = _mm512_max_epi32(top[2 * q], bottom[2 * q]);
             const __m512i c_b = _mm512_max_epi32(top[2 * q + 1], bottom[2 * q + 1]);
             pooled[q] =
                 _mm512_max_epi32(_mm512_permutex2var_epi32(c_a, even, c_b), _mm512_permutex2var_epi32(c_a, odd, c_b));
+            _mm512_store_si512(pooled_blocks[b - b0][q], pooled[q]);
           }
+        }
+        for (int b = b0; b < b1; ++b) {
+          const int px0 = b / blocks_c * 8, c0 = b % blocks_c * 8;
+          const int valid = std::min(8, s.pooled_w - px0);
+          uint8_t* dst = out + (std::size_t(py) * s.pooled_w + px0) * s.oc;
+          __m512i pooled[4];
+          for (int q = 0; q < 4; ++q) pooled[q] = _mm512_load_si512(pooled_blocks[b - b0][q]);
+          // Level = entries <= acc in the channel's padded, ascending row. The
+          // searches are interleaved: each step is a chain of dependent
+          // permute, compare and add.
           __m512i bytes;  // [c][px]
           if constexpr (Narrow) {
             // packs(pooled 2h, pooled 2h+1), per 128-bit lane L: 4 lanes of
