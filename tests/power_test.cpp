@@ -106,6 +106,23 @@ TEST_F(power_test, missing_explicit_sources_throw) {
   EXPECT_THROW(busi::make_power_meter("estimate:lots", options_), busi::error);
   EXPECT_THROW(busi::make_power_meter("command:exit 3", options_), busi::device_error);
   EXPECT_THROW(busi::make_power_meter("command:echo hello", options_), busi::device_error);
+  EXPECT_THROW(busi::make_power_meter("command:echo 3 V", options_), busi::device_error);
+}
+
+TEST_F(power_test, a_meter_command_that_never_answers_times_out) {
+  options_.command_timeout = std::chrono::milliseconds(300);
+  const auto begin = std::chrono::steady_clock::now();
+  try {
+    busi::make_power_meter("command:sleep 30; echo 1", options_);
+    FAIL() << "expected device_error";
+  } catch (const busi::device_error& e) {
+    EXPECT_NE(std::string(e.what()).find("no answer within 300 ms"), std::string::npos) << e.what();
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - begin, std::chrono::seconds(5));
+  // Quotes in the command survive the wrapping.
+  auto meter = busi::make_power_meter("command:echo '2.5' \"W\"", options_);
+  meter->start();
+  EXPECT_NEAR(meter->stop().watts, 2.5, 1e-9);
 }
 
 TEST_F(power_test, hwmon_ina226_power_input_is_sampled) {

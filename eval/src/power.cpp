@@ -350,13 +350,22 @@ struct CommandOutput {
   bool joules;
 };
 
-CommandOutput run_meter_command(const std::string& command) {
-  FILE* pipe = ::popen(command.c_str(), "r");
+// Runs `command` through /bin/sh under coreutils' timeout, so a meter that
+// never answers ends the run with an error instead of hanging it.
+CommandOutput run_meter_command(const std::string& command, std::chrono::milliseconds limit) {
+  std::string quoted = "'";
+  for (char c : command) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  quoted += "'";
+  const std::string line = "timeout -k 1 " + std::to_string(double(limit.count()) / 1000.0) + " /bin/sh -c " + quoted;
+  FILE* pipe = ::popen(line.c_str(), "r");
   if (!pipe) throw device_error(errno, "power command '" + command + "': cannot start");
   std::string output;
   char buffer[256];
   while (std::fgets(buffer, sizeof buffer, pipe)) output += buffer;
   const int status = ::pclose(pipe);
+  if (WIFEXITED(status) && (WEXITSTATUS(status) == 124 || WEXITSTATUS(status) == 137))
+    throw device_error(ETIMEDOUT,
+                       "power command '" + command + "': no answer within " + std::to_string(limit.count()) + " ms");
   if (status != 0)
     throw device_error("power command '" + command + "': exited with status " +
                        std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : status));
@@ -372,27 +381,30 @@ CommandOutput run_meter_command(const std::string& command) {
 
 class CommandWattsMeter final : public SampledMeter {
  public:
-  CommandWattsMeter(std::string command, std::chrono::milliseconds period)
-      : SampledMeter(period), command_(std::move(command)) {}
+  CommandWattsMeter(std::string command, std::chrono::milliseconds period, std::chrono::milliseconds limit)
+      : SampledMeter(period), command_(std::move(command)), limit_(limit) {}
   std::string source() const override { return "command (" + command_ + ", W)"; }
 
  protected:
-  double sample_watts() override { return run_meter_command(command_).value; }
+  double sample_watts() override { return run_meter_command(command_, limit_).value; }
 
  private:
   std::string command_;
+  std::chrono::milliseconds limit_;
 };
 
 class CommandJoulesMeter final : public CounterMeter {
  public:
-  explicit CommandJoulesMeter(std::string command) : command_(std::move(command)) {}
+  CommandJoulesMeter(std::string command, std::chrono::milliseconds limit)
+      : command_(std::move(command)), limit_(limit) {}
   std::string source() const override { return "command (" + command_ + ", J counter)"; }
 
  protected:
-  double read_joules() override { return run_meter_command(command_).value; }
+  double read_joules() override { return run_meter_command(command_, limit_).value; }
 
  private:
   std::string command_;
+  std::chrono::milliseconds limit_;
 };
 
 class LogMeter final : public PowerMeter {
@@ -572,8 +584,9 @@ std::unique_ptr<PowerMeter> make_power_meter(const std::string& spec, const Powe
   }
   if (kind == "command" && !arg.empty()) {
     // Probe once: the unit decides how the window is measured.
-    if (run_meter_command(arg).joules) return std::make_unique<CommandJoulesMeter>(arg);
-    return std::make_unique<CommandWattsMeter>(arg, options.command_period);
+    if (run_meter_command(arg, options.command_timeout).joules)
+      return std::make_unique<CommandJoulesMeter>(arg, options.command_timeout);
+    return std::make_unique<CommandWattsMeter>(arg, options.command_period, options.command_timeout);
   }
   if (kind == "log" && !arg.empty()) return std::make_unique<LogMeter>(arg);
   if (kind == "estimate" && !arg.empty()) {

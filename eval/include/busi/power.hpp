@@ -22,7 +22,8 @@
 //                        start, the end and every command_period in between. Its
 //                        output's first number is watts, or a cumulative energy
 //                        counter in joules when followed by "J" (then the window's
-//                        energy is the difference).
+//                        energy is the difference). A command that fails, prints
+//                        no number or takes longer than command_timeout is an error.
 //   log:PATH             an external meter's log, read at stop(): lines
 //                        "<unix time s> <watts>" (space, tab or comma separated;
 //                        other lines ignored); the samples inside the window are
@@ -42,8 +43,9 @@ namespace busi {
 struct PowerOptions {
   // Prefix for /sys (tests point it at a fake tree).
   std::filesystem::path sysfs_root = "/";
-  std::chrono::milliseconds sample_period{10};    // hwmon power/current sampling
-  std::chrono::milliseconds command_period{250};  // command:CMD sampling (watts)
+  std::chrono::milliseconds sample_period{10};      // hwmon power/current sampling
+  std::chrono::milliseconds command_period{250};    // command:CMD sampling (watts)
+  std::chrono::milliseconds command_timeout{5000};  // a command that takes longer is an error
 };
 
 // Energy and mean power over one window.
