@@ -149,9 +149,20 @@ int run(int argc, char** argv) {
     if (images_to_load.empty()) throw busi::error("--list " + list_path + ": no image listed");
   }
 
-  // Models first: a missing one fails before any image is decoded. Labels come
-  // from the class names of the first model that will run.
+  // Models, power sources and output folders first: a mistake in any fails
+  // before any image is decoded. Labels come from the class names of the first
+  // model that will run.
   const auto plan = busi::plan_runs(options);
+  for (const auto& backend : options.backends) {
+    const auto it = options.backend_power.find(backend);
+    busi::make_power_meter(it == options.backend_power.end() ? options.power : it->second, options.power_options);
+  }
+  for (const auto& out : {json_path, csv_path, html_path}) {
+    if (out.empty()) continue;
+    const auto folder = std::filesystem::absolute(out).parent_path();
+    if (!std::filesystem::is_directory(folder))
+      throw busi::error("cannot write " + out + ": no folder " + folder.string());
+  }
   const busi::Model& first = *plan.front().model;
   const auto images =
       busi::load_labelled_images(images_to_load, first.class_names, first.input.height, first.input.width);
