@@ -18,6 +18,13 @@ struct avx512vnni_kernel {
     std::vector<int8_t> weights;      // pack_groups layout
     std::vector<int32_t> thresholds;  // pack_thresholds layout
     int oc, oc_pad, per;
+    // When every accumulator fits in int16 (|acc| <= bound <= 32766):
+    // thresholds minus 1 as int16, clamped to [-bound, bound + 1] first (the
+    // same count for any acc in range), so store_levels counts with 256-bit
+    // compares into vectors, no mask registers (the network ran ~2% faster
+    // than with 512-bit int32 compares into masks).
+    bool levels16 = false;
+    std::vector<int16_t> thresholds16;
     // The columns-across-lanes kernel (columns): weights as 4-byte groups
     // [channel / 8][kh][groups][channel % 8], thresholds as 16-entry rows per
     // channel padded with INT32_MAX.
@@ -37,6 +44,10 @@ struct avx512vnni_kernel {
     p.oc = s.oc;
     p.oc_pad = (s.oc + lanes - 1) / lanes * lanes;
     p.per = s.logits ? 0 : s.thresholds_per_channel();
+    const int64_t bound = int64_t(s.input_max) * s.max_abs_channel_sum();
+    p.levels16 = !s.logits && bound <= 32766;
+    if (p.levels16)
+      for (int32_t t : p.thresholds) p.thresholds16.push_back(int16_t(std::clamp<int64_t>(t, -bound, bound + 1) - 1));
     // 1, 4 or 8 input channels, 2x2 pool, at most 15 levels: the first two
     // layers of this project's networks, where channels across lanes would
     // waste lanes (8 channels) or broadcast one activation group per
@@ -58,8 +69,7 @@ struct avx512vnni_kernel {
       p.threshold_rows.assign(std::size_t(oc8) * 16, INT32_MAX);
       for (int o = 0; o < s.oc; ++o)
         for (int t = 0; t < p.per; ++t) p.threshold_rows[std::size_t(o) * 16 + t] = s.layer->channel_thresholds(o)[t];
-      const int64_t bound = int64_t(s.input_max) * s.max_abs_channel_sum();
-      p.narrow = bound <= 32766;
+      p.narrow = p.levels16;
       if (p.narrow) {
         p.threshold_rows16.resize(p.threshold_rows.size());
         for (std::size_t i = 0; i < p.threshold_rows.size(); ++i)
@@ -305,6 +315,16 @@ struct avx512vnni_kernel {
 
   static void store_levels(const packed& p, int v, vec acc, uint8_t* out) {
     // level = number of thresholds t with acc >= t.
+    if (p.levels16) {
+      const __m256i narrow = _mm512_cvtepi32_epi16(acc);  // exact: |acc| <= bound
+      __m256i level = _mm256_setzero_si256();
+      const int16_t* t = p.thresholds16.data() + v * lanes;
+      for (int k = 0; k < p.per; ++k, t += p.oc_pad)  // acc > t - 1: all ones, -1
+        level = _mm256_sub_epi16(level,
+                                 _mm256_cmpgt_epi16(narrow, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t))));
+      _mm_mask_storeu_epi8(out + v * lanes, valid_lanes(p, v), _mm256_cvtepi16_epi8(level));
+      return;
+    }
     __m512i level = _mm512_setzero_si512();
     const __m512i one = _mm512_set1_epi32(1);
     const int32_t* t = p.thresholds.data() + v * lanes;
