@@ -16,8 +16,10 @@ trap cleanup EXIT
 cp -r "$source/overlays/busi-w2a4" "$work/overlay"
 mkdir "$work/images"
 if [ -d "$data/benign" ]; then
-  for f in "$data/benign/benign (1).png" "$data/malignant/malignant (1).png" "$data/normal/normal (1).png"; do
-    cp "$f" "$work/images/"
+  # The first image of each class (BUSI's numbering has gaps: there is no "normal (1).png").
+  for class in benign malignant normal; do
+    files=("$data/$class"/*.png)
+    cp "${files[0]}" "$work/images/"
   done
 else
   /usr/bin/python3 -c 'import sys, cv2, numpy
