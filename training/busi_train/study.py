@@ -20,12 +20,21 @@ BITS = (8, 4, 2)
 
 
 def load_runs(root):
+    """Per run folder: the selected checkpoint's epoch and validation figures
+    (best.pt), the epochs actually run (log.jsonl: a run stopped by a time limit
+    has fewer than planned) and its configuration."""
+    import torch
     runs = {}
-    for summary in sorted(Path(root).glob("*/summary.json")):
-        s = json.loads(summary.read_text())
-        c = s["config"]
+    for best in sorted(Path(root).glob("*/best.pt")):
+        ck = torch.load(best, map_location="cpu")
+        c = ck["config"]
+        log = (best.parent / "log.jsonl").read_text().splitlines()
+        s = {"best_epoch": ck["epoch"], "best_val_accuracy": ck["val"]["accuracy"],
+             "best_val_confusion": ck["val"]["confusion"], "epochs": len(log),
+             "planned_epochs": c["epochs"], "config": c, "run": best.parent.name}
         key = (c["wbits"], c["abits"]) if c.get("wbits") else "float"
-        runs[key] = s
+        if best.parent.name in ("float", f"w{c.get('wbits')}a{c.get('abits')}"):
+            runs[key] = s
     return runs
 
 

@@ -72,6 +72,8 @@ def parse_args(argv=None):
     p.add_argument("--class-weights", choices=("balanced", "none"), default="balanced")
     p.add_argument("--limit", type=int, default=0,
                    help="use only the first N training and N validation images (smoke tests)")
+    p.add_argument("--calib-images", type=int, default=64,
+                   help="training images that set the initial quantizer scales")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--data", help="BUSI folder (default: $BUSI_DATA or ../shared/busi)")
     p.add_argument("--cache", default=str(TRAINING_DIR / "runs" / "cache"),
@@ -107,7 +109,7 @@ def main(argv=None):
         init_info = {"checkpoint": str(args.init), "epoch": ck["epoch"], "val": ck["val"]}
     if model.quantized:
         gen = torch.Generator().manual_seed(args.seed)
-        idx = torch.randperm(len(x_train), generator=gen)[:64]
+        idx = torch.randperm(len(x_train), generator=gen)[:args.calib_images]
         model.init_quantizers(x_train[idx].float() / 255.0)
 
     counts = torch.bincount(y_train, minlength=len(data.CLASSES)).float()

@@ -38,7 +38,7 @@ def test_cpu_int_equals_reference_and_pytorch(busi_root, busi_infer, name, check
         pytest.skip(f"{package} is not shipped")
     assert ck.exists(), f"{ck} missing: a shipped package comes with the checkpoint it was exported from"
     r = equivalence.compare(ck, package, subset(), busi_root)
-    assert r["cpu_int_logits_equal_reference"] == r["images"] == 40
+    assert r["reference_images"] == r["cpu_int_logits_equal_reference"] == 40
     # 99.5% of 702 allows 3 disagreements from float rounding at threshold ties;
     # on this subset at most one.
-    assert r["torch_vs_reference_prediction_agreement"] >= 39 / 40, r["reference_mismatches"]
+    assert r["cpu_int_vs_torch_prediction_agreement"] >= 39 / 40, r["disagreements"]
