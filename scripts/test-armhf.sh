@@ -20,10 +20,14 @@ cmake -S . -B "$build" -DCMAKE_TOOLCHAIN_FILE=cmake/toolchains/armhf-linux-gnuea
   -DBUSI_BUILD_BENCHMARKS=OFF -DBUSI_BUILD_TESTS=ON
 cmake --build "$build" -j"$jobs"
 ctest --test-dir "$build" --output-on-failure -j"$jobs" --timeout 900
-# The installed programs are what a board runs.
-shipped=()
-for program in busi-infer busi-model; do
-  [ -f "$build/tools/$program" ] && shipped+=("$build/tools/$program")
-done
-./scripts/check-armhf-abi.sh "${shipped[@]}"
+# What a board gets: the installed programs, checked against the board image's
+# glibc and libstdc++, then packed.
+rm -rf "$build/stage"
+cmake --install "$build" --prefix "$build/stage" >/dev/null
+./scripts/check-armhf-abi.sh "$build"/stage/bin/*
+# ... and the check can fail: PYNQ v2.7's Ubuntu 20.04 (glibc 2.31) is too old for them.
+if ./scripts/check-armhf-abi.sh --max-glibc 2.31 "$build/stage/bin/busi-model" >/dev/null; then
+  echo "test-armhf: check-armhf-abi.sh accepted glibc 2.31 for a Debian 12 build" >&2
+  exit 1
+fi
 (cd "$build" && cpack -G TGZ >/dev/null && ls busi_infer-*.tar.gz)

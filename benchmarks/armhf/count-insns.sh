@@ -5,8 +5,8 @@
 # The result is an ESTIMATE, not a measurement on the board.
 #
 # One inference = the difference between insn_probe runs with 1, 2 and 3
-# repeats (start-up, model load and image decoding cancel out); the script
-# checks that both differences agree, i.e. the count is exact.
+# repeats, halved (start-up, model load and image decoding cancel out); the
+# script checks that the two single-inference differences agree.
 #
 # Usage: benchmarks/armhf/count-insns.sh [armhf-build-dir] [image]
 #   (build dir from scripts/test-armhf.sh, default build-armhf; image default
@@ -44,11 +44,14 @@ for isa in scalar neon; do
   read -r a1 s1 m1 l1 <<<"$(counts "$isa" 1)"
   read -r a2 s2 m2 l2 <<<"$(counts "$isa" 2)"
   read -r a3 s3 m3 l3 <<<"$(counts "$isa" 3)"
-  if [ $((a2 - a1)) -ne $((a3 - a2)) ]; then
-    echo "count-insns: $isa: the second and third inference differ ($((a2 - a1)) vs $((a3 - a2)) instructions)" >&2
+  # The allocator's bookkeeping makes two inferences differ by a handful of
+  # instructions out of hundreds of millions; more than 1e-5 means something else ran.
+  d1=$((a2 - a1)) d2=$((a3 - a2))
+  if [ $(( (d1 > d2 ? d1 - d2 : d2 - d1) * 100000 )) -gt "$d1" ]; then
+    echo "count-insns: $isa: the second and third inference differ ($d1 vs $d2 instructions)" >&2
     exit 1
   fi
-  awk -v isa="$isa" -v n=$((a2 - a1)) -v s=$((s2 - s1)) -v m=$((m2 - m1)) -v l=$((l2 - l1)) -v mhz=$mhz 'BEGIN {
+  awk -v isa="$isa" -v n=$(((a3 - a1) / 2)) -v s=$(((s3 - s1) / 2)) -v m=$(((m3 - m1) / 2)) -v l=$(((l3 - l1) / 2)) -v mhz=$mhz 'BEGIN {
     # ms = instructions / (IPC * MHz * 1000); the A9 NEON unit issues at most one
     # instruction per cycle, so NEON+VFP instructions alone take >= s cycles.
     printf "| %s | %.1f M | %.1f M | %.1f M | %.1f M | %.0f | %.0f | %.1f |\n",
