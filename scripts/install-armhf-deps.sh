@@ -37,7 +37,8 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "${packages[*]}" ]; then
 fi
 
 command -v apt-get >/dev/null || { echo "install-armhf-deps: needs apt-get (Debian 12)" >&2; exit 1; }
-mkdir -p "$state/lists/partial" "$state/cache/archives/partial"
+mkdir -p "$state/lists/partial" "$state/cache/archives/partial" 2>/dev/null && [ -w "$state" ] ||
+  { echo "install-armhf-deps: cannot write $state (run as root, or set BUSI_ARMHF_SYSROOT to a writable folder)" >&2; exit 1; }
 : > "$state/status"
 # apt resolves for armhf alone against an empty package database, so it picks
 # the whole run-time closure (libc6 included) that qemu-arm needs.

@@ -16,7 +16,7 @@ jobs=${BUSI_JOBS:-$(nproc)}
 # cpu_ref (oneDNN) and the Python module are x86/host-only here: Debian has no
 # use for them on the board and the sysroot does not carry their libraries.
 cmake -S . -B "$build" -DCMAKE_TOOLCHAIN_FILE=cmake/toolchains/armhf-linux-gnueabihf.cmake \
-  -DCMAKE_BUILD_TYPE=Release -DBUSI_BACKEND_CPU_REF=OFF -DBUSI_BUILD_PYTHON=OFF \
+  -DCMAKE_BUILD_TYPE=Release -DBUSI_BACKEND_CPU_INT=ON -DBUSI_BACKEND_FPGA=ON -DBUSI_BACKEND_CPU_REF=OFF -DBUSI_BUILD_PYTHON=OFF \
   -DBUSI_BUILD_BENCHMARKS=OFF -DBUSI_BUILD_TESTS=ON
 cmake --build "$build" -j"$jobs"
 ctest --test-dir "$build" --output-on-failure -j"$jobs" --timeout 900

@@ -26,24 +26,24 @@ probe="$build/benchmarks/armhf/insn_probe"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
-# counts ISA REPEATS -> "insns simd simd_mem scalar_mem"
+# counts ISA REPEATS -> "insns simd simd_mul simd_mem scalar_mem"
 counts() {
   qemu-arm -cpu cortex-a9 -L "$root" -plugin "$plugin" -d plugin -D "$log" "$probe" "$1" "$2" "$image" >/dev/null
-  sed -n 's/^insn_count: insns=\([0-9]*\) simd=\([0-9]*\) simd_mem=\([0-9]*\) scalar_mem=\([0-9]*\)$/\1 \2 \3 \4/p' "$log"
+  sed -n 's/^insn_count: insns=\([0-9]*\) simd=\([0-9]*\) simd_mul=\([0-9]*\) simd_mem=\([0-9]*\) scalar_mem=\([0-9]*\)$/\1 \2 \3 \4 \5/p' "$log"
 }
 
 echo "image: $image; qemu $(qemu-arm --version | head -1 | awk '{print $3}'), -cpu cortex-a9"
 echo
-echo "| cpu_int isa | instructions / image | NEON+VFP | of which NEON loads/stores | scalar loads/stores | est. ms at IPC 1.0 | est. ms at IPC 0.5 | NEON issue floor, ms |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| cpu_int isa | instructions / image | NEON+VFP | NEON multiplies | NEON loads/stores | scalar loads/stores | est. ms at IPC 1.0 | est. ms at IPC 0.5 | NEON issue floor, ms |"
+echo "|---|---|---|---|---|---|---|---|---|"
 for isa in scalar neon; do
   if ! qemu-arm -cpu cortex-a9 -L "$root" "$probe" "$isa" 0 "$image" >/dev/null 2>&1; then
-    echo "| $isa | not available in this build | | | | | | |"
+    echo "| $isa | not available in this build | | | | | | | |"
     continue
   fi
-  read -r a1 s1 m1 l1 <<<"$(counts "$isa" 1)"
-  read -r a2 s2 m2 l2 <<<"$(counts "$isa" 2)"
-  read -r a3 s3 m3 l3 <<<"$(counts "$isa" 3)"
+  read -r a1 s1 x1 m1 l1 <<<"$(counts "$isa" 1)"
+  read -r a2 s2 x2 m2 l2 <<<"$(counts "$isa" 2)"
+  read -r a3 s3 x3 m3 l3 <<<"$(counts "$isa" 3)"
   # The allocator's bookkeeping makes two inferences differ by a handful of
   # instructions out of hundreds of millions; more than 1e-5 means something else ran.
   d1=$((a2 - a1)) d2=$((a3 - a2))
@@ -51,9 +51,9 @@ for isa in scalar neon; do
     echo "count-insns: $isa: the second and third inference differ ($d1 vs $d2 instructions)" >&2
     exit 1
   fi
-  awk -v isa="$isa" -v n=$(((a3 - a1) / 2)) -v s=$(((s3 - s1) / 2)) -v m=$(((m3 - m1) / 2)) -v l=$(((l3 - l1) / 2)) -v mhz=$mhz 'BEGIN {
+  awk -v isa="$isa" -v n=$(((a3 - a1) / 2)) -v s=$(((s3 - s1) / 2)) -v x=$(((x3 - x1) / 2)) -v m=$(((m3 - m1) / 2)) -v l=$(((l3 - l1) / 2)) -v mhz=$mhz 'BEGIN {
     # ms = instructions / (IPC * MHz * 1000); the A9 NEON unit issues at most one
     # instruction per cycle, so NEON+VFP instructions alone take >= s cycles.
-    printf "| %s | %.1f M | %.1f M | %.1f M | %.1f M | %.0f | %.0f | %.1f |\n",
-      isa, n / 1e6, s / 1e6, m / 1e6, l / 1e6, n / (1.0 * mhz * 1e3), n / (0.5 * mhz * 1e3), s / (mhz * 1e3) }'
+    printf "| %s | %.1f M | %.1f M | %.1f M | %.1f M | %.1f M | %.0f | %.0f | %.1f |\n",
+      isa, n / 1e6, s / 1e6, x / 1e6, m / 1e6, l / 1e6, n / (1.0 * mhz * 1e3), n / (0.5 * mhz * 1e3), s / (mhz * 1e3) }'
 done

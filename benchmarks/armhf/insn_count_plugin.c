@@ -1,7 +1,8 @@
 // A qemu-user TCG plugin that counts the guest instructions a program executes,
 // split into the classes that matter for a Cortex-A9 time estimate: NEON/VFP
 // ("v*" mnemonics, which issue to the A9's separate in-order NEON unit), their
-// loads/stores, and the scalar core's loads/stores. Debian 12's qemu-arm loads
+// multiplies (vmul*, vmla*, vmls*: where the MACs happen), their loads/stores,
+// and the scalar core's loads/stores. Debian 12's qemu-arm loads
 // plugins (-plugin) but ships none, so this is ours. Counting uses inline adds
 // (no helper call per instruction), classification happens once per translation.
 //
@@ -36,8 +37,8 @@ void qemu_plugin_outs(const char* string);
 
 __attribute__((visibility("default"))) int qemu_plugin_version = 1;
 
-enum insn_class { all, simd, simd_mem, scalar_mem, num_classes };
-static const char* const class_names[num_classes] = {"insns", "simd", "simd_mem", "scalar_mem"};
+enum insn_class { all, simd, simd_mul, simd_mem, scalar_mem, num_classes };
+static const char* const class_names[num_classes] = {"insns", "simd", "simd_mul", "simd_mem", "scalar_mem"};
 // user-mode emulation of a single-threaded program: one vCPU, plain counters.
 static uint64_t counts[num_classes];
 
@@ -53,6 +54,8 @@ static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb* tb) {
     const char* m = text ? text : "";
     if (m[0] == 'v') {
       qemu_plugin_register_vcpu_insn_exec_inline(insn, QEMU_PLUGIN_INLINE_ADD_U64, &counts[simd], 1);
+      if (starts_with(m, "vmul") || starts_with(m, "vmla") || starts_with(m, "vmls"))
+        qemu_plugin_register_vcpu_insn_exec_inline(insn, QEMU_PLUGIN_INLINE_ADD_U64, &counts[simd_mul], 1);
       if (starts_with(m, "vld") || starts_with(m, "vst") || starts_with(m, "vpush") || starts_with(m, "vpop"))
         qemu_plugin_register_vcpu_insn_exec_inline(insn, QEMU_PLUGIN_INLINE_ADD_U64, &counts[simd_mem], 1);
     } else if (starts_with(m, "ldr") || starts_with(m, "str") || starts_with(m, "ldm") ||
