@@ -17,15 +17,7 @@
 namespace busi::fpga {
 namespace {
 
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "(no exception)";
-}
+using test::error_of;
 
 std::shared_ptr<const Model> random_paper_model(int weight_bits, uint64_t seed) {
   return std::make_shared<const Model>(random_model(paper_network_spec(weight_bits, 4), seed));

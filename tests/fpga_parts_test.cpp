@@ -19,15 +19,7 @@
 namespace busi::fpga {
 namespace {
 
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "(no exception)";
-}
+using test::error_of;
 
 TEST(FpgaXml, ReadsElementsAttributesEntitiesCommentsAndCdata) {
   const auto root = parse_xml(
