@@ -126,7 +126,8 @@ def main(argv=None):
                    "loss": "cross-entropy", "augment": vars(aug) | {"flips": "h+v"},
                    "split": {"train": len(train_items), "val": len(val_items)}})
     best = None
-    log = open(out / "log.jsonl", "a")
+    # A new run in the same folder replaces the old log: study.py counts its lines as epochs run.
+    log = open(out / "log.jsonl", "w")
     step = 0
     for epoch in range(1, args.epochs + 1):
         model.train()
