@@ -9,6 +9,8 @@ packages=(
   build-essential cmake pkg-config git
   # runtime core and CLI
   libopencv-dev libboost-program-options-dev nlohmann-json3-dev zlib1g-dev
+  # the built-in image decoder (the board package's)
+  libpng-dev libjpeg62-turbo-dev
   # tests
   libgtest-dev libgmock-dev python3-pytest
   # cpu_ref float baseline

@@ -40,6 +40,12 @@ foreach(kind EXE SHARED MODULE)
   set(CMAKE_${kind}_LINKER_FLAGS_INIT "${busi_armhf_link_flags}")
 endforeach()
 
+# Debian's multiarch headers (jconfig.h of libjpeg, ...) sit beside the common
+# ones; a native compiler searches that folder by itself, the cross one does not.
+foreach(lang C CXX)
+  set(CMAKE_${lang}_STANDARD_INCLUDE_DIRECTORIES "${busi_armhf_sysroot}/usr/include/arm-linux-gnueabihf")
+endforeach()
+
 set(CMAKE_FIND_ROOT_PATH "${busi_armhf_sysroot}" /usr/arm-linux-gnueabihf)
 set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)
 set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)

@@ -7,11 +7,10 @@
 #include <cstring>
 #include <fstream>
 #include <opencv2/core.hpp>
-#include <opencv2/core/utils/logger.hpp>
-#include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
 #include "busi/error.hpp"
+#include "decode.hpp"
 
 namespace busi {
 namespace {
@@ -20,6 +19,8 @@ namespace fs = std::filesystem;
 
 // Images larger than this are refused before they can exhaust the board's 512 MB.
 constexpr double kMaxPixels = 100e6;
+// ... and so are files larger than this, before they are read into memory.
+constexpr std::uintmax_t kMaxFileBytes = std::uintmax_t(1) << 30;
 
 std::string dims(int w, int h) { return std::to_string(w) + "x" + std::to_string(h); }
 
@@ -51,7 +52,7 @@ Tensor8 to_model_input(const cv::Mat& decoded, int height, int width, const std:
 }
 
 // JPEG decoders fill a truncated file with gray and only warn; refuse it instead.
-bool is_truncated_jpeg(const std::vector<uint8_t>& bytes) {
+bool is_truncated_jpeg(std::span<const uint8_t> bytes) {
   if (bytes.size() < 3 || bytes[0] != 0xFF || bytes[1] != 0xD8 || bytes[2] != 0xFF) return false;
   // The end-of-image marker may be followed by padding; look at the last bytes.
   const std::size_t from = bytes.size() > 64 ? bytes.size() - 64 : 0;
@@ -77,33 +78,59 @@ Tensor8 preprocess(const ImageView& image, int height, int width) {
   return to_model_input(view, height, width, "image view");
 }
 
+bool has_decoder(ImageDecoder decoder) {
+  switch (decoder) {
+    case ImageDecoder::opencv: return BUSI_DECODER_OPENCV;
+    case ImageDecoder::builtin: return BUSI_DECODER_BUILTIN;
+  }
+  return false;
+}
+
+ImageDecoder default_decoder() { return ImageDecoder::BUSI_DEFAULT_DECODER; }
+
+namespace {
+
+cv::Mat decode(std::span<const uint8_t> bytes, const std::string& name, ImageDecoder decoder) {
+  if (bytes.empty()) throw image_error(name + ": file is empty (0 bytes)");
+  if (is_truncated_jpeg(bytes)) throw image_error(name + ": truncated JPEG (no end-of-image marker)");
+  switch (decoder) {
+#if BUSI_DECODER_OPENCV
+    case ImageDecoder::opencv: return detail::decode_opencv(bytes, name);
+#endif
+#if BUSI_DECODER_BUILTIN
+    case ImageDecoder::builtin: return detail::decode_builtin(bytes, name);
+#endif
+    default: break;
+  }
+  throw error(std::string("the ") + (decoder == ImageDecoder::opencv ? "opencv" : "builtin") +
+              " image decoder is not part of this build");
+}
+
+}  // namespace
+
+DecodedImage decode_image(std::span<const uint8_t> bytes, const std::string& name, ImageDecoder decoder) {
+  const cv::Mat m = decode(bytes, name, decoder);
+  DecodedImage out{m.cols, m.rows, m.channels(), int(m.elemSize1()), {}};
+  const std::size_t row = std::size_t(m.cols) * m.elemSize();
+  out.pixels.resize(row * m.rows);
+  for (int y = 0; y < m.rows; ++y) std::memcpy(out.pixels.data() + row * y, m.ptr(y), row);
+  return out;
+}
+
 Tensor8 load_image(const fs::path& path, int height, int width) {
-  static const bool quiet = [] {
-    // OpenCV would print codec warnings for every bad file; our errors say it instead.
-    cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_SILENT);
-    return true;
-  }();
-  (void)quiet;
   const std::string name = path.string();
   std::error_code ec;
   const auto status = fs::status(path, ec);
   if (!fs::exists(status)) throw image_error(name + ": no such file");
   if (fs::is_directory(status)) throw image_error(name + ": is a directory");
+  const auto size = fs::file_size(path, ec);
+  if (!ec && size > kMaxFileBytes)
+    throw image_error(name + ": file of " + std::to_string(size) + " bytes is too large (limit " +
+                      std::to_string(kMaxFileBytes) + " bytes)");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw image_error(name + ": cannot open: " + std::strerror(errno));
-  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (bytes.empty()) throw image_error(name + ": file is empty (0 bytes)");
-  if (is_truncated_jpeg(bytes)) throw image_error(name + ": truncated JPEG (no end-of-image marker)");
-
-  cv::Mat decoded;
-  try {
-    decoded = cv::imdecode(bytes, cv::IMREAD_UNCHANGED);
-  } catch (const cv::Exception& e) {
-    throw image_error(name + ": cannot decode: " + e.err);
-  }
-  if (decoded.empty())
-    throw image_error(name + ": not a readable image (unknown format, or corrupt/truncated data)");
-  return to_model_input(decoded, height, width, name);
+  const std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return to_model_input(decode(bytes, name, default_decoder()), height, width, name);
 }
 
 bool has_image_extension(const fs::path& path) {

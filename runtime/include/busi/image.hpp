@@ -4,6 +4,7 @@
 // seen in training is the pixel seen on the board.
 #include <cstdint>
 #include <filesystem>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -30,9 +31,31 @@ struct Tensor8 {
 // with INTER_AREA. Throws image_error for empty or malformed views.
 Tensor8 preprocess(const ImageView& image, int height, int width);
 
-// Decodes a file with OpenCV (PNG, JPEG, BMP, TIFF, PGM, ...) and pre-processes it.
-// Throws image_error naming the file and the reason (missing, empty, not an
-// image, truncated/corrupt, too large).
+// How files are decoded (docs/preprocessing.md). Both give the pixels
+// cv::imdecode(IMREAD_UNCHANGED) gives, so the choice never changes a prediction:
+//  - opencv:  cv::imdecode, every format this OpenCV reads (PNG, JPEG, BMP,
+//             TIFF, PGM, WebP, ...). The default on a PC.
+//  - builtin: libpng and libjpeg directly, PNG and JPEG only. The board
+//             package's: it needs neither OpenCV's imgcodecs nor its closure.
+// CMake's BUSI_IMAGE_DECODER picks the one load_image uses.
+enum class ImageDecoder { opencv, builtin };
+bool has_decoder(ImageDecoder decoder);  // compiled into this build?
+ImageDecoder default_decoder();          // the one load_image uses
+
+// Decoded, not yet pre-processed pixels: interleaved, rows packed.
+struct DecodedImage {
+  int width = 0, height = 0, channels = 0, bytes_per_channel = 1;
+  std::vector<uint8_t> pixels;
+};
+
+// Decodes an encoded image held in memory; `name` labels errors. Throws
+// image_error (empty, truncated, corrupt, unknown format) or busi::error when
+// `decoder` is not part of this build.
+DecodedImage decode_image(std::span<const uint8_t> bytes, const std::string& name, ImageDecoder decoder);
+
+// Decodes a file with default_decoder() and pre-processes it. Throws
+// image_error naming the file and the reason (missing, empty, not an image,
+// truncated/corrupt, too large).
 Tensor8 load_image(const std::filesystem::path& path, int height, int width);
 
 // The image files under `root`: the path itself when it is a file (whatever its

@@ -1,0 +1,192 @@
+// The built-in decoder (libpng + libjpeg) against the oracle, cv::imdecode: the
+// same pixels, layout and depth for every BUSI image and for every PNG colour
+// type, bit depth, transparency and interlacing, and gray, colour and
+// progressive JPEG; and an error, never a crash, for bad bytes.
+#include <gtest/gtest.h>
+#include <png.h>
+
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <random>
+
+#include "busi/error.hpp"
+#include "busi/image.hpp"
+#include "test_support.hpp"
+
+namespace busi {
+namespace {
+
+bool both_decoders() { return has_decoder(ImageDecoder::opencv) && has_decoder(ImageDecoder::builtin); }
+#define REQUIRE_BOTH_DECODERS() \
+  if (!both_decoders()) GTEST_SKIP() << "this build lacks the opencv or the builtin image decoder"
+
+void expect_same_decoding(const std::vector<uint8_t>& bytes, const std::string& name) {
+  const DecodedImage want = decode_image(bytes, name, ImageDecoder::opencv);
+  const DecodedImage got = decode_image(bytes, name, ImageDecoder::builtin);
+  EXPECT_EQ(got.width, want.width) << name;
+  EXPECT_EQ(got.height, want.height) << name;
+  EXPECT_EQ(got.channels, want.channels) << name;
+  EXPECT_EQ(got.bytes_per_channel, want.bytes_per_channel) << name;
+  EXPECT_TRUE(got.pixels == want.pixels) << name << ": pixels differ";
+}
+
+std::string decode_error(const std::vector<uint8_t>& bytes, ImageDecoder decoder) {
+  try {
+    decode_image(bytes, "x.img", decoder);
+  } catch (const image_error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// A PNG of any colour type and depth through libpng's writer (cv::imwrite
+// covers only 8/16-bit gray, BGR and BGRA), random samples, optional tRNS.
+std::vector<uint8_t> write_png(int width, int height, int color_type, int bit_depth, bool trns, bool interlaced,
+                               uint32_t seed) {
+  std::vector<uint8_t> out;
+  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, nullptr);
+  png_infop info = png_create_info_struct(png);
+  if (setjmp(png_jmpbuf(png))) {
+    png_destroy_write_struct(&png, &info);
+    ADD_FAILURE() << "libpng could not write the test image";
+    return {};
+  }
+  png_set_write_fn(
+      png, &out,
+      [](png_structp p, png_bytep data, png_size_t n) {
+        auto* o = static_cast<std::vector<uint8_t>*>(png_get_io_ptr(p));
+        o->insert(o->end(), data, data + n);
+      },
+      nullptr);
+  png_set_IHDR(png, info, width, height, bit_depth, color_type,
+               interlaced ? PNG_INTERLACE_ADAM7 : PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
+               PNG_FILTER_TYPE_DEFAULT);
+  std::mt19937 rng(seed);
+  const int max_sample = (1 << bit_depth) - 1;
+  if (color_type == PNG_COLOR_TYPE_PALETTE) {
+    std::vector<png_color> palette(std::size_t(1) << bit_depth);
+    for (auto& c : palette) c = {png_byte(rng()), png_byte(rng()), png_byte(rng())};
+    png_set_PLTE(png, info, palette.data(), int(palette.size()));
+    if (trns) {
+      std::vector<png_byte> alpha(palette.size());
+      for (auto& a : alpha) a = png_byte(rng());
+      png_set_tRNS(png, info, alpha.data(), int(alpha.size()), nullptr);
+    }
+  } else if (trns) {
+    png_color_16 key{};
+    key.gray = key.red = png_uint_16(rng() % (max_sample + 1));
+    key.green = png_uint_16(rng() % (max_sample + 1));
+    key.blue = png_uint_16(rng() % (max_sample + 1));
+    png_set_tRNS(png, info, nullptr, 0, &key);
+  }
+  png_write_info(png, info);
+  const png_size_t row_bytes = png_get_rowbytes(png, info);
+  std::vector<uint8_t> pixels(row_bytes * height);
+  for (auto& b : pixels) b = uint8_t(rng());
+  std::vector<png_bytep> rows(height);
+  for (int y = 0; y < height; ++y) rows[y] = pixels.data() + row_bytes * y;
+  png_write_image(png, rows.data());
+  png_write_end(png, nullptr);
+  png_destroy_write_struct(&png, &info);
+  return out;
+}
+
+TEST(ImageDecode, EveryPngKindGivesOpenCvsPixels) {
+  REQUIRE_BOTH_DECODERS();
+  struct Kind {
+    int color_type;
+    std::vector<int> depths;
+  };
+  const Kind kinds[] = {{PNG_COLOR_TYPE_GRAY, {1, 2, 4, 8, 16}},
+                        {PNG_COLOR_TYPE_GRAY_ALPHA, {8, 16}},
+                        {PNG_COLOR_TYPE_RGB, {8, 16}},
+                        {PNG_COLOR_TYPE_RGB_ALPHA, {8, 16}},
+                        {PNG_COLOR_TYPE_PALETTE, {1, 2, 4, 8}}};
+  uint32_t seed = 1;
+  int checked = 0;
+  for (const Kind& kind : kinds) {
+    for (int depth : kind.depths) {
+      const bool can_trns = !(kind.color_type & PNG_COLOR_MASK_ALPHA);
+      for (bool trns : {false, true}) {
+        if (trns && !can_trns) continue;
+        for (bool interlaced : {false, true}) {
+          // Odd sizes: rows that end mid-byte at low depths, partial Adam7 passes.
+          const auto png = write_png(37, 23, kind.color_type, depth, trns, interlaced, seed++);
+          expect_same_decoding(png, "type " + std::to_string(kind.color_type) + " depth " + std::to_string(depth) +
+                                        (trns ? " tRNS" : "") + (interlaced ? " Adam7" : ""));
+          ++checked;
+        }
+      }
+    }
+  }
+  EXPECT_EQ(checked, 52);
+}
+
+TEST(ImageDecode, JpegGrayColourAndProgressiveGiveOpenCvsPixels) {
+  REQUIRE_BOTH_DECODERS();
+  cv::Mat bgr(61, 83, CV_8UC3), gray(61, 83, CV_8UC1);
+  cv::randu(bgr, 0, 256);
+  cv::randu(gray, 0, 256);
+  for (bool progressive : {false, true}) {
+    for (int quality : {50, 95}) {
+      for (const cv::Mat* image : {&bgr, &gray}) {
+        std::vector<uint8_t> jpg;
+        cv::imencode(".jpg", *image, jpg,
+                     {cv::IMWRITE_JPEG_QUALITY, quality, cv::IMWRITE_JPEG_PROGRESSIVE, progressive ? 1 : 0});
+        expect_same_decoding(jpg, std::string(image == &bgr ? "colour" : "gray") + " q" + std::to_string(quality) +
+                                      (progressive ? " progressive" : ""));
+      }
+    }
+  }
+}
+
+// Under qemu (the armhf leg) every 7th image (101 of 702) keeps the run short.
+#if defined(__arm__) || defined(__aarch64__)
+constexpr std::size_t image_stride = 7;
+#else
+constexpr std::size_t image_stride = 1;
+#endif
+
+TEST(ImageDecode, EveryBusiImageGivesOpenCvsPixels) {
+  REQUIRE_BOTH_DECODERS();
+  BUSI_REQUIRE_DATA();
+  const auto files = collect_images(test::busi_data_dir());
+  ASSERT_EQ(files.size(), 702u);
+  for (std::size_t i = 0; i < files.size(); i += image_stride) expect_same_decoding(test::read_file(files[i]), files[i].string());
+}
+
+TEST(ImageDecode, BadBytesGiveErrorsNamingTheReason) {
+  for (ImageDecoder decoder : {ImageDecoder::opencv, ImageDecoder::builtin}) {
+    if (!has_decoder(decoder)) continue;
+    SCOPED_TRACE(decoder == ImageDecoder::opencv ? "opencv" : "builtin");
+    EXPECT_NE(decode_error({}, decoder).find("x.img: file is empty"), std::string::npos);
+    EXPECT_NE(decode_error({'h', 'i', '\n'}, decoder).find("x.img: not a readable image"), std::string::npos);
+    auto png = write_png(40, 30, PNG_COLOR_TYPE_RGB, 8, false, false, 7);
+    const std::vector<uint8_t> cut(png.begin(), png.begin() + png.size() / 2);
+    EXPECT_NE(decode_error(cut, decoder).find("x.img: not a readable image"), std::string::npos);
+    png[png.size() / 2] ^= 0xff;  // inside IDAT: its CRC no longer matches
+    EXPECT_NE(decode_error(png, decoder).find("x.img: not a readable image"), std::string::npos);
+    std::vector<uint8_t> jpg;
+    cv::imencode(".jpg", cv::Mat(16, 16, CV_8UC1, cv::Scalar(9)), jpg);
+    const std::vector<uint8_t> headless(jpg.begin(), jpg.begin() + 3);
+    EXPECT_NE(decode_error(headless, decoder).find("x.img: truncated JPEG"), std::string::npos);
+    jpg[3] ^= 0xff;  // the first marker after SOI is no longer a marker
+    EXPECT_NE(decode_error(jpg, decoder), "");
+  }
+  if (has_decoder(ImageDecoder::builtin)) {
+    std::vector<uint8_t> bmp;
+    cv::imencode(".bmp", cv::Mat(4, 4, CV_8UC1, cv::Scalar(1)), bmp);
+    EXPECT_NE(decode_error(bmp, ImageDecoder::builtin).find("PNG and JPEG only"), std::string::npos);
+  }
+}
+
+TEST(ImageDecode, LoadImageUsesADecoderThisBuildHas) {
+  EXPECT_TRUE(has_decoder(default_decoder()));
+  const ImageDecoder other = default_decoder() == ImageDecoder::opencv ? ImageDecoder::builtin : ImageDecoder::opencv;
+  if (!has_decoder(other)) {
+    EXPECT_THROW(decode_image(std::vector<uint8_t>{1, 2, 3}, "x.img", other), error);
+  }
+}
+
+}  // namespace
+}  // namespace busi
