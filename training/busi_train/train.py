@@ -70,8 +70,17 @@ def parse_args(argv=None):
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--class-weights", choices=("balanced", "none"), default="balanced")
+    p.add_argument("--split", default="", metavar="PREFIX",
+                   help="read splits/PREFIXtrain.txt and PREFIXval.txt (default: the duplicate-aware "
+                        "split; 'random-' is make_split.py --random's)")
     p.add_argument("--limit", type=int, default=0,
                    help="use only the first N training and N validation images (smoke tests)")
+    p.add_argument("--max-rotation", type=float, default=20.0,
+                   help="augmentation: rotation drawn from +-this many degrees")
+    p.add_argument("--scale-range", type=float, nargs=2, default=(0.85, 1.15), metavar=("LO", "HI"),
+                   help="augmentation: scale drawn from [LO, HI]")
+    p.add_argument("--weight-decay", type=float, default=0.0,
+                   help="decoupled weight decay (AdamW); 0 is the paper's plain Adam")
     p.add_argument("--calib-images", type=int, default=64,
                    help="training images that set the initial quantizer scales")
     p.add_argument("--threads", type=int, default=2)
@@ -90,7 +99,7 @@ def main(argv=None):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    train_items, val_items = data.read_split("train"), data.read_split("val")
+    train_items, val_items = data.read_split(args.split + "train"), data.read_split(args.split + "val")
     if args.limit:
         train_items, val_items = train_items[::len(train_items) // args.limit][:args.limit], \
             val_items[::len(val_items) // args.limit][:args.limit]
@@ -115,14 +124,15 @@ def main(argv=None):
     counts = torch.bincount(y_train, minlength=len(data.CLASSES)).float()
     weights = (counts.sum() / (len(counts) * counts.clamp_min(1))) \
         if args.class_weights == "balanced" else torch.ones(len(counts))
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
-    aug = data.augmenter()
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay) \
+        if args.weight_decay else torch.optim.Adam(model.parameters(), lr=args.lr)
+    aug = data.augmenter(max_rotation_deg=args.max_rotation, scale_range=tuple(args.scale_range))
     gen = torch.Generator().manual_seed(args.seed)
     steps_per_epoch = math.ceil(len(x_train) / args.batch)
     total = args.epochs * steps_per_epoch
 
     config = {k: v for k, v in vars(args).items() if k not in ("cache", "data", "threads")}
-    config.update({"init_from": init_info, "optimizer": "Adam", "schedule": "cosine",
+    config.update({"init_from": init_info, "optimizer": "AdamW" if args.weight_decay else "Adam", "schedule": "cosine",
                    "loss": "cross-entropy", "augment": vars(aug) | {"flips": "h+v"},
                    "split": {"train": len(train_items), "val": len(val_items)}})
     best = None
