@@ -3,13 +3,13 @@
 # the float network from scratch, then every quantized one initialised from it,
 # each run's checkpoint chosen on validation accuracy. Runs go to training/runs/
 # (git-ignored); seeds are fixed (--seed 1), one thread each.
-#   training/reproduce.sh            # everything, about 4 hours on a shared 2-core machine
+#   training/reproduce.sh            # everything: 266 epochs, about 75 min at 15-20 s per epoch
 #   training/reproduce.sh export     # only re-export the shipped models from runs/
 set -euo pipefail
 cd "$(dirname "$0")"
 py=/usr/bin/python3
-float_epochs=60   # Adam 1e-3 -> 1e-5 cosine
-ship_epochs=20    # W2A4, W4A4: Adam 2e-4 -> 1e-5 cosine
+float_epochs=150  # Adam 1e-3 -> 1e-5 cosine
+ship_epochs=30    # W2A4, W4A4: Adam 2e-4 -> 1e-5 cosine
 sweep_epochs=8    # the other seven weight x activation widths
 
 train() { "$py" -m busi_train.train --threads 1 --seed 1 "$@"; }
