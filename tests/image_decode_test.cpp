@@ -1,10 +1,13 @@
 // The built-in decoder (libpng + libjpeg) against the oracle, cv::imdecode: the
 // same pixels, layout and depth for every BUSI image and for every PNG colour
 // type, bit depth, transparency and interlacing, and gray, colour and
-// progressive JPEG; and an error, never a crash, for bad bytes.
+// progressive JPEG; and an error, never a crash, for bad bytes and for headers
+// that claim more pixels than the board's memory holds.
 #include <gtest/gtest.h>
 #include <png.h>
+#include <zlib.h>
 
+#include <algorithm>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <random>
@@ -178,6 +181,41 @@ TEST(ImageDecode, BadBytesGiveErrorsNamingTheReason) {
     cv::imencode(".bmp", cv::Mat(4, 4, CV_8UC1, cv::Scalar(1)), bmp);
     EXPECT_NE(decode_error(bmp, ImageDecoder::builtin).find("PNG and JPEG only"), std::string::npos);
   }
+}
+
+// A few hundred bytes that claim 30000x30000 pixels (900 MB of gray): refused
+// from the header, before the decoder allocates them (the board has 512 MB).
+TEST(ImageDecode, HugeDimensionsAreRefusedFromTheHeader) {
+  if (!has_decoder(ImageDecoder::builtin)) GTEST_SKIP() << "this build lacks the builtin image decoder";
+  const auto be32 = [](std::vector<uint8_t>& v, uint32_t x) {
+    for (int shift = 24; shift >= 0; shift -= 8) v.push_back(uint8_t(x >> shift));
+  };
+  std::vector<uint8_t> png = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  std::vector<uint8_t> ihdr = {'I', 'H', 'D', 'R'};
+  be32(ihdr, 30000);
+  be32(ihdr, 30000);
+  ihdr.insert(ihdr.end(), {8, 0, 0, 0, 0});  // 8-bit gray, deflate, no filter, no interlace
+  const auto chunk = [&](const std::vector<uint8_t>& type_and_data) {
+    be32(png, uint32_t(type_and_data.size() - 4));
+    png.insert(png.end(), type_and_data.begin(), type_and_data.end());
+    be32(png, uint32_t(crc32(0, type_and_data.data(), uInt(type_and_data.size()))));
+  };
+  chunk(ihdr);
+  chunk({'I', 'D', 'A', 'T'});  // the header is read up to the first IDAT
+  chunk({'I', 'E', 'N', 'D'});
+  EXPECT_NE(decode_error(png, ImageDecoder::builtin).find("x.img: image of 30000x30000 pixels is too large"),
+            std::string::npos);
+
+  std::vector<uint8_t> jpg;
+  cv::imencode(".jpg", cv::Mat(16, 16, CV_8UC1, cv::Scalar(9)), jpg);
+  const uint8_t sof0[] = {0xff, 0xc0};
+  const auto sof = std::search(jpg.begin(), jpg.end(), std::begin(sof0), std::end(sof0));
+  ASSERT_NE(sof, jpg.end());
+  // SOF0: marker, length (2), precision (1), height (2), width (2)
+  sof[5] = sof[7] = 0x75;  // 0x7530 = 30000
+  sof[6] = sof[8] = 0x30;
+  EXPECT_NE(decode_error(jpg, ImageDecoder::builtin).find("x.img: image of 30000x30000 pixels is too large"),
+            std::string::npos);
 }
 
 TEST(ImageDecode, LoadImageUsesADecoderThisBuildHas) {

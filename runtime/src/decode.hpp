@@ -9,6 +9,10 @@
 
 namespace busi::detail {
 
+// Images larger than this are refused (before their pixels are allocated, where
+// the decoder reads the size first) so one file cannot exhaust the board's 512 MB.
+constexpr double kMaxPixels = 100e6;
+
 // cv::imdecode: every format this OpenCV reads. Only in builds with BUSI_DECODER_OPENCV.
 cv::Mat decode_opencv(std::span<const uint8_t> bytes, const std::string& name);
 

@@ -26,6 +26,7 @@ struct PngInput {
   const uint8_t* data;
   std::size_t size, pos = 0;
   char message[160] = "";
+  bool too_large = false;  // refused by size, message says it
 };
 
 void png_read_from_memory(png_structp png, png_bytep out, png_size_t n) {
@@ -51,7 +52,13 @@ bool png_decode(png_structp png, png_infop info, cv::Mat& out, std::vector<png_b
   png_uint_32 width = 0, height = 0;
   int bit_depth = 0, color_type = 0;
   png_get_IHDR(png, info, &width, &height, &bit_depth, &color_type, nullptr, nullptr, nullptr);
-  if (width > 0x7fffffff / 8 || height > 0x7fffffff) png_error(png, "image dimensions too large");
+  if (double(width) * height > kMaxPixels) {  // before a byte of it is allocated
+    auto* in = static_cast<PngInput*>(png_get_io_ptr(png));
+    std::snprintf(in->message, sizeof in->message, "%ux%u pixels is too large (limit %.0f pixels)",
+                  unsigned(width), unsigned(height), kMaxPixels);
+    in->too_large = true;
+    return false;
+  }
 
   // The channel count OpenCV's PngDecoder::readHeader chooses.
   int channels = 1;
@@ -98,6 +105,7 @@ cv::Mat decode_png(std::span<const uint8_t> bytes, const std::string& name) {
   std::vector<png_bytep> rows;
   const bool ok = info && png_decode(png, info, out, rows);
   png_destroy_read_struct(&png, info ? &info : nullptr, nullptr);
+  if (in.too_large) throw image_error(name + ": image of " + in.message);
   if (!ok) throw image_error(name + ": not a readable image (corrupt or truncated PNG: " + in.message + ")");
   return out;
 }
@@ -117,15 +125,24 @@ void jpeg_on_error(j_common_ptr cinfo) {
 }
 void jpeg_on_message(j_common_ptr) {}  // warnings: OpenCV decodes on; truncation is checked before
 
+// Why jpeg_decode refused a file it could parse.
+enum class JpegRefusal { none, cmyk, too_large };
+
 bool jpeg_decode(jpeg_decompress_struct& cinfo, JpegErrors& errors, std::span<const uint8_t> bytes, cv::Mat& out,
-                 bool& cmyk) {
+                 JpegRefusal& refusal) {
   if (setjmp(errors.jump)) return false;
   jpeg_mem_src(&cinfo, bytes.data(), static_cast<unsigned long>(bytes.size()));
   jpeg_read_header(&cinfo, TRUE);
   // OpenCV converts 4-component (CMYK/YCCK) JPEGs with its own routine; an
   // ultrasound scanner never writes them, so this decoder refuses them by name.
   if (cinfo.num_components == 4) {
-    cmyk = true;
+    refusal = JpegRefusal::cmyk;
+    return false;
+  }
+  if (double(cinfo.image_width) * cinfo.image_height > kMaxPixels) {
+    std::snprintf(errors.message, sizeof errors.message, "%ux%u pixels is too large (limit %.0f pixels)",
+                  unsigned(cinfo.image_width), unsigned(cinfo.image_height), kMaxPixels);
+    refusal = JpegRefusal::too_large;
     return false;
   }
   const int channels = cinfo.num_components > 1 ? 3 : 1;
@@ -148,10 +165,12 @@ cv::Mat decode_jpeg(std::span<const uint8_t> bytes, const std::string& name) {
   errors.pub.output_message = jpeg_on_message;
   jpeg_create_decompress(&cinfo);
   cv::Mat out;
-  bool cmyk = false;
-  const bool ok = jpeg_decode(cinfo, errors, bytes, out, cmyk);
+  JpegRefusal refusal = JpegRefusal::none;
+  const bool ok = jpeg_decode(cinfo, errors, bytes, out, refusal);
   jpeg_destroy_decompress(&cinfo);
-  if (cmyk) throw image_error(name + ": CMYK JPEG not supported (this build decodes gray and colour JPEG only)");
+  if (refusal == JpegRefusal::too_large) throw image_error(name + ": image of " + errors.message);
+  if (refusal == JpegRefusal::cmyk)
+    throw image_error(name + ": CMYK JPEG not supported (this build decodes gray and colour JPEG only)");
   if (!ok) throw image_error(name + ": not a readable image (corrupt JPEG: " + errors.message + ")");
   return out;
 }

@@ -17,9 +17,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Images larger than this are refused before they can exhaust the board's 512 MB.
-constexpr double kMaxPixels = 100e6;
-// ... and so are files larger than this, before they are read into memory.
+using detail::kMaxPixels;
+// Files larger than this are refused before they are read into memory.
 constexpr std::uintmax_t kMaxFileBytes = std::uintmax_t(1) << 30;
 
 std::string dims(int w, int h) { return std::to_string(w) + "x" + std::to_string(h); }
