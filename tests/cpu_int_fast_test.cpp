@@ -156,15 +156,6 @@ TEST(CpuIntFastPaths, PaperNetworkEveryBitWidth) {
                             "paper network w" + std::to_string(w) + "a" + std::to_string(a));
 }
 
-// ARM builds run their tests under qemu (or on the board's slow cores), where
-// the scalar reference takes about half a second per image: they check every
-// 7th image (101 of 702), x86 builds all of them.
-#if defined(__arm__) || defined(__aarch64__)
-constexpr int image_stride = 7;
-#else
-constexpr int image_stride = 1;
-#endif
-
 TEST(CpuIntFastPaths, AllBusiImagesWithTheShippedModel) {
   REQUIRE_FAST_PATH();
   BUSI_REQUIRE_DATA();
@@ -174,10 +165,10 @@ TEST(CpuIntFastPaths, AllBusiImagesWithTheShippedModel) {
   for (isa which : fast_isas()) fast.push_back(make_engine(m, which));
   const std::size_t count = m.layers.back().output.size();
   std::vector<int32_t> expected(count), actual(count);
-  int images = 0, checked = 0;
+  std::size_t images = 0, checked = 0;
   for (const char* label : {"normal", "benign", "malignant"})
     for (const auto& path : collect_images(test::busi_data_dir() / label)) {
-      if (images++ % image_stride) continue;
+      if (images++ % test::busi_image_stride) continue;
       const Tensor8 input = load_image(path, m.input.height, m.input.width);
       reference.run(input.pixels.data(), expected.data());
       for (auto& e : fast) {
@@ -186,8 +177,8 @@ TEST(CpuIntFastPaths, AllBusiImagesWithTheShippedModel) {
       }
       ++checked;
     }
-  EXPECT_EQ(images, 702) << "BUSI images under " << test::busi_data_dir();
-  EXPECT_EQ(checked, (702 + image_stride - 1) / image_stride);
+  EXPECT_EQ(images, 702u) << "BUSI images under " << test::busi_data_dir();
+  EXPECT_EQ(checked, (702 + test::busi_image_stride - 1) / test::busi_image_stride);
 }
 
 }  // namespace

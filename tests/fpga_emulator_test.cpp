@@ -163,15 +163,6 @@ TEST(FpgaEmulator, CycleEstimateFollowsTheFolding) {
   EXPECT_NE(message.find("PE 3 must divide 8"), std::string::npos) << message;
 }
 
-// ARM builds run their tests under qemu (or on the board's slow cores), where
-// the emulated accelerator plus cpu_int take about 0.4 s of CPU per image: they
-// check every 7th image (101 of 702, as cpu_int_fast_test), x86 builds all of them.
-#if defined(__arm__) || defined(__aarch64__)
-constexpr std::size_t image_stride = 7;
-#else
-constexpr std::size_t image_stride = 1;
-#endif
-
 TEST(FpgaEmulator, EveryBusiImageGivesTheCpuIntClass) {
   BUSI_REQUIRE_DATA();
   // The shipped model (models/busi-w2a4.bqnn).
@@ -182,7 +173,7 @@ TEST(FpgaEmulator, EveryBusiImageGivesTheCpuIntClass) {
   const auto all = collect_images({test::busi_data_dir()});
   ASSERT_EQ(all.size(), 702u);
   std::vector<std::filesystem::path> files;
-  for (std::size_t i = 0; i < all.size(); i += image_stride) files.push_back(all[i]);
+  for (std::size_t i = 0; i < all.size(); i += test::busi_image_stride) files.push_back(all[i]);
   std::size_t disagreements = 0;
   // Each image once, in batches cycling through 1, 7 and 64 images.
   const std::size_t sizes[] = {1, 7, 64};
@@ -203,7 +194,7 @@ TEST(FpgaEmulator, EveryBusiImageGivesTheCpuIntClass) {
   }
   EXPECT_EQ(disagreements, 0u);
   EXPECT_EQ(b.emulator().stats().images, files.size());
-  EXPECT_EQ(files.size(), (702 + image_stride - 1) / image_stride);
+  EXPECT_EQ(files.size(), (702 + test::busi_image_stride - 1) / test::busi_image_stride);
   EXPECT_EQ(b.emulator().stats().batches, batches);
 }
 

@@ -26,6 +26,16 @@ inline std::filesystem::path busi_data_dir() {
                    << " (set BUSI_DATA to the folder holding normal/, benign/, malignant/)";       \
   } while (0)
 
+// ARM builds run their tests under qemu (or on the board's slow cores), where
+// the scalar reference and the emulated accelerator take about half a second
+// per image: the suites that walk the BUSI images take every 7th there (101 of
+// 702), every image on x86.
+#if defined(__arm__) || defined(__aarch64__)
+inline constexpr std::size_t busi_image_stride = 7;
+#else
+inline constexpr std::size_t busi_image_stride = 1;
+#endif
+
 class TempDir {
  public:
   TempDir() {
