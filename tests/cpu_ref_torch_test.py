@@ -21,7 +21,7 @@ sys.path.insert(0, str(SOURCE_DIR / "training"))
 
 import busi_infer  # noqa: E402
 from busi_train import fold, package  # noqa: E402
-from busi_train.model import busi_net  # noqa: E402
+from busi_train.model import random_float_net  # noqa: E402
 from busi_train.train import load_checkpoint  # noqa: E402
 
 
@@ -59,22 +59,10 @@ def compare(model, package_path, pixels):
     return diff
 
 
-def random_float_net(seed):
-    torch.manual_seed(seed)
-    net = busi_net()
-    for layer in net.layers():
-        if not layer.last:
-            layer.bn.running_mean.uniform_(-0.3, 0.3)
-            layer.bn.running_var.uniform_(0.3, 3.0)
-            layer.bn.weight.data.uniform_(0.5, 1.5)
-            layer.bn.bias.data.uniform_(-0.2, 0.2)
-    return net.eval()
-
-
 def test_random_network_matches_pytorch(busi_images, tmp_path):
     if "cpu_ref" not in busi_infer.available_backends():
         pytest.skip("cpu_ref is not compiled in (no oneDNN)")
-    net = random_float_net(11)
+    net = random_float_net(11, mean=0.3, var=(0.3, 3.0), bias=0.2)
     path = tmp_path / "random-float.bqnn"
     path.write_bytes(package.build_package("random-float", "float", fold.float_layers(net), {}))
     compare(net, path, busi_images)

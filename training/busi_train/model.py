@@ -95,3 +95,19 @@ class busi_net(nn.Module):
             if i == len(self.convs) - 1:
                 x = torch.flatten(x, 1)
         self.train(was_training)
+
+
+def random_float_net(seed, mean=0.2, var=(0.5, 2.0), bias=0.1):
+    """A seeded float network no training produced, in eval mode: Kaiming-random
+    weights and non-trivial BatchNorm statistics (running mean in +-mean, running
+    variance in var, scale in [0.5, 1.5], shift in +-bias), so folding and the
+    backends are exercised beyond the identity BatchNorm of a fresh network."""
+    torch.manual_seed(seed)
+    net = busi_net()
+    for layer in net.layers():
+        if not layer.last:
+            layer.bn.running_mean.uniform_(-mean, mean)
+            layer.bn.running_var.uniform_(*var)
+            layer.bn.weight.data.uniform_(0.5, 1.5)
+            layer.bn.bias.data.uniform_(-bias, bias)
+    return net.eval()
