@@ -35,6 +35,21 @@ struct avx512vnni_kernel {
     // acc in range), 64 per 4 channels, so one search covers 32 lanes.
     bool narrow = false;
     std::vector<int16_t> threshold_rows16;
+    // Winograd F(2x2, 3x3) for 3x3 convs with a 2x2 pool (see winograd()):
+    // transformed weights [xi][group][oc_pad][4], the input offset's share of
+    // each pooled position's 4 * acc as int16 mod 2^16 [vector][position][32],
+    // 4 * threshold - 1 clamped as int16 [vector][threshold][32] (32 lanes: the
+    // vector's 16 channels for two tiles).
+    bool winograd = false;
+    int wg_groups = 0, wg_offset = 0;
+    std::vector<int8_t> wg_weights;
+    std::vector<int16_t> wg_corrections, wg_thresholds;
+    // Per-engine scratch (an engine runs one image at a time): the 4 rows of
+    // the vertical transform, the 16 transformed planes of a tile row, and the
+    // int16 products of a block of tiles.
+    std::size_t wg_row_stride = 0, wg_plane_stride = 0;
+    mutable std::vector<uint8_t> wg_rows, wg_planes;
+    mutable std::vector<int16_t> wg_products;
   };
 
   static packed pack(const conv_step& s) {
@@ -76,7 +91,66 @@ struct avx512vnni_kernel {
           p.threshold_rows16[i] = int16_t(std::clamp<int64_t>(p.threshold_rows[i], -bound, bound + 1));
       }
     }
+    pack_winograd(s, p);
     return p;
+  }
+
+  // Winograd F(2x2, 3x3) over the integers: with B, G, A the usual matrices
+  // and G' = 2G (integer), 4 * acc = A^T [sum_ic (G' g G'^T) . (B^T d B)] A
+  // exactly, for each 4x4 input tile d and its 2x2 outputs, which are one
+  // pooling window: 16 products per tile and input channel instead of 36.
+  // Usable when the transformed inputs, shifted by 2 * input_max to be
+  // unsigned, fit a byte (they lie in [-2m, 4m]), the transformed weights fit
+  // int8, and 4 * |acc| fits int16 (the products are then summed mod 2^16).
+  static void pack_winograd(const conv_step& s, packed& p) {
+    const int64_t bound = int64_t(s.input_max) * s.max_abs_channel_sum();
+    if (s.logits || s.kh != 3 || s.kw != 3 || s.pool != 2 || 6 * s.input_max > 255 || 4 * bound > 32766) return;
+    if (s.in_c % 4 != 0 || 64 % s.in_c != 0) return;  // whole pixels per dword permute (winograd_inputs)
+    constexpr int g2[4][3] = {{2, 0, 0}, {1, 1, 1}, {1, -1, 1}, {0, 0, 2}};  // G' = 2G
+    constexpr int at[2][4] = {{1, 1, 1, 0}, {0, 1, -1, -1}};                  // A^T
+    const int groups = (s.in_c + 3) / 4, vectors = p.oc_pad / lanes;
+    std::vector<int8_t> weights(std::size_t(16) * groups * p.oc_pad * 4, 0);
+    std::vector<int64_t> sums(std::size_t(16) * p.oc_pad, 0);  // sum over ic of each transformed weight
+    for (int o = 0; o < s.oc; ++o)
+      for (int ic = 0; ic < s.in_c; ++ic)
+        for (int i = 0; i < 4; ++i)
+          for (int j = 0; j < 4; ++j) {
+            int u = 0;
+            for (int ky = 0; ky < 3; ++ky)
+              for (int kx = 0; kx < 3; ++kx) u += g2[i][ky] * s.weight(ky, kx * s.in_c + ic, o) * g2[j][kx];
+            if (u < -128 || u > 127) return;
+            const int xi = 4 * i + j;
+            weights[((std::size_t(xi) * groups + ic / 4) * p.oc_pad + o) * 4 + ic % 4] = int8_t(u);
+            sums[std::size_t(xi) * p.oc_pad + o] += u;
+          }
+    p.winograd = true;
+    p.wg_groups = groups;
+    p.wg_offset = 2 * s.input_max;
+    p.wg_weights = std::move(weights);
+    for (int v = 0; v < vectors; ++v)
+      for (int py = 0; py < 2; ++py)
+        for (int px = 0; px < 2; ++px)
+          for (int lane = 0; lane < 32; ++lane) {
+            const int o = v * lanes + lane % lanes;
+            int64_t c = 0;
+            for (int i = 0; i < 4; ++i)
+              for (int j = 0; j < 4; ++j) c += at[py][i] * at[px][j] * sums[std::size_t(4 * i + j) * p.oc_pad + o];
+            p.wg_corrections.push_back(int16_t(uint16_t(uint64_t(c * p.wg_offset))));
+          }
+    for (int v = 0; v < vectors; ++v)
+      for (int k = 0; k < p.per; ++k)
+        for (int lane = 0; lane < 32; ++lane) {
+          const int o = v * lanes + lane % lanes;
+          const int64_t t = o < s.oc ? 4 * int64_t(s.layer->channel_thresholds(o)[k]) : 0;
+          p.wg_thresholds.push_back(int16_t(std::clamp<int64_t>(t, -4 * bound, 4 * bound + 1) - 1));
+        }
+    // Rows: the column pass reads up to 2 pixels past twice the planes' bytes.
+    const std::size_t row = s.in_row_bytes(), plane = std::size_t(s.pooled_w) * s.in_c;
+    p.wg_plane_stride = (plane + 63) / 64 * 64;
+    p.wg_row_stride = (std::max(row, 2 * p.wg_plane_stride + 2 * s.in_c) + 63) / 64 * 64;
+    p.wg_rows.assign(4 * p.wg_row_stride, 0);
+    p.wg_planes.assign(16 * p.wg_plane_stride, 0);
+    p.wg_products.assign(std::size_t(16) * 2 * winograd_tiles * lanes, 0);
   }
 
   // Lane j of the result holds bytes j..j+3 from a: the 4 taps of output
@@ -263,7 +337,194 @@ struct avx512vnni_kernel {
       columns_for<C, false>(s, p, in, out);
   }
 
+  // Tiles per block of winograd(): the int16 products of two vectors of
+  // channels, 16 x 2 x 16 tiles x 16 lanes, take 16 KB (half of L1).
+  static constexpr int winograd_tiles = 16;
+
+  // One tile row: input rows 2py..2py+3 (from `in`) into the 16 planes
+  // B^T d B + offset, bytewise mod 256 (exact: the results lie in [0, 6m]).
+  // Plane xi = 4i + j holds the in_c values of tile tx at tx * in_c.
+  static void winograd_inputs(const conv_step& s, const packed& p, const uint8_t* in) {
+    const std::size_t row = s.in_row_bytes(), c = s.in_c, rs = p.wg_row_stride, ps = p.wg_plane_stride;
+    uint8_t* t = p.wg_rows.data();
+    auto load = [](const uint8_t* a) { return _mm512_loadu_si512(a); };
+    auto store = [](uint8_t* a, __m512i v) { _mm512_storeu_si512(a, v); };
+    for (std::size_t x = 0; x < row; x += 64) {  // rows: d0 - d2, d1 + d2, d2 - d1, d1 - d3
+      const __m512i r0 = load(in + x), r1 = load(in + row + x), r2 = load(in + 2 * row + x),
+                    r3 = load(in + 3 * row + x);
+      store(t + x, _mm512_sub_epi8(r0, r2));
+      store(t + rs + x, _mm512_add_epi8(r1, r2));
+      store(t + 2 * rs + x, _mm512_sub_epi8(r2, r1));
+      store(t + 3 * rs + x, _mm512_sub_epi8(r1, r3));
+    }
+    // Columns, the same four combinations of pixels 2tx..2tx+3: 64 bytes of
+    // tiles come from 128 bytes of pixels, even pixels (e) and odd ones (o),
+    // gathered by dword permutes (in_c divides 64).
+    const int dwords = s.in_c / 4;
+    alignas(64) int32_t even_index[16], odd_index[16];
+    for (int d = 0; d < 16; ++d) {
+      even_index[d] = 2 * (d / dwords) * dwords + d % dwords;
+      odd_index[d] = even_index[d] + dwords;
+    }
+    const __m512i even = _mm512_load_si512(even_index), odd = _mm512_load_si512(odd_index);
+    const std::size_t plane = std::size_t(s.pooled_w) * c;
+    const __m512i offset = _mm512_set1_epi8(char(p.wg_offset));
+    for (int i = 0; i < 4; ++i) {
+      const uint8_t* ti = t + i * rs;
+      uint8_t* out = p.wg_planes.data() + 4 * i * ps;
+      for (std::size_t x = 0; x < plane; x += 64) {
+        const __m512i lo = load(ti + 2 * x), hi = load(ti + 2 * x + 64);  // pixels 2tx, 2tx + 1
+        const __m512i lo2 = load(ti + 2 * x + 2 * c), hi2 = load(ti + 2 * x + 2 * c + 64);  // 2tx + 2, 2tx + 3
+        const __m512i a0 = _mm512_permutex2var_epi32(lo, even, hi), a1 = _mm512_permutex2var_epi32(lo, odd, hi);
+        const __m512i a2 = _mm512_permutex2var_epi32(lo2, even, hi2), a3 = _mm512_permutex2var_epi32(lo2, odd, hi2);
+        store(out + x, _mm512_add_epi8(_mm512_sub_epi8(a0, a2), offset));
+        store(out + ps + x, _mm512_add_epi8(_mm512_add_epi8(a1, a2), offset));
+        store(out + 2 * ps + x, _mm512_add_epi8(_mm512_sub_epi8(a2, a1), offset));
+        store(out + 3 * ps + x, _mm512_add_epi8(_mm512_sub_epi8(a1, a3), offset));
+      }
+    }
+  }
+
+  // The 16 transformed products of tiles tx0..tx0+n-1 (n <= winograd_tiles)
+  // for vectors v0..v0+NV-1, channels across lanes, each tile's G 4-byte input
+  // groups broadcast, kept mod 2^16: [xi][v][tile][lane]. Blocks of nt tiles
+  // past n repeat the last tile; their products land in unused slots.
+  template <int NV, int G>
+  static void winograd_products(const packed& p, int v0, int tx0, int n) {
+    constexpr int nt = NV == 1 ? 8 : 4;  // enough independent accumulators to hide vpdpbusd's latency
+    static_assert(winograd_tiles % 8 == 0);
+    const std::size_t ps = p.wg_plane_stride, u_xi = std::size_t(G) * p.oc_pad * 4, u_g = std::size_t(p.oc_pad) * 4;
+    const int8_t* u = p.wg_weights.data() + std::size_t(v0) * lanes * 4;
+    for (int t0 = 0; t0 < n; t0 += nt) {
+      const uint8_t* tile[nt];
+      for (int t = 0; t < nt; ++t) tile[t] = p.wg_planes.data() + std::size_t(tx0 + std::min(t0 + t, n - 1)) * G * 4;
+      int16_t* products = p.wg_products.data() + t0 * lanes;
+      for (int xi = 0; xi < 16; ++xi) {
+        __m512i acc[nt][NV];
+        for (int t = 0; t < nt; ++t)
+          for (int v = 0; v < NV; ++v) acc[t][v] = _mm512_setzero_si512();
+        for (int g = 0; g < G; ++g) {
+          __m512i w[NV];
+          for (int v = 0; v < NV; ++v) w[v] = _mm512_loadu_si512(u + xi * u_xi + g * u_g + v * lanes * 4);
+          for (int t = 0; t < nt; ++t) {
+            const __m512i a = broadcast_group(tile[t] + xi * ps + 4 * g);
+            for (int v = 0; v < NV; ++v) acc[t][v] = _mm512_dpbusd_epi32(acc[t][v], a, w[v]);
+          }
+        }
+        for (int t = 0; t < nt; ++t)
+          for (int v = 0; v < NV; ++v)
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(products + ((xi * NV + v) * winograd_tiles + t) * lanes),
+                                _mm512_cvtepi32_epi16(acc[t][v]));
+      }
+    }
+  }
+
+  template <int NV>
+  static void winograd_products(const packed& p, int v0, int tx0, int n) {
+    switch (p.wg_groups) {  // in_c / 4, in_c dividing 64
+      case 1:
+        return winograd_products<NV, 1>(p, v0, tx0, n);
+      case 2:
+        return winograd_products<NV, 2>(p, v0, tx0, n);
+      case 4:
+        return winograd_products<NV, 4>(p, v0, tx0, n);
+      case 8:
+        return winograd_products<NV, 8>(p, v0, tx0, n);
+      default:
+        return winograd_products<NV, 16>(p, v0, tx0, n);
+    }
+  }
+
+  // Two tiles at a time (32 int16 lanes): the output transform A^T M A, minus
+  // the offset's share, pooled, then the count of thresholds reached. Per:
+  // thresholds per channel, held in registers (the counts are most of the
+  // work, and as memory operands their loads were the limit), or 0: any
+  // number, from memory.
+  template <int NV, int Per>
+  static void winograd_levels(const conv_step& s, const packed& p, int v0, int tx0, int n, uint8_t* out_row) {
+    const std::size_t xi_stride = std::size_t(NV) * winograd_tiles * lanes;
+    const __m512i one = _mm512_set1_epi16(1);
+    for (int v = 0; v < NV; ++v) {
+      const int vector = v0 + v;
+      const int16_t* corrections = p.wg_corrections.data() + vector * 4 * 32;
+      const int16_t* thresholds = p.wg_thresholds.data() + std::size_t(vector) * p.per * 32;
+      const __m512i c00 = _mm512_loadu_si512(corrections), c01 = _mm512_loadu_si512(corrections + 32),
+                    c10 = _mm512_loadu_si512(corrections + 64), c11 = _mm512_loadu_si512(corrections + 96);
+      __m512i held[Per > 0 ? Per : 1];
+      for (int k = 0; k < Per; ++k) held[k] = _mm512_loadu_si512(thresholds + k * 32);
+      const __mmask16 valid = valid_lanes(p, vector);
+      const int16_t* products = p.wg_products.data() + v * winograd_tiles * lanes;
+      for (int t = 0; t < n; t += 2) {  // an odd last tile pairs with a stale one, never stored
+        __m512i r0[4], r1[4];           // A^T M: rows m0 + m1 + m2 and m1 - m2 - m3
+        for (int j = 0; j < 4; ++j) {
+          const int16_t* m = products + j * xi_stride + t * lanes;
+          const __m512i m0 = _mm512_loadu_si512(m), m1 = _mm512_loadu_si512(m + 4 * xi_stride),
+                        m2 = _mm512_loadu_si512(m + 8 * xi_stride), m3 = _mm512_loadu_si512(m + 12 * xi_stride);
+          r0[j] = _mm512_add_epi16(_mm512_add_epi16(m0, m1), m2);
+          r1[j] = _mm512_sub_epi16(_mm512_sub_epi16(m1, m2), m3);
+        }
+        auto left = [](const __m512i* r) { return _mm512_add_epi16(_mm512_add_epi16(r[0], r[1]), r[2]); };
+        auto right = [](const __m512i* r) { return _mm512_sub_epi16(_mm512_sub_epi16(r[1], r[2]), r[3]); };
+        const __m512i acc = _mm512_max_epi16(
+            _mm512_max_epi16(_mm512_sub_epi16(left(r0), c00), _mm512_sub_epi16(right(r0), c01)),
+            _mm512_max_epi16(_mm512_sub_epi16(left(r1), c10), _mm512_sub_epi16(right(r1), c11)));
+        __m512i level = _mm512_setzero_si512();  // 4 acc > 4 t - 1
+        if constexpr (Per > 0) {
+          for (int k = 0; k < Per; ++k)
+            level = _mm512_mask_add_epi16(level, _mm512_cmpgt_epi16_mask(acc, held[k]), level, one);
+        } else {
+          for (int k = 0; k < p.per; ++k)
+            level = _mm512_mask_add_epi16(
+                level, _mm512_cmpgt_epi16_mask(acc, _mm512_loadu_si512(thresholds + k * 32)), level, one);
+        }
+        const __m256i bytes = _mm512_cvtepi16_epi8(level);
+        _mm_mask_storeu_epi8(out_row + std::size_t(tx0 + t) * s.oc + vector * lanes, valid,
+                             _mm256_castsi256_si128(bytes));
+        if (t + 1 < n)
+          _mm_mask_storeu_epi8(out_row + std::size_t(tx0 + t + 1) * s.oc + vector * lanes, valid,
+                               _mm256_extracti128_si256(bytes, 1));
+      }
+    }
+  }
+
+  template <int NV>
+  static void winograd_levels(const conv_step& s, const packed& p, int v0, int tx0, int n, uint8_t* out_row) {
+    switch (p.per) {  // 2^act_bits - 1 thresholds
+      case 1:
+        return winograd_levels<NV, 1>(s, p, v0, tx0, n, out_row);
+      case 3:
+        return winograd_levels<NV, 3>(s, p, v0, tx0, n, out_row);
+      case 15:
+        return winograd_levels<NV, 15>(s, p, v0, tx0, n, out_row);
+      default:
+        return winograd_levels<NV, 0>(s, p, v0, tx0, n, out_row);
+    }
+  }
+
+  static void winograd(const conv_step& s, const packed& p, const uint8_t* in, uint8_t* out) {
+    const int vectors = p.oc_pad / lanes;
+    for (int py = 0; py < s.pooled_h; ++py) {
+      winograd_inputs(s, p, in + std::size_t(2 * py) * s.in_row_bytes());
+      uint8_t* out_row = out + std::size_t(py) * s.pooled_w * s.oc;
+      for (int tx0 = 0; tx0 < s.pooled_w; tx0 += winograd_tiles) {
+        const int n = std::min(winograd_tiles, s.pooled_w - tx0);
+        for (int v0 = 0; v0 < vectors; v0 += 2)
+          if (vectors - v0 >= 2) {
+            winograd_products<2>(p, v0, tx0, n);
+            winograd_levels<2>(s, p, v0, tx0, n, out_row);
+          } else {
+            winograd_products<1>(p, v0, tx0, n);
+            winograd_levels<1>(s, p, v0, tx0, n, out_row);
+          }
+      }
+    }
+  }
+
   static bool run_special(const conv_step& s, const packed& p, const uint8_t* in, uint8_t* out) {
+    if (p.winograd) {
+      winograd(s, p, in, out);
+      return true;
+    }
     if (!p.columns) return false;
     switch (s.in_c) {
       case 1:
