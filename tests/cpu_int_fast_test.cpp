@@ -82,6 +82,14 @@ std::vector<RandomModelSpec> odd_specs(int w, int a) {
       // row) and 8 (18 blocks).
       spec({1, 7, 293}, {{20, 3, 2}}, {}, 3, w, a),
       spec({1, 10, 200}, {{8, 3, 2}, {20, 3, 2}}, {}, 3, w, a),
+      // 3x3 convs with a 2x2 pool after the first (AVX-512 Winograd): 4, 16,
+      // 32 and 64 input channels; rows of 37, 17, 7 tiles (blocks of 16 and
+      // a short one, odd counts); one, two and three vectors of 16 outputs,
+      // the last one partial.
+      spec({1, 46, 157}, {{4, 3, 2}, {16, 3, 2}, {32, 3, 2}, {33, 3, 2}}, {}, 3, w, a),
+      spec({1, 30, 99}, {{4, 3, 2}, {33, 3, 2}}, {5}, 3, w, a),
+      spec({1, 20, 40}, {{64, 3, 2}, {40, 3, 2}}, {}, 3, w, a),
+      spec({1, 22, 43}, {{16, 3, 2}, {13, 3, 2}}, {}, 3, w, a),
   };
 }
 
@@ -118,35 +126,59 @@ TEST(CpuIntFastPaths, NestedPoolsAndConvLogits) {
 
 TEST(CpuIntFastPaths, ExtremeWeightsAndThresholds) {
   REQUIRE_FAST_PATH();
-  for (int w : {2, 4, 8})
-    for (int a : {2, 4, 8}) {
-      Model m = random_model(spec({1, 21, 26}, {{5, 3, 2}, {11, 3, 0}}, {19}, 3, w, a), 40 + w + a);
-      const int wmax = (1 << (w - 1)) - 1;
-      int n = 0;
-      for (Layer& layer : m.layers) {
-        // Every weight at +-max (8-bit pixels times 127 is where vpmaddubsw would saturate).
-        for (auto& v : layer.weights) v = int8_t((n++ % 3) ? -wmax : wmax);
-        const int per = layer.thresholds_per_channel();
-        for (int oc = 0; oc < layer.out_channels && per; ++oc) {
-          int32_t* t = layer.thresholds.data() + std::size_t(oc) * per;
-          switch (oc % 4) {
-            case 0:
-              std::fill(t, t + per, INT32_MIN);
-              break;  // always the top level
-            case 1:
-              std::fill(t, t + per, INT32_MAX);
-              break;  // always level 0
-            case 2:
-              std::fill(t, t + per, 0);
-              break;  // 0 or the top level
-            default:
-              break;  // the random ascending ones
+  // The second has a 3x3 conv with a 2x2 pool after the first (AVX-512 Winograd).
+  for (const auto& convs : {std::vector<RandomModelSpec::Conv>{{5, 3, 2}, {11, 3, 0}},
+                            std::vector<RandomModelSpec::Conv>{{4, 3, 2}, {11, 3, 2}}})
+    for (int w : {2, 4, 8})
+      for (int a : {2, 4, 8}) {
+        Model m = random_model(spec({1, 21, 26}, convs, {19}, 3, w, a), 40 + w + a);
+        const int wmax = (1 << (w - 1)) - 1;
+        int n = 0;
+        for (Layer& layer : m.layers) {
+          // Every weight at +-max (8-bit pixels times 127 is where vpmaddubsw would saturate).
+          for (auto& v : layer.weights) v = int8_t((n++ % 3) ? -wmax : wmax);
+          const int per = layer.thresholds_per_channel();
+          for (int oc = 0; oc < layer.out_channels && per; ++oc) {
+            int32_t* t = layer.thresholds.data() + std::size_t(oc) * per;
+            switch (oc % 4) {
+              case 0:
+                std::fill(t, t + per, INT32_MIN);
+                break;  // always the top level
+              case 1:
+                std::fill(t, t + per, INT32_MAX);
+                break;  // always level 0
+              case 2:
+                std::fill(t, t + per, 0);
+                break;  // 0 or the top level
+              default:
+                break;  // the random ascending ones
+            }
           }
         }
+        m.validate("extreme");
+        expect_fast_paths_match(m, 50 + w + a, "extreme w" + std::to_string(w) + "a" + std::to_string(a));
       }
-      m.validate("extreme");
-      expect_fast_paths_match(m, 50 + w + a, "extreme w" + std::to_string(w) + "a" + std::to_string(a));
-    }
+}
+
+// 4-bit activations in, 8-bit out: a layer whose level count no fast-path
+// template is made for (the AVX-512 Winograd kernel's generic count).
+TEST(CpuIntFastPaths, EightBitOutputFromFourBitInput) {
+  REQUIRE_FAST_PATH();
+  Model m = random_model(spec({1, 30, 36}, {{8, 3, 2}, {40, 3, 2}, {8, 3, 0}}, {}, 3, 2, 4), 90);
+  Layer& second = m.layers[2];
+  ASSERT_EQ(second.type, LayerType::conv);
+  ASSERT_EQ(second.thresholds_per_channel(), 15);
+  std::vector<int32_t> thresholds;
+  for (int oc = 0; oc < second.out_channels; ++oc) {
+    // 255 ascending thresholds over the span of the channel's 15.
+    const int32_t* t = second.channel_thresholds(oc);
+    for (int k = 0; k < 255; ++k) thresholds.push_back(int32_t(t[0] + int64_t(t[14] - t[0] + 1) * k / 255));
+  }
+  second.act_bits = 8;
+  second.thresholds = thresholds;
+  m.validate("eight-bit output");
+  ASSERT_EQ(m.layers[4].input_bits, 8);
+  expect_fast_paths_match(m, 91, "8-bit levels from 4-bit inputs");
 }
 
 TEST(CpuIntFastPaths, PaperNetworkEveryBitWidth) {

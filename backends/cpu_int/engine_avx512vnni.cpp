@@ -107,7 +107,7 @@ struct avx512vnni_kernel {
     if (s.logits || s.kh != 3 || s.kw != 3 || s.pool != 2 || 6 * s.input_max > 255 || 4 * bound > 32766) return;
     if (s.in_c % 4 != 0 || 64 % s.in_c != 0) return;  // whole pixels per dword permute (winograd_inputs)
     constexpr int g2[4][3] = {{2, 0, 0}, {1, 1, 1}, {1, -1, 1}, {0, 0, 2}};  // G' = 2G
-    constexpr int at[2][4] = {{1, 1, 1, 0}, {0, 1, -1, -1}};                  // A^T
+    constexpr int at[2][4] = {{1, 1, 1, 0}, {0, 1, -1, -1}};                 // A^T
     const int groups = (s.in_c + 3) / 4, vectors = p.oc_pad / lanes;
     std::vector<int8_t> weights(std::size_t(16) * groups * p.oc_pad * 4, 0);
     std::vector<int64_t> sums(std::size_t(16) * p.oc_pad, 0);  // sum over ic of each transformed weight
@@ -373,7 +373,7 @@ struct avx512vnni_kernel {
       const uint8_t* ti = t + i * rs;
       uint8_t* out = p.wg_planes.data() + 4 * i * ps;
       for (std::size_t x = 0; x < plane; x += 64) {
-        const __m512i lo = load(ti + 2 * x), hi = load(ti + 2 * x + 64);  // pixels 2tx, 2tx + 1
+        const __m512i lo = load(ti + 2 * x), hi = load(ti + 2 * x + 64);                    // pixels 2tx, 2tx + 1
         const __m512i lo2 = load(ti + 2 * x + 2 * c), hi2 = load(ti + 2 * x + 2 * c + 64);  // 2tx + 2, 2tx + 3
         const __m512i a0 = _mm512_permutex2var_epi32(lo, even, hi), a1 = _mm512_permutex2var_epi32(lo, odd, hi);
         const __m512i a2 = _mm512_permutex2var_epi32(lo2, even, hi2), a3 = _mm512_permutex2var_epi32(lo2, odd, hi2);
@@ -465,17 +465,17 @@ struct avx512vnni_kernel {
         }
         auto left = [](const __m512i* r) { return _mm512_add_epi16(_mm512_add_epi16(r[0], r[1]), r[2]); };
         auto right = [](const __m512i* r) { return _mm512_sub_epi16(_mm512_sub_epi16(r[1], r[2]), r[3]); };
-        const __m512i acc = _mm512_max_epi16(
-            _mm512_max_epi16(_mm512_sub_epi16(left(r0), c00), _mm512_sub_epi16(right(r0), c01)),
-            _mm512_max_epi16(_mm512_sub_epi16(left(r1), c10), _mm512_sub_epi16(right(r1), c11)));
+        const __m512i acc =
+            _mm512_max_epi16(_mm512_max_epi16(_mm512_sub_epi16(left(r0), c00), _mm512_sub_epi16(right(r0), c01)),
+                             _mm512_max_epi16(_mm512_sub_epi16(left(r1), c10), _mm512_sub_epi16(right(r1), c11)));
         __m512i level = _mm512_setzero_si512();  // 4 acc > 4 t - 1
         if constexpr (Per > 0) {
           for (int k = 0; k < Per; ++k)
             level = _mm512_mask_add_epi16(level, _mm512_cmpgt_epi16_mask(acc, held[k]), level, one);
         } else {
           for (int k = 0; k < p.per; ++k)
-            level = _mm512_mask_add_epi16(
-                level, _mm512_cmpgt_epi16_mask(acc, _mm512_loadu_si512(thresholds + k * 32)), level, one);
+            level = _mm512_mask_add_epi16(level, _mm512_cmpgt_epi16_mask(acc, _mm512_loadu_si512(thresholds + k * 32)),
+                                          level, one);
         }
         const __m256i bytes = _mm512_cvtepi16_epi8(level);
         _mm_mask_storeu_epi8(out_row + std::size_t(tx0 + t) * s.oc + vector * lanes, valid,
@@ -490,8 +490,6 @@ struct avx512vnni_kernel {
   template <int NV>
   static void winograd_levels(const conv_step& s, const packed& p, int v0, int tx0, int n, uint8_t* out_row) {
     switch (p.per) {  // 2^act_bits - 1 thresholds
-      case 1:
-        return winograd_levels<NV, 1>(s, p, v0, tx0, n, out_row);
       case 3:
         return winograd_levels<NV, 3>(s, p, v0, tx0, n, out_row);
       case 15:
