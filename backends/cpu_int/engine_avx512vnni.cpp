@@ -44,12 +44,18 @@ struct avx512vnni_kernel {
     int wg_groups = 0, wg_offset = 0;
     std::vector<int8_t> wg_weights;
     std::vector<int16_t> wg_corrections, wg_thresholds;
-    // Per-engine scratch (an engine runs one image at a time): the 4 rows of
-    // the vertical transform, the 16 transformed planes of a tile row, and the
+    // Per-engine scratch (an engine runs one image at a time), in 64-byte
+    // vectors so every row and plane starts a cache line: the 4 rows of the
+    // vertical transform, the 16 transformed planes of a tile row, and the
     // int16 products of a block of tiles.
-    std::size_t wg_row_stride = 0, wg_plane_stride = 0;
-    mutable std::vector<uint8_t> wg_rows, wg_planes;
-    mutable std::vector<int16_t> wg_products;
+    std::size_t wg_row_stride = 0, wg_plane_stride = 0;  // bytes, multiples of 64
+    struct alignas(64) cache_line {
+      uint8_t bytes[64];
+    };
+    mutable std::vector<cache_line> wg_rows, wg_planes, wg_products;
+    uint8_t* rows() const { return reinterpret_cast<uint8_t*>(wg_rows.data()); }
+    uint8_t* planes() const { return reinterpret_cast<uint8_t*>(wg_planes.data()); }
+    int16_t* products() const { return reinterpret_cast<int16_t*>(wg_products.data()); }
   };
 
   static packed pack(const conv_step& s) {
@@ -148,9 +154,9 @@ struct avx512vnni_kernel {
     const std::size_t row = s.in_row_bytes(), plane = std::size_t(s.pooled_w) * s.in_c;
     p.wg_plane_stride = (plane + 63) / 64 * 64;
     p.wg_row_stride = (std::max(row, 2 * p.wg_plane_stride + 2 * s.in_c) + 63) / 64 * 64;
-    p.wg_rows.assign(4 * p.wg_row_stride, 0);
-    p.wg_planes.assign(16 * p.wg_plane_stride, 0);
-    p.wg_products.assign(std::size_t(16) * 2 * winograd_tiles * lanes, 0);
+    p.wg_rows.assign(4 * p.wg_row_stride / 64, {});
+    p.wg_planes.assign(16 * p.wg_plane_stride / 64, {});
+    p.wg_products.assign(std::size_t(16) * 2 * winograd_tiles * lanes * 2 / 64, {});
   }
 
   // Lane j of the result holds bytes j..j+3 from a: the 4 taps of output
@@ -346,7 +352,7 @@ struct avx512vnni_kernel {
   // Plane xi = 4i + j holds the in_c values of tile tx at tx * in_c.
   static void winograd_inputs(const conv_step& s, const packed& p, const uint8_t* in) {
     const std::size_t row = s.in_row_bytes(), c = s.in_c, rs = p.wg_row_stride, ps = p.wg_plane_stride;
-    uint8_t* t = p.wg_rows.data();
+    uint8_t* t = p.rows();
     auto load = [](const uint8_t* a) { return _mm512_loadu_si512(a); };
     auto store = [](uint8_t* a, __m512i v) { _mm512_storeu_si512(a, v); };
     for (std::size_t x = 0; x < row; x += 64) {  // rows: d0 - d2, d1 + d2, d2 - d1, d1 - d3
@@ -371,7 +377,7 @@ struct avx512vnni_kernel {
     const __m512i offset = _mm512_set1_epi8(char(p.wg_offset));
     for (int i = 0; i < 4; ++i) {
       const uint8_t* ti = t + i * rs;
-      uint8_t* out = p.wg_planes.data() + 4 * i * ps;
+      uint8_t* out = p.planes() + 4 * i * ps;
       for (std::size_t x = 0; x < plane; x += 64) {
         const __m512i lo = load(ti + 2 * x), hi = load(ti + 2 * x + 64);                    // pixels 2tx, 2tx + 1
         const __m512i lo2 = load(ti + 2 * x + 2 * c), hi2 = load(ti + 2 * x + 2 * c + 64);  // 2tx + 2, 2tx + 3
@@ -397,8 +403,8 @@ struct avx512vnni_kernel {
     const int8_t* u = p.wg_weights.data() + std::size_t(v0) * lanes * 4;
     for (int t0 = 0; t0 < n; t0 += nt) {
       const uint8_t* tile[nt];
-      for (int t = 0; t < nt; ++t) tile[t] = p.wg_planes.data() + std::size_t(tx0 + std::min(t0 + t, n - 1)) * G * 4;
-      int16_t* products = p.wg_products.data() + t0 * lanes;
+      for (int t = 0; t < nt; ++t) tile[t] = p.planes() + std::size_t(tx0 + std::min(t0 + t, n - 1)) * G * 4;
+      int16_t* products = p.products() + t0 * lanes;
       for (int xi = 0; xi < 16; ++xi) {
         __m512i acc[nt][NV];
         for (int t = 0; t < nt; ++t)
@@ -453,7 +459,7 @@ struct avx512vnni_kernel {
       __m512i held[Per > 0 ? Per : 1];
       for (int k = 0; k < Per; ++k) held[k] = _mm512_loadu_si512(thresholds + k * 32);
       const __mmask16 valid = valid_lanes(p, vector);
-      const int16_t* products = p.wg_products.data() + v * winograd_tiles * lanes;
+      const int16_t* products = p.products() + v * winograd_tiles * lanes;
       for (int t = 0; t < n; t += 2) {  // an odd last tile pairs with a stale one, never stored
         __m512i r0[4], r1[4];           // A^T M: rows m0 + m1 + m2 and m1 - m2 - m3
         for (int j = 0; j < 4; ++j) {
