@@ -7,6 +7,12 @@
 Adam, batch 16, cross-entropy (class-weighted by default), cosine learning-rate
 decay. The checkpoint kept (best.pt) is the epoch with the highest validation
 accuracy (ties: lower validation loss); the test set is not touched here.
+
+Optional: knowledge distillation from a teacher checkpoint (--teacher, run in
+eval mode on the same augmented batch; loss (1 - ALPHA) CE + ALPHA T^2
+KL(softmax(teacher / T) || softmax(student / T))), and class-balanced sampling
+(--balanced: each class drawn equally often, with replacement; the epoch keeps
+its length).
 """
 import argparse
 import json
@@ -18,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from torch.utils.data import WeightedRandomSampler
 
 from . import data
 from .model import busi_net
@@ -36,6 +44,28 @@ def confusion(pred, labels, n=len(data.CLASSES)):
     for t, p in zip(labels.tolist(), pred.tolist()):
         m[t, p] += 1
     return m
+
+
+def distillation_loss(student_logits, teacher_logits, labels, alpha, temperature, weight=None):
+    """(1 - alpha) CE(student, labels) + alpha T^2 KL(softmax(teacher / T) || softmax(student / T)).
+    T^2 keeps the soft term's gradients on the scale of the hard one's (Hinton et al., 2015)."""
+    ce = F.cross_entropy(student_logits, labels, weight=weight)
+    if alpha == 0:
+        return ce
+    kl = F.kl_div(F.log_softmax(student_logits / temperature, dim=1),
+                  F.log_softmax(teacher_logits / temperature, dim=1), reduction="batchmean", log_target=True)
+    return (1 - alpha) * ce + alpha * temperature ** 2 * kl
+
+
+def epoch_order(labels, generator, balanced=False):
+    """Indices of one epoch's images: a permutation, or with balanced=True as many
+    draws with replacement, each class equally likely (images of a class uniformly)."""
+    if not balanced:
+        return torch.randperm(len(labels), generator=generator)
+    counts = torch.bincount(labels)
+    sampler = WeightedRandomSampler(1.0 / counts[labels].double(), len(labels), replacement=True,
+                                    generator=generator)
+    return torch.tensor(list(sampler), dtype=torch.int64)
 
 
 @torch.no_grad()
@@ -69,7 +99,20 @@ def parse_args(argv=None):
     p.add_argument("--lr-min", type=float, default=1e-5)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--class-weights", choices=("balanced", "none"), default="balanced")
+    p.add_argument("--class-weights", choices=("balanced", "none"),
+                   help="cross-entropy weights inversely proportional to the class frequencies "
+                        "(default: balanced; none with --balanced, whose sampling already balances)")
+    p.add_argument("--balanced", action="store_true",
+                   help="class-balanced sampling: each epoch draws as many training images as the "
+                        "set holds, with replacement, each class equally often")
+    p.add_argument("--teacher", metavar="PATH",
+                   help="distil from this checkpoint (e.g. checkpoints/busi-float.pt): it runs in eval "
+                        "mode, without gradients, on the same augmented batch")
+    p.add_argument("--distill-weight", type=float, metavar="ALPHA",
+                   help="with --teacher: loss = (1-ALPHA) CE + ALPHA T^2 KL(softmax(teacher/T) || "
+                        "softmax(student/T)) (default 0.5)")
+    p.add_argument("--temperature", type=float, default=4.0, metavar="T",
+                   help="with --teacher: softmax temperature of the distillation term")
     p.add_argument("--split", default="", metavar="PREFIX",
                    help="read splits/PREFIXtrain.txt and PREFIXval.txt (default: the duplicate-aware "
                         "split; 'random-' is make_split.py --random's)")
@@ -87,7 +130,18 @@ def parse_args(argv=None):
     p.add_argument("--data", help="BUSI folder (default: $BUSI_DATA or ../shared/busi)")
     p.add_argument("--cache", default=str(TRAINING_DIR / "runs" / "cache"),
                    help="where decoded images are cached ('' to disable)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.class_weights is None:
+        args.class_weights = "none" if args.balanced else "balanced"
+    if args.teacher is None and args.distill_weight is not None:
+        p.error("--distill-weight needs --teacher")
+    if args.teacher is not None:
+        args.distill_weight = 0.5 if args.distill_weight is None else args.distill_weight
+        if not 0 <= args.distill_weight <= 1:
+            p.error(f"--distill-weight {args.distill_weight}: must be in [0, 1]")
+        if args.temperature <= 0:
+            p.error(f"--temperature {args.temperature}: must be positive")
+    return args
 
 
 def main(argv=None):
@@ -116,6 +170,11 @@ def main(argv=None):
         missing, _ = model.load_state_dict(float_model.state_dict(), strict=False)
         assert all(".wq." in k or ".act." in k for k in missing), missing
         init_info = {"checkpoint": str(args.init), "epoch": ck["epoch"], "val": ck["val"]}
+    teacher = teacher_info = None
+    if args.teacher:
+        teacher, ck = load_checkpoint(args.teacher)
+        teacher_info = {"checkpoint": str(args.teacher), "epoch": ck["epoch"], "val": ck["val"],
+                        "wbits": ck["config"].get("wbits"), "abits": ck["config"].get("abits")}
     if model.quantized:
         gen = torch.Generator().manual_seed(args.seed)
         idx = torch.randperm(len(x_train), generator=gen)[:args.calib_images]
@@ -132,8 +191,10 @@ def main(argv=None):
     total = args.epochs * steps_per_epoch
 
     config = {k: v for k, v in vars(args).items() if k not in ("cache", "data", "threads")}
-    config.update({"init_from": init_info, "optimizer": "AdamW" if args.weight_decay else "Adam", "schedule": "cosine",
-                   "loss": "cross-entropy", "augment": vars(aug) | {"flips": "h+v"},
+    config.update({"init_from": init_info, "teacher_from": teacher_info,
+                   "optimizer": "AdamW" if args.weight_decay else "Adam", "schedule": "cosine",
+                   "loss": "cross-entropy + distillation" if teacher else "cross-entropy",
+                   "sampling": "class-balanced" if args.balanced else "permutation", "augment": vars(aug) | {"flips": "h+v"},
                    "split": {"train": len(train_items), "val": len(val_items)}})
     best = None
     # A new run in the same folder replaces the old log: study.py counts its lines as epochs run.
@@ -142,7 +203,7 @@ def main(argv=None):
     for epoch in range(1, args.epochs + 1):
         model.train()
         t0 = time.time()
-        order = torch.randperm(len(x_train), generator=gen)
+        order = epoch_order(y_train, gen, args.balanced)
         total_loss = 0.0
         for i in range(0, len(order), args.batch):
             lr = args.lr_min + 0.5 * (args.lr - args.lr_min) * (1 + math.cos(math.pi * step / total))
@@ -150,7 +211,13 @@ def main(argv=None):
                 g["lr"] = lr
             idx = order[i:i + args.batch]
             x = aug(x_train[idx], gen)
-            loss = F.cross_entropy(model(x), y_train[idx], weight=weights)
+            if teacher is None:
+                loss = F.cross_entropy(model(x), y_train[idx], weight=weights)
+            else:
+                with torch.no_grad():
+                    teacher_logits = teacher(x)
+                loss = distillation_loss(model(x), teacher_logits, y_train[idx], args.distill_weight,
+                                         args.temperature, weight=weights)
             opt.zero_grad()
             loss.backward()
             opt.step()
