@@ -3,6 +3,7 @@ weight x activation width beside the paper's Table V, and the confusion matrix
 with normal-versus-abnormal figures for a chosen run.
 
   /usr/bin/python3 -m busi_train.study runs
+  /usr/bin/python3 -m busi_train.study runs w2a4 w2a4-distill   # named runs side by side
 """
 import json
 import sys
@@ -80,8 +81,32 @@ def table_markdown(runs):
     return "\n".join(lines)
 
 
+def compare_markdown(root, names):
+    """Named run folders side by side: the selected epoch (best.pt) and the last one
+    (log.jsonl), with normal-versus-abnormal figures, then each selected confusion matrix."""
+    lines = ["| run | selected: accuracy (epoch) | sensitivity | specificity | last epoch: accuracy |",
+             "|---|---|---|---|---|"]
+    matrices = []
+    for name in names:
+        log = [json.loads(line) for line in (Path(root) / name / "log.jsonl").read_text().splitlines()]
+        best = max(log, key=lambda r: (r["val_accuracy"], -r["val_loss"]))  # train.py's choice
+        m, last = best["val_confusion"], log[-1]
+        n, nva = sum(map(sum, m)), normal_vs_abnormal(m)
+        correct = sum(m[i][i] for i in range(len(m)))
+        last_correct = sum(last["val_confusion"][i][i] for i in range(len(m)))
+        lines.append(f"| {name} | {100 * correct / n:.1f}% ({correct}/{n}, ep {best['epoch']}/{len(log)}) | "
+                     f"{100 * nva['sensitivity']:.1f}% ({nva['tp']}/{nva['tp'] + nva['fn']}) | "
+                     f"{100 * nva['specificity']:.1f}% ({nva['tn']}/{nva['tn'] + nva['fp']}) | "
+                     f"{100 * last_correct / n:.1f}% ({last_correct}/{n}, ep {last['epoch']}) |")
+        matrices.append(f"\n{name}, epoch {best['epoch']}:\n\n{confusion_markdown(m)}")
+    return "\n".join(lines + matrices)
+
+
 def main(argv=None):
     argv = argv if argv is not None else sys.argv[1:]
+    if len(argv) > 1:
+        print(compare_markdown(argv[0], argv[1:]))
+        return
     runs = load_runs(argv[0] if argv else "runs")
     print(table_markdown(runs))
     for key in [(2, 4), (4, 4), "float"]:
