@@ -81,11 +81,12 @@ def table_markdown(runs):
     return "\n".join(lines)
 
 
-def compare_markdown(root, names):
-    """Named run folders side by side: the selected epoch (best.pt) and the last one
-    (log.jsonl), with normal-versus-abnormal figures, then each selected confusion matrix."""
-    lines = ["| run | selected: accuracy (epoch) | sensitivity | specificity | last epoch: accuracy |",
-             "|---|---|---|---|---|"]
+def compare_markdown(root, names, tail=10):
+    """Named run folders side by side: the selected epoch (best.pt), the last one and the
+    mean of the last `tail` (log.jsonl; less optimistic than the selected one), with
+    normal-versus-abnormal figures, then each selected confusion matrix."""
+    lines = ["| run | selected: accuracy (epoch) | sensitivity | specificity | last epoch: accuracy "
+             f"| mean of last {tail} epochs: accuracy, specificity |", "|---|---|---|---|---|---|"]
     matrices = []
     for name in names:
         log = [json.loads(line) for line in (Path(root) / name / "log.jsonl").read_text().splitlines()]
@@ -94,10 +95,14 @@ def compare_markdown(root, names):
         n, nva = sum(map(sum, m)), normal_vs_abnormal(m)
         correct = sum(m[i][i] for i in range(len(m)))
         last_correct = sum(last["val_confusion"][i][i] for i in range(len(m)))
+        recent = log[-tail:]
+        recent_acc = sum(r["val_accuracy"] for r in recent) / len(recent)
+        recent_spec = sum(normal_vs_abnormal(r["val_confusion"])["specificity"] for r in recent) / len(recent)
         lines.append(f"| {name} | {100 * correct / n:.1f}% ({correct}/{n}, ep {best['epoch']}/{len(log)}) | "
                      f"{100 * nva['sensitivity']:.1f}% ({nva['tp']}/{nva['tp'] + nva['fn']}) | "
                      f"{100 * nva['specificity']:.1f}% ({nva['tn']}/{nva['tn'] + nva['fp']}) | "
-                     f"{100 * last_correct / n:.1f}% ({last_correct}/{n}, ep {last['epoch']}) |")
+                     f"{100 * last_correct / n:.1f}% ({last_correct}/{n}, ep {last['epoch']}) | "
+                     f"{100 * recent_acc:.1f}%, {100 * recent_spec:.1f}% |")
         matrices.append(f"\n{name}, epoch {best['epoch']}:\n\n{confusion_markdown(m)}")
     return "\n".join(lines + matrices)
 
