@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-
 from torch.utils.data import WeightedRandomSampler
 
 from . import data
@@ -194,7 +193,8 @@ def main(argv=None):
     config.update({"init_from": init_info, "teacher_from": teacher_info,
                    "optimizer": "AdamW" if args.weight_decay else "Adam", "schedule": "cosine",
                    "loss": "cross-entropy + distillation" if teacher else "cross-entropy",
-                   "sampling": "class-balanced" if args.balanced else "permutation", "augment": vars(aug) | {"flips": "h+v"},
+                   "sampling": "class-balanced" if args.balanced else "permutation",
+                   "augment": vars(aug) | {"flips": "h+v"},
                    "split": {"train": len(train_items), "val": len(val_items)}})
     best = None
     # A new run in the same folder replaces the old log: study.py counts its lines as epochs run.
