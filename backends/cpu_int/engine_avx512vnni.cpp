@@ -60,11 +60,13 @@ struct avx512vnni_kernel {
 
   static packed pack(const conv_step& s) {
     packed p;
-    p.weights = pack_groups(s, lanes, [](int8_t w) { return w; });
-    if (!s.logits) p.thresholds = pack_thresholds(s, lanes);
     p.oc = s.oc;
     p.oc_pad = (s.oc + lanes - 1) / lanes * lanes;
     p.per = s.logits ? 0 : s.thresholds_per_channel();
+    pack_winograd(s, p);
+    if (p.winograd) return p;  // the other kernels' packing would go unused
+    p.weights = pack_groups(s, lanes, [](int8_t w) { return w; });
+    if (!s.logits) p.thresholds = pack_thresholds(s, lanes);
     const int64_t bound = int64_t(s.input_max) * s.max_abs_channel_sum();
     p.levels16 = !s.logits && bound <= 32766;
     if (p.levels16)
@@ -97,7 +99,6 @@ struct avx512vnni_kernel {
           p.threshold_rows16[i] = int16_t(std::clamp<int64_t>(p.threshold_rows[i], -bound, bound + 1));
       }
     }
-    pack_winograd(s, p);
     return p;
   }
 
