@@ -6,6 +6,8 @@
 // register whose lanes are the scalars of 4 multiply-accumulates.
 #include <arm_neon.h>
 
+#include <climits>
+
 #include "engine_simd.hpp"
 
 namespace busi::cpu_int {
@@ -20,21 +22,208 @@ struct neon_kernel {
     std::vector<int16_t> weights;     // [ky][group][t][oc_pad]: weight of group byte t
     std::vector<int32_t> thresholds;  // pack_thresholds layout
     int oc, oc_pad, per;
+    // Winograd F(2x2, 3x3) for 3x3 convs with a 2x2 pool (see winograd()):
+    // transformed weights G' g G'^T as int16 [xi][ic_pad][oc_pad]; input
+    // channels padded to 4 (1 stays 1); per-engine scratch (an engine runs one
+    // image at a time): the 4 rows of the vertical transform, the 16
+    // transformed planes of a tile row [xi][tile][ic_pad], and the products of
+    // a block of tiles [xi][tile][oc_pad].
+    bool winograd = false;
+    int wg_ic_pad = 0;
+    std::vector<int16_t> wg_weights;
+    std::size_t wg_row = 0, wg_plane = 0;  // int16 values per row, per plane
+    mutable std::vector<int16_t> wg_rows, wg_planes;
+    mutable std::vector<int32_t> wg_products;
   };
+
+  static constexpr int winograd_tiles = 8;  // tiles per block: 16 KB of products at 32 channels
 
   static packed pack(const conv_step& s) {
     packed p;
     p.oc = s.oc;
     p.oc_pad = (s.oc + lanes - 1) / lanes * lanes;
     p.per = s.logits ? 0 : s.thresholds_per_channel();
+    if (!s.logits) p.thresholds = pack_thresholds(s, lanes);
+    pack_winograd(s, p);
+    if (p.winograd) return p;
     p.weights.assign(std::size_t(s.kh) * s.groups * 4 * p.oc_pad, 0);
     std::size_t i = 0;
     for (int ky = 0; ky < s.kh; ++ky)
       for (int g = 0; g < s.groups; ++g)
         for (int t = 0; t < 4; ++t, i += p.oc_pad)
           for (int o = 0; o < s.oc; ++o) p.weights[i + o] = s.weight(ky, 4 * g + t, o);
-    if (!s.logits) p.thresholds = pack_thresholds(s, lanes);
     return p;
+  }
+
+  // Winograd F(2x2, 3x3) over the integers, as in engine_avx512vnni.cpp: with
+  // G' = 2G, 4 * acc = A^T [sum_ic (G' g G'^T) . (B^T d B)] A exactly for each
+  // 4x4 input tile d, whose 2x2 outputs are one pooling window; 16 products
+  // per tile and input channel instead of 36. Here every value is int16 (the
+  // transformed inputs lie in [-2m, 4m] with m <= 255, the transformed weights
+  // within 9 * 127) and the products int32, summed mod 2^32: exact when
+  // 4 * |acc| fits int32.
+  static void pack_winograd(const conv_step& s, packed& p) {
+    if (s.logits || s.kh != 3 || s.kw != 3 || s.pool != 2) return;
+    if (4 * int64_t(s.input_max) * s.max_abs_channel_sum() > INT32_MAX) return;
+    constexpr int g2[4][3] = {{2, 0, 0}, {1, 1, 1}, {1, -1, 1}, {0, 0, 2}};  // G' = 2G
+    p.winograd = true;
+    p.wg_ic_pad = s.in_c == 1 ? 1 : (s.in_c + 3) / 4 * 4;
+    p.wg_weights.assign(std::size_t(16) * p.wg_ic_pad * p.oc_pad, 0);
+    for (int o = 0; o < s.oc; ++o)
+      for (int ic = 0; ic < s.in_c; ++ic)
+        for (int i = 0; i < 4; ++i)
+          for (int j = 0; j < 4; ++j) {
+            int u = 0;
+            for (int ky = 0; ky < 3; ++ky)
+              for (int kx = 0; kx < 3; ++kx) u += g2[i][ky] * s.weight(ky, kx * s.in_c + ic, o) * g2[j][kx];
+            p.wg_weights[(std::size_t(4 * i + j) * p.wg_ic_pad + ic) * p.oc_pad + o] = int16_t(u);
+          }
+    p.wg_row = s.in_row_bytes();
+    p.wg_plane = std::size_t(s.pooled_w) * p.wg_ic_pad;
+    p.wg_rows.assign(4 * p.wg_row, 0);
+    p.wg_planes.assign(16 * p.wg_plane, 0);  // padding channels stay 0
+    p.wg_products.assign(std::size_t(16) * winograd_tiles * p.oc_pad, 0);
+  }
+
+  // Input rows 2py..2py+3 (from `in`) into the 16 planes B^T d B of a tile
+  // row: rows d0 - d2, d1 + d2, d2 - d1, d1 - d3, then the same of columns
+  // 2tx..2tx+3.
+  static void winograd_inputs(const conv_step& s, const packed& p, const uint8_t* in) {
+    const std::size_t row = s.in_row_bytes();
+    int16_t* t = p.wg_rows.data();
+    const uint8_t *r0 = in, *r1 = in + row, *r2 = in + 2 * row, *r3 = in + 3 * row;
+    std::size_t x = 0;
+    for (; x + 8 <= row; x += 8) {  // differences of uint8 as uint16 wrap to the right int16
+      const uint8x8_t a = vld1_u8(r0 + x), b = vld1_u8(r1 + x), c = vld1_u8(r2 + x), d = vld1_u8(r3 + x);
+      vst1q_s16(t + x, vreinterpretq_s16_u16(vsubl_u8(a, c)));
+      vst1q_s16(t + p.wg_row + x, vreinterpretq_s16_u16(vaddl_u8(b, c)));
+      vst1q_s16(t + 2 * p.wg_row + x, vreinterpretq_s16_u16(vsubl_u8(c, b)));
+      vst1q_s16(t + 3 * p.wg_row + x, vreinterpretq_s16_u16(vsubl_u8(b, d)));
+    }
+    for (; x < row; ++x) {
+      t[x] = int16_t(r0[x] - r2[x]);
+      t[p.wg_row + x] = int16_t(r1[x] + r2[x]);
+      t[2 * p.wg_row + x] = int16_t(r2[x] - r1[x]);
+      t[3 * p.wg_row + x] = int16_t(r1[x] - r3[x]);
+    }
+    const int c = s.in_c, cp = p.wg_ic_pad, pw = s.pooled_w;
+    for (int i = 0; i < 4; ++i) {
+      const int16_t* ti = t + i * p.wg_row;
+      int16_t* out = p.wg_planes.data() + std::size_t(4 * i) * p.wg_plane;
+      int16_t *h0 = out, *h1 = out + p.wg_plane, *h2 = out + 2 * p.wg_plane, *h3 = out + 3 * p.wg_plane;
+      int tx = 0;
+      if (c == 1) {  // 8 tiles at a time: even and odd pixels by de-interleaving loads
+        for (; tx + 8 <= pw; tx += 8) {
+          const int16x8x2_t a01 = vld2q_s16(ti + 2 * tx), a23 = vld2q_s16(ti + 2 * tx + 2);
+          vst1q_s16(h0 + tx, vsubq_s16(a01.val[0], a23.val[0]));
+          vst1q_s16(h1 + tx, vaddq_s16(a01.val[1], a23.val[0]));
+          vst1q_s16(h2 + tx, vsubq_s16(a23.val[0], a01.val[1]));
+          vst1q_s16(h3 + tx, vsubq_s16(a01.val[1], a23.val[1]));
+        }
+      } else if (c % 4 == 0) {  // 4 channels at a time
+        for (; tx < pw; ++tx)
+          for (int ic = 0; ic < c; ic += 4) {
+            const int16_t* a = ti + std::size_t(2 * tx) * c + ic;
+            const int16x4_t a0 = vld1_s16(a), a1 = vld1_s16(a + c), a2 = vld1_s16(a + 2 * c), a3 = vld1_s16(a + 3 * c);
+            const std::size_t o = std::size_t(tx) * cp + ic;
+            vst1_s16(h0 + o, vsub_s16(a0, a2));
+            vst1_s16(h1 + o, vadd_s16(a1, a2));
+            vst1_s16(h2 + o, vsub_s16(a2, a1));
+            vst1_s16(h3 + o, vsub_s16(a1, a3));
+          }
+      }
+      for (; tx < pw; ++tx)  // what the vector loops left
+        for (int ic = 0; ic < c; ++ic) {
+          const int16_t* a = ti + std::size_t(2 * tx) * c + ic;
+          const std::size_t o = std::size_t(tx) * cp + ic;
+          h0[o] = int16_t(a[0] - a[2 * c]);
+          h1[o] = int16_t(a[c] + a[2 * c]);
+          h2[o] = int16_t(a[2 * c] - a[c]);
+          h3[o] = int16_t(a[c] - a[3 * c]);
+        }
+    }
+  }
+
+  // The 16 transformed products of tiles tx0..tx0+n-1 (n <= winograd_tiles)
+  // for vectors v0..v0+NV-1, 4 tiles per pass (a short last pass repeats a
+  // tile into an unused slot): [xi][tile][oc_pad].
+  template <int NV>
+  static void winograd_products(const packed& p, int v0, int tx0, int n) {
+    const int cp = p.wg_ic_pad;
+    for (int xi = 0; xi < 16; ++xi) {
+      const int16_t* plane = p.wg_planes.data() + xi * p.wg_plane + std::size_t(tx0) * cp;
+      const int16_t* u = p.wg_weights.data() + std::size_t(xi) * cp * p.oc_pad + v0 * lanes;
+      int32_t* products = p.wg_products.data() + std::size_t(xi) * winograd_tiles * p.oc_pad + v0 * lanes;
+      for (int t0 = 0; t0 < n; t0 += 4) {
+        int32x4_t acc[4][NV];
+        const int16_t* tile[4];
+        for (int t = 0; t < 4; ++t) {
+          tile[t] = plane + std::size_t(std::min(t0 + t, n - 1)) * cp;
+          for (int v = 0; v < NV; ++v) acc[t][v] = vdupq_n_s32(0);
+        }
+        if (cp == 1) {
+          int16x4_t w[NV];
+          for (int v = 0; v < NV; ++v) w[v] = vld1_s16(u + v * lanes);
+          for (int t = 0; t < 4; ++t)
+            for (int v = 0; v < NV; ++v) acc[t][v] = vmlal_n_s16(acc[t][v], w[v], *tile[t]);
+        } else {
+          for (int g = 0; g < cp; g += 4) {
+            int16x4_t w[4][NV];
+            for (int k = 0; k < 4; ++k)
+              for (int v = 0; v < NV; ++v) w[k][v] = vld1_s16(u + std::size_t(g + k) * p.oc_pad + v * lanes);
+            for (int t = 0; t < 4; ++t) {
+              const int16x4_t a = vld1_s16(tile[t] + g);
+              for (int v = 0; v < NV; ++v) {
+                acc[t][v] = vmlal_lane_s16(acc[t][v], w[0][v], a, 0);
+                acc[t][v] = vmlal_lane_s16(acc[t][v], w[1][v], a, 1);
+                acc[t][v] = vmlal_lane_s16(acc[t][v], w[2][v], a, 2);
+                acc[t][v] = vmlal_lane_s16(acc[t][v], w[3][v], a, 3);
+              }
+            }
+          }
+        }
+        for (int t = 0; t < 4; ++t)
+          for (int v = 0; v < NV; ++v) vst1q_s32(products + std::size_t(t0 + t) * p.oc_pad + v * lanes, acc[t][v]);
+      }
+    }
+  }
+
+  // Per tile and vector of channels: the output transform A^T M A (4 * acc of
+  // the 2x2 outputs), pooled, divided by 4 (exact), then the levels.
+  static void winograd_levels(const conv_step& s, const packed& p, int tx0, int n, uint8_t* out_row) {
+    const std::size_t xi_stride = std::size_t(winograd_tiles) * p.oc_pad;
+    for (int t = 0; t < n; ++t)
+      for (int v = 0; v < p.oc_pad / lanes; ++v) {
+        const int32_t* m = p.wg_products.data() + std::size_t(t) * p.oc_pad + v * lanes;
+        int32x4_t r0[4], r1[4];  // A^T M: rows m0 + m1 + m2 and m1 - m2 - m3
+        for (int j = 0; j < 4; ++j) {
+          const int32x4_t m0 = vld1q_s32(m + j * xi_stride), m1 = vld1q_s32(m + (4 + j) * xi_stride),
+                          m2 = vld1q_s32(m + (8 + j) * xi_stride), m3 = vld1q_s32(m + (12 + j) * xi_stride);
+          r0[j] = vaddq_s32(vaddq_s32(m0, m1), m2);
+          r1[j] = vsubq_s32(vsubq_s32(m1, m2), m3);
+        }
+        auto left = [](const int32x4_t* r) { return vaddq_s32(vaddq_s32(r[0], r[1]), r[2]); };
+        auto right = [](const int32x4_t* r) { return vsubq_s32(vsubq_s32(r[1], r[2]), r[3]); };
+        const int32x4_t pooled = vmaxq_s32(vmaxq_s32(left(r0), right(r0)), vmaxq_s32(left(r1), right(r1)));
+        store_levels(p, v, vshrq_n_s32(pooled, 2), out_row + std::size_t(tx0 + t) * s.oc);
+      }
+  }
+
+  static void winograd(const conv_step& s, const packed& p, const uint8_t* in, uint8_t* out) {
+    const int vectors = p.oc_pad / lanes;
+    for (int py = 0; py < s.pooled_h; ++py) {
+      winograd_inputs(s, p, in + std::size_t(2 * py) * s.in_row_bytes());
+      uint8_t* out_row = out + std::size_t(py) * s.pooled_w * s.oc;
+      for (int tx0 = 0; tx0 < s.pooled_w; tx0 += winograd_tiles) {
+        const int n = std::min(winograd_tiles, s.pooled_w - tx0);
+        for (int v0 = 0; v0 < vectors; v0 += 2)
+          if (vectors - v0 >= 2)
+            winograd_products<2>(p, v0, tx0, n);
+          else
+            winograd_products<1>(p, v0, tx0, n);
+        winograd_levels(s, p, tx0, n, out_row);
+      }
+    }
   }
 
   // The 4 activations of a group as int16 lanes.
@@ -72,7 +261,11 @@ struct neon_kernel {
 
   static vec max(vec a, vec b) { return vmaxq_s32(a, b); }
 
-  static bool run_special(const conv_step&, const packed&, const uint8_t*, uint8_t*) { return false; }
+  static bool run_special(const conv_step& s, const packed& p, const uint8_t* in, uint8_t* out) {
+    if (!p.winograd) return false;
+    winograd(s, p, in, out);
+    return true;
+  }
 
   static void store_levels(const packed& p, int v, vec acc, uint8_t* out) {
     // level = number of thresholds t with acc >= t; a true compare is all ones (-1).
