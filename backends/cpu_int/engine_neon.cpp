@@ -81,7 +81,7 @@ struct neon_kernel {
     p.wg_row = s.in_row_bytes();
     p.wg_plane = std::size_t(s.pooled_w) * p.wg_ic_pad;
     p.wg_rows.assign(4 * p.wg_row, 0);
-    p.wg_planes.assign(16 * p.wg_plane, 0);  // padding channels stay 0
+    p.wg_planes.assign(16 * p.wg_plane + 4, 0);  // padding channels stay 0; 4 values of read slack
     p.wg_products.assign(std::size_t(16) * winograd_tiles * p.oc_pad, 0);
   }
 
@@ -146,33 +146,39 @@ struct neon_kernel {
 
   // The 16 transformed products of tiles tx0..tx0+n-1 (n <= winograd_tiles)
   // for vectors v0..v0+NV-1, 4 tiles per pass (a short last pass repeats a
-  // tile into an unused slot): [xi][tile][oc_pad].
+  // tile into an unused slot): [xi][tile][oc_pad]. With one input channel the
+  // 4 tiles' values are one load, each the scalar of a by-lane multiply.
   template <int NV>
   static void winograd_products(const packed& p, int v0, int tx0, int n) {
     const int cp = p.wg_ic_pad;
-    for (int xi = 0; xi < 16; ++xi) {
-      const int16_t* plane = p.wg_planes.data() + xi * p.wg_plane + std::size_t(tx0) * cp;
-      const int16_t* u = p.wg_weights.data() + std::size_t(xi) * cp * p.oc_pad + v0 * lanes;
-      int32_t* products = p.wg_products.data() + std::size_t(xi) * winograd_tiles * p.oc_pad + v0 * lanes;
-      for (int t0 = 0; t0 < n; t0 += 4) {
+    const std::size_t u_xi = std::size_t(cp) * p.oc_pad, m_xi = std::size_t(winograd_tiles) * p.oc_pad;
+    const int16_t* u0 = p.wg_weights.data() + v0 * lanes;
+    for (int t0 = 0; t0 < n; t0 += 4) {
+      const int16_t* tile[4];
+      for (int t = 0; t < 4; ++t) tile[t] = p.wg_planes.data() + std::size_t(tx0 + std::min(t0 + t, n - 1)) * cp;
+      int32_t* products = p.wg_products.data() + std::size_t(t0) * p.oc_pad + v0 * lanes;
+      for (int xi = 0; xi < 16; ++xi) {
+        const std::size_t plane = xi * p.wg_plane;
+        const int16_t* u = u0 + xi * u_xi;
         int32x4_t acc[4][NV];
-        const int16_t* tile[4];
-        for (int t = 0; t < 4; ++t) {
-          tile[t] = plane + std::size_t(std::min(t0 + t, n - 1)) * cp;
+        for (int t = 0; t < 4; ++t)
           for (int v = 0; v < NV; ++v) acc[t][v] = vdupq_n_s32(0);
-        }
         if (cp == 1) {
-          int16x4_t w[NV];
-          for (int v = 0; v < NV; ++v) w[v] = vld1_s16(u + v * lanes);
-          for (int t = 0; t < 4; ++t)
-            for (int v = 0; v < NV; ++v) acc[t][v] = vmlal_n_s16(acc[t][v], w[v], *tile[t]);
+          const int16x4_t a = vld1_s16(tile[0] + plane);  // tiles t0..t0+3 (wg_planes has the slack)
+          for (int v = 0; v < NV; ++v) {
+            const int16x4_t w = vld1_s16(u + v * lanes);
+            acc[0][v] = vmull_lane_s16(w, a, 0);
+            acc[1][v] = vmull_lane_s16(w, a, 1);
+            acc[2][v] = vmull_lane_s16(w, a, 2);
+            acc[3][v] = vmull_lane_s16(w, a, 3);
+          }
         } else {
           for (int g = 0; g < cp; g += 4) {
             int16x4_t w[4][NV];
             for (int k = 0; k < 4; ++k)
               for (int v = 0; v < NV; ++v) w[k][v] = vld1_s16(u + std::size_t(g + k) * p.oc_pad + v * lanes);
             for (int t = 0; t < 4; ++t) {
-              const int16x4_t a = vld1_s16(tile[t] + g);
+              const int16x4_t a = vld1_s16(tile[t] + plane + g);
               for (int v = 0; v < NV; ++v) {
                 acc[t][v] = vmlal_lane_s16(acc[t][v], w[0][v], a, 0);
                 acc[t][v] = vmlal_lane_s16(acc[t][v], w[1][v], a, 1);
@@ -183,7 +189,8 @@ struct neon_kernel {
           }
         }
         for (int t = 0; t < 4; ++t)
-          for (int v = 0; v < NV; ++v) vst1q_s32(products + std::size_t(t0 + t) * p.oc_pad + v * lanes, acc[t][v]);
+          for (int v = 0; v < NV; ++v)
+            vst1q_s32(products + xi * m_xi + std::size_t(t) * p.oc_pad + v * lanes, acc[t][v]);
       }
     }
   }
