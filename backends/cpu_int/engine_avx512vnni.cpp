@@ -102,34 +102,26 @@ struct avx512vnni_kernel {
     return p;
   }
 
-  // Winograd F(2x2, 3x3) over the integers: with B, G, A the usual matrices
-  // and G' = 2G (integer), 4 * acc = A^T [sum_ic (G' g G'^T) . (B^T d B)] A
-  // exactly, for each 4x4 input tile d and its 2x2 outputs, which are one
-  // pooling window: 16 products per tile and input channel instead of 36.
-  // Usable when the transformed inputs, shifted by 2 * input_max to be
-  // unsigned, fit a byte (they lie in [-2m, 4m]), the transformed weights fit
-  // int8, and 4 * |acc| fits int16 (the products are then summed mod 2^16).
+  // Winograd F(2x2, 3x3) (plan.hpp). Usable here when the transformed
+  // inputs, shifted by 2 * input_max to be unsigned, fit a byte (they lie in
+  // [-2m, 4m]), the transformed weights fit int8, and 4 * |acc| fits int16
+  // (the products are then summed mod 2^16).
   static void pack_winograd(const conv_step& s, packed& p) {
     const int64_t bound = int64_t(s.input_max) * s.max_abs_channel_sum();
-    if (s.logits || s.kh != 3 || s.kw != 3 || s.pool != 2 || 6 * s.input_max > 255 || 4 * bound > 32766) return;
-    if (s.in_c % 4 != 0 || 64 % s.in_c != 0) return;  // whole pixels per dword permute (winograd_inputs)
-    constexpr int g2[4][3] = {{2, 0, 0}, {1, 1, 1}, {1, -1, 1}, {0, 0, 2}};  // G' = 2G
-    constexpr int at[2][4] = {{1, 1, 1, 0}, {0, 1, -1, -1}};                 // A^T
+    if (!winograd_shape(s) || 6 * s.input_max > 255 || 4 * bound > 32766) return;
+    if (s.in_c % 4 != 0 || 64 % s.in_c != 0) return;          // whole pixels per dword permute (winograd_inputs)
+    constexpr int at[2][4] = {{1, 1, 1, 0}, {0, 1, -1, -1}};  // A^T
     const int groups = (s.in_c + 3) / 4, vectors = p.oc_pad / lanes;
     std::vector<int8_t> weights(std::size_t(16) * groups * p.oc_pad * 4, 0);
     std::vector<int64_t> sums(std::size_t(16) * p.oc_pad, 0);  // sum over ic of each transformed weight
     for (int o = 0; o < s.oc; ++o)
       for (int ic = 0; ic < s.in_c; ++ic)
-        for (int i = 0; i < 4; ++i)
-          for (int j = 0; j < 4; ++j) {
-            int u = 0;
-            for (int ky = 0; ky < 3; ++ky)
-              for (int kx = 0; kx < 3; ++kx) u += g2[i][ky] * s.weight(ky, kx * s.in_c + ic, o) * g2[j][kx];
-            if (u < -128 || u > 127) return;
-            const int xi = 4 * i + j;
-            weights[((std::size_t(xi) * groups + ic / 4) * p.oc_pad + o) * 4 + ic % 4] = int8_t(u);
-            sums[std::size_t(xi) * p.oc_pad + o] += u;
-          }
+        for (int xi = 0; xi < 16; ++xi) {
+          const int u = winograd_weight(s, xi, ic, o);
+          if (u < -128 || u > 127) return;
+          weights[((std::size_t(xi) * groups + ic / 4) * p.oc_pad + o) * 4 + ic % 4] = int8_t(u);
+          sums[std::size_t(xi) * p.oc_pad + o] += u;
+        }
     p.winograd = true;
     p.wg_groups = groups;
     p.wg_offset = 2 * s.input_max;

@@ -55,29 +55,19 @@ struct neon_kernel {
     return p;
   }
 
-  // Winograd F(2x2, 3x3) over the integers, as in engine_avx512vnni.cpp: with
-  // G' = 2G, 4 * acc = A^T [sum_ic (G' g G'^T) . (B^T d B)] A exactly for each
-  // 4x4 input tile d, whose 2x2 outputs are one pooling window; 16 products
-  // per tile and input channel instead of 36. Here every value is int16 (the
+  // Winograd F(2x2, 3x3) (plan.hpp). Here every value is int16 (the
   // transformed inputs lie in [-2m, 4m] with m <= 255, the transformed weights
   // within 9 * 127) and the products int32, summed mod 2^32: exact when
   // 4 * |acc| fits int32.
   static void pack_winograd(const conv_step& s, packed& p) {
-    if (s.logits || s.kh != 3 || s.kw != 3 || s.pool != 2) return;
-    if (4 * int64_t(s.input_max) * s.max_abs_channel_sum() > INT32_MAX) return;
-    constexpr int g2[4][3] = {{2, 0, 0}, {1, 1, 1}, {1, -1, 1}, {0, 0, 2}};  // G' = 2G
+    if (!winograd_shape(s) || 4 * int64_t(s.input_max) * s.max_abs_channel_sum() > INT32_MAX) return;
     p.winograd = true;
     p.wg_ic_pad = s.in_c == 1 ? 1 : (s.in_c + 3) / 4 * 4;
     p.wg_weights.assign(std::size_t(16) * p.wg_ic_pad * p.oc_pad, 0);
     for (int o = 0; o < s.oc; ++o)
       for (int ic = 0; ic < s.in_c; ++ic)
-        for (int i = 0; i < 4; ++i)
-          for (int j = 0; j < 4; ++j) {
-            int u = 0;
-            for (int ky = 0; ky < 3; ++ky)
-              for (int kx = 0; kx < 3; ++kx) u += g2[i][ky] * s.weight(ky, kx * s.in_c + ic, o) * g2[j][kx];
-            p.wg_weights[(std::size_t(4 * i + j) * p.wg_ic_pad + ic) * p.oc_pad + o] = int16_t(u);
-          }
+        for (int xi = 0; xi < 16; ++xi)
+          p.wg_weights[(std::size_t(xi) * p.wg_ic_pad + ic) * p.oc_pad + o] = int16_t(winograd_weight(s, xi, ic, o));
     p.wg_row = s.in_row_bytes();
     p.wg_plane = std::size_t(s.pooled_w) * p.wg_ic_pad;
     p.wg_rows.assign(4 * p.wg_row, 0);

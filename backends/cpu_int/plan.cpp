@@ -90,6 +90,19 @@ std::vector<int8_t> pack_groups(const conv_step& s, int lanes, int8_t (*map)(int
   return out;
 }
 
+bool winograd_shape(const conv_step& s) {
+  return !s.logits && s.layer->type == LayerType::conv && s.kh == 3 && s.kw == 3 && s.pool == 2;
+}
+
+int winograd_weight(const conv_step& s, int xi, int ic, int o) {
+  constexpr int g2[4][3] = {{2, 0, 0}, {1, 1, 1}, {1, -1, 1}, {0, 0, 2}};  // G' = 2G
+  const int i = xi / 4, j = xi % 4;
+  int u = 0;
+  for (int ky = 0; ky < 3; ++ky)
+    for (int kx = 0; kx < 3; ++kx) u += g2[i][ky] * s.weight(ky, kx * s.in_c + ic, o) * g2[j][kx];
+  return u;
+}
+
 std::vector<int32_t> pack_thresholds(const conv_step& s, int lanes) {
   const int oc_pad = (s.oc + lanes - 1) / lanes * lanes;
   const int per = s.thresholds_per_channel();

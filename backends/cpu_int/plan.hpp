@@ -75,6 +75,18 @@ plan make_plan(const Model& model);
 // instantiated by ISA files with different flags and merged by the linker.
 std::vector<int8_t> pack_groups(const conv_step& s, int lanes, int8_t (*map)(int8_t));
 
+// Winograd F(2x2, 3x3) over the integers, which the fast paths use for a 3x3
+// conv followed by a 2x2 pool: with B, G, A the usual matrices and G' = 2G
+// (integer), 4 * acc = A^T [sum_ic (G' g G'^T) . (B^T d B)] A exactly for each
+// 4x4 input tile d, whose 2x2 outputs are one pooling window: 16 products per
+// tile and input channel instead of 36. The B^T d B and A^T M A halves are the
+// ISA files' (each picks its number ranges); this is the step's shape test
+// and its transformed weights.
+bool winograd_shape(const conv_step& s);
+// (G' g G'^T)[xi / 4][xi % 4] for input channel ic and output o (|value| <= 9
+// times the largest |weight|).
+int winograd_weight(const conv_step& s, int xi, int ic, int o);
+
 // Thresholds as [t][oc_pad] int32 so one vector load gives threshold t of
 // `lanes` channels; padding channels never store their level.
 std::vector<int32_t> pack_thresholds(const conv_step& s, int lanes);
