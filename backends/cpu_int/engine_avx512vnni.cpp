@@ -513,28 +513,9 @@ struct avx512vnni_kernel {
     }
   }
 
-  static void winograd(const conv_step& s, const packed& p, const uint8_t* in, uint8_t* out) {
-    const int vectors = p.oc_pad / lanes;
-    for (int py = 0; py < s.pooled_h; ++py) {
-      winograd_inputs(s, p, in + std::size_t(2 * py) * s.in_row_bytes());
-      uint8_t* out_row = out + std::size_t(py) * s.pooled_w * s.oc;
-      for (int tx0 = 0; tx0 < s.pooled_w; tx0 += winograd_tiles) {
-        const int n = std::min(winograd_tiles, s.pooled_w - tx0);
-        for (int v0 = 0; v0 < vectors; v0 += 2)
-          if (vectors - v0 >= 2) {
-            winograd_products<2>(p, v0, tx0, n);
-            winograd_levels<2>(s, p, v0, tx0, n, out_row);
-          } else {
-            winograd_products<1>(p, v0, tx0, n);
-            winograd_levels<1>(s, p, v0, tx0, n, out_row);
-          }
-      }
-    }
-  }
-
   static bool run_special(const conv_step& s, const packed& p, const uint8_t* in, uint8_t* out) {
     if (p.winograd) {
-      winograd(s, p, in, out);
+      run_winograd<avx512vnni_kernel>(s, p, in, out);
       return true;
     }
     if (!p.columns) return false;

@@ -185,12 +185,13 @@ struct neon_kernel {
     }
   }
 
-  // Per tile and vector of channels: the output transform A^T M A (4 * acc of
-  // the 2x2 outputs), pooled, divided by 4 (exact), then the levels.
-  static void winograd_levels(const conv_step& s, const packed& p, int tx0, int n, uint8_t* out_row) {
+  // Per tile and vector of channels v0..v0+NV-1: the output transform A^T M A
+  // (4 * acc of the 2x2 outputs), pooled, divided by 4 (exact), then the levels.
+  template <int NV>
+  static void winograd_levels(const conv_step& s, const packed& p, int v0, int tx0, int n, uint8_t* out_row) {
     const std::size_t xi_stride = std::size_t(winograd_tiles) * p.oc_pad;
-    for (int t = 0; t < n; ++t)
-      for (int v = 0; v < p.oc_pad / lanes; ++v) {
+    for (int v = v0; v < v0 + NV; ++v)
+      for (int t = 0; t < n; ++t) {
         const int32_t* m = p.wg_products.data() + std::size_t(t) * p.oc_pad + v * lanes;
         int32x4_t r0[4], r1[4];  // A^T M: rows m0 + m1 + m2 and m1 - m2 - m3
         for (int j = 0; j < 4; ++j) {
@@ -204,23 +205,6 @@ struct neon_kernel {
         const int32x4_t pooled = vmaxq_s32(vmaxq_s32(left(r0), right(r0)), vmaxq_s32(left(r1), right(r1)));
         store_levels(p, v, vshrq_n_s32(pooled, 2), out_row + std::size_t(tx0 + t) * s.oc);
       }
-  }
-
-  static void winograd(const conv_step& s, const packed& p, const uint8_t* in, uint8_t* out) {
-    const int vectors = p.oc_pad / lanes;
-    for (int py = 0; py < s.pooled_h; ++py) {
-      winograd_inputs(s, p, in + std::size_t(2 * py) * s.in_row_bytes());
-      uint8_t* out_row = out + std::size_t(py) * s.pooled_w * s.oc;
-      for (int tx0 = 0; tx0 < s.pooled_w; tx0 += winograd_tiles) {
-        const int n = std::min(winograd_tiles, s.pooled_w - tx0);
-        for (int v0 = 0; v0 < vectors; v0 += 2)
-          if (vectors - v0 >= 2)
-            winograd_products<2>(p, v0, tx0, n);
-          else
-            winograd_products<1>(p, v0, tx0, n);
-        winograd_levels(s, p, tx0, n, out_row);
-      }
-    }
   }
 
   // The 4 activations of a group as int16 lanes.
@@ -260,7 +244,7 @@ struct neon_kernel {
 
   static bool run_special(const conv_step& s, const packed& p, const uint8_t* in, uint8_t* out) {
     if (!p.winograd) return false;
-    winograd(s, p, in, out);
+    run_winograd<neon_kernel>(s, p, in, out);
     return true;
   }
 

@@ -22,6 +22,12 @@
 //       runs the whole step with a kernel made for its shape, or returns false;
 //   static void store_logits(const packed&, int v, vec acc, int32_t* logits, std::size_t pixel,
 //       std::size_t plane): logits[channel * plane + pixel] (CHW).
+// A kernel with a Winograd path (run_winograd, called from its run_special) also
+// provides winograd_tiles (tiles per block), winograd_inputs(s, p, in) (the
+// transformed planes of the tile row whose input rows start at in),
+// winograd_products<NV>(p, v0, tx0, n) and winograd_levels<NV>(s, p, v0, tx0, n,
+// out_row) (the products, then the levels, of tiles tx0..tx0+n-1 for vectors
+// v0..v0+NV-1).
 #include <algorithm>
 #include <cstring>
 #include <memory>
@@ -115,6 +121,28 @@ void run_block(const conv_step& s, const typename K::packed& p, int v0, const ui
     run_unpooled<K, 1, NV>(s, p, v0, in, out, logits);
   else
     run_unpooled<K, np, NV>(s, p, v0, in, out, logits);
+}
+
+// A 3x3 conv with its 2x2 pool as Winograd F(2x2, 3x3) (plan.hpp): tile row by
+// tile row, blocks of tiles, two vectors of output channels at a time.
+template <class K>
+void run_winograd(const conv_step& s, const typename K::packed& p, const uint8_t* in, uint8_t* out) {
+  const int vectors = p.oc_pad / K::lanes;
+  for (int py = 0; py < s.pooled_h; ++py) {
+    K::winograd_inputs(s, p, in + std::size_t(2 * py) * s.in_row_bytes());
+    uint8_t* out_row = out + std::size_t(py) * s.pooled_w * s.oc;
+    for (int tx0 = 0; tx0 < s.pooled_w; tx0 += K::winograd_tiles) {
+      const int n = std::min(K::winograd_tiles, s.pooled_w - tx0);
+      for (int v0 = 0; v0 < vectors; v0 += 2)
+        if (vectors - v0 >= 2) {
+          K::template winograd_products<2>(p, v0, tx0, n);
+          K::template winograd_levels<2>(s, p, v0, tx0, n, out_row);
+        } else {
+          K::template winograd_products<1>(p, v0, tx0, n);
+          K::template winograd_levels<1>(s, p, v0, tx0, n, out_row);
+        }
+    }
+  }
 }
 
 template <class K>
