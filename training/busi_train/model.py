@@ -67,14 +67,21 @@ class busi_net(nn.Module):
 
     def forward(self, x):
         """x: pixels/255, N x 1 x 255 x 255 float."""
+        return self.forward_features(x)[0]
+
+    def forward_features(self, x):
+        """(logits, [each conv block's output, after its pool]): the feature maps
+        feed training-only heads (lesion_decoder); the deployed network is forward()."""
+        features = []
         for layer, pool in zip(self.convs, POOLED):
             x = layer(x)
             if pool:
                 x = F.max_pool2d(x, 2)
+            features.append(x)
         x = torch.flatten(x, 1)
         for layer in self.dense:
             x = layer(x)
-        return x
+        return x, features
 
     @torch.no_grad()
     def init_quantizers(self, calibration_x):
@@ -95,6 +102,28 @@ class busi_net(nn.Module):
             if i == len(self.convs) - 1:
                 x = torch.flatten(x, 1)
         self.train(was_training)
+
+
+class lesion_decoder(nn.Module):
+    """Training-only segmentation head (multi-task learning from the lesion masks):
+    conv2-conv4's pooled maps (16x62x62, 32x30x30, 32x14x14) are projected to 16
+    channels, upsampled to 62x62, summed, and turned into one lesion logit per
+    pixel. It is not exported: the deployed network is unchanged and only its
+    features are shaped by the second task."""
+
+    def __init__(self, width=16):
+        super().__init__()
+        self.lateral = nn.ModuleList(nn.Conv2d(c, width, 1) for c in CONV_CHANNELS[2:5])
+        self.head = nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.BatchNorm2d(width),
+                                  nn.ReLU(), nn.Conv2d(width, 1, 1))
+
+    def forward(self, features):
+        f2, f3, f4 = features[1:4]
+        size = f2.shape[-2:]
+        x = sum(F.interpolate(lat(f), size=size, mode="bilinear", align_corners=False)
+                if f.shape[-2:] != size else lat(f)
+                for lat, f in zip(self.lateral, (f2, f3, f4)))
+        return self.head(x)
 
 
 def random_float_net(seed, mean=0.2, var=(0.5, 2.0), bias=0.1):

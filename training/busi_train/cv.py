@@ -1,0 +1,368 @@
+"""The honest protocol: grouped 4-fold cross-validation over BUSI and BUS-BRA.
+
+  # one recipe, every fold (resumable: rerun the same command after a stop)
+  /usr/bin/python3 -m busi_train.cv train --recipe robust --out runs/cv
+  # a scanner the model never saw: train on everything else, test on it
+  /usr/bin/python3 -m busi_train.cv train --recipe robust --hold-out-scanner LOGIQ7 --out runs/cv
+  # the shipped model: the same recipe on all development images
+  /usr/bin/python3 -m busi_train.cv train --recipe robust --final --out runs/cv
+  # the tables (markdown), recipes side by side
+  /usr/bin/python3 -m busi_train.cv report runs/cv/paper runs/cv/robust
+
+Fold k holds BUSI's near-duplicate-grouped fold k and BUS-BRA's patient-grouped
+kFold k (sources.py). A fold's model trains on the other three and predicts the
+held-out one with its LAST epoch: no epoch or checkpoint is chosen on the images
+it is scored on. Per-epoch held-out figures are logged (log.jsonl) so schedules
+can be compared across recipes on validation folds.
+
+A recipe trains the float network, then quantization-aware W2A4 from it (the
+paper's procedure, seeds/000), in one resumable run.
+"""
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import cv_metrics, data, sources
+from .augment import scanner_augmenter
+from .model import busi_net, lesion_decoder
+from .train import seed_everything
+
+TRAINING_DIR = Path(__file__).resolve().parent.parent
+
+# Every choice a recipe makes, in one place; report() prints them beside the figures.
+RECIPES = {
+    # The shipped models' recipe (train.py): the paper's augmentation (h+v flips,
+    # rotation, scale, brightness, contrast), class-weighted cross-entropy.
+    "paper": {"augment": "paper", "sampling": "permutation", "class_weights": True, "seg_weight": 0.0},
+    # Scanner-variation augmentation, class- and source-balanced sampling, and the
+    # lesion masks as a second task.
+    "robust": {"augment": "scanner", "sampling": "balanced", "class_weights": False, "seg_weight": 0.5},
+    # The same without the second task (what the masks add).
+    "robust-noseg": {"augment": "scanner", "sampling": "balanced", "class_weights": False, "seg_weight": 0.0},
+}
+SCHEDULE = {"float_epochs": 10, "qat_epochs": 6, "epoch_images": 1000, "batch": 16,
+            "float_lr": 1e-3, "qat_lr": 2e-4, "lr_min": 1e-5, "wbits": 2, "abits": 4, "calib_images": 64}
+EVAL_EVERY = 5
+
+
+def sampling_weights(labels, source):
+    """Per-image draw weights: each class equally likely, and within a class each
+    source that has it equally likely (BUS-BRA's 900 benign images do not drown
+    BUSI's)."""
+    w = np.zeros(len(labels))
+    for c in np.unique(labels):
+        in_class = labels == c
+        srcs = np.unique(source[in_class])
+        for s in srcs:
+            sel = in_class & (source == s)
+            w[sel] = 1.0 / (len(srcs) * sel.sum())
+    return torch.tensor(w / w.sum())
+
+
+def segmentation_loss(mask_logits, masks):
+    """BCE plus soft Dice against the warped masks, area-pooled to the head's size."""
+    target = F.adaptive_avg_pool2d(masks, mask_logits.shape[-2:])
+    bce = F.binary_cross_entropy_with_logits(mask_logits, target)
+    p = torch.sigmoid(mask_logits)
+    inter = (p * target).sum(dim=(1, 2, 3))
+    dice = 1 - (2 * inter + 1) / (p.sum(dim=(1, 2, 3)) + target.sum(dim=(1, 2, 3)) + 1)
+    return bce + dice.mean()
+
+
+@torch.no_grad()
+def predict(model, images_u8, mirror=False, batch=64):
+    """Logits of the images, or of their horizontal mirror images."""
+    model.eval()
+    out = []
+    for i in range(0, len(images_u8), batch):
+        x = torch.from_numpy(images_u8[i:i + batch]).float().unsqueeze(1) / 255.0
+        out.append(model(torch.flip(x, dims=[3]) if mirror else x))
+    return torch.cat(out).numpy()
+
+
+def held_out_figures(ds, idx, logits):
+    """A few figures of held-out images for the per-epoch log."""
+    probs = cv_metrics.softmax(logits)
+    out = {}
+    busi = ds.source[idx] == "busi"
+    if busi.any():
+        out.update({f"busi_{k}": round(float(v), 4) for k, v in
+                    cv_metrics.busi_figures(ds.labels[idx][busi], probs[busi]).items()})
+    bra = ds.source[idx] == "busbra"
+    if bra.any():
+        out.update({f"busbra_{k}": round(float(v), 4) for k, v in
+                    cv_metrics.lesion_figures(ds.labels[idx][bra], probs[bra]).items()})
+    return out
+
+
+class split_run:
+    """One model: trained on train_idx, scored on eval_idx after every epoch, its
+    state saved after every epoch so a stopped run resumes where it was."""
+
+    def __init__(self, ds, train_idx, eval_idx, recipe_name, schedule, out, seed, threads):
+        self.ds, self.train_idx, self.eval_idx = ds, np.asarray(train_idx), np.asarray(eval_idx)
+        self.recipe, self.schedule = RECIPES[recipe_name], schedule
+        self.config = {"recipe": recipe_name, **self.recipe, **schedule, "seed": seed,
+                       "train_images": len(train_idx), "eval_images": len(eval_idx)}
+        self.out, self.seed = Path(out), seed
+        torch.set_num_threads(threads)
+
+    def stages(self):
+        s = self.schedule
+        return [("float", s["float_epochs"], s["float_lr"]), ("qat", s["qat_epochs"], s["qat_lr"])]
+
+    def build(self, stage, float_state=None):
+        s = self.schedule
+        if stage == "float":
+            model = busi_net()
+        else:
+            model = busi_net(s["wbits"], s["abits"])
+            if float_state is not None:
+                missing, _ = model.load_state_dict(float_state, strict=False)
+                assert all(".wq." in k or ".act." in k for k in missing), missing
+                gen = torch.Generator().manual_seed(self.seed)
+                pick = self.train_idx[torch.randperm(len(self.train_idx), generator=gen)[:s["calib_images"]]]
+                model.init_quantizers(torch.from_numpy(self.ds.images[pick]).float().unsqueeze(1) / 255.0)
+        decoder = lesion_decoder() if self.recipe["seg_weight"] > 0 else None
+        params = list(model.parameters()) + (list(decoder.parameters()) if decoder else [])
+        return model, decoder, torch.optim.Adam(params, lr=1e-3)
+
+    def run(self, max_epochs=None):
+        """Trains (or resumes) to the end; with max_epochs, stops after that many
+        epochs of this call (returns False then; a later call continues)."""
+        state_path = self.out / "state.pt"
+        if (self.out / "final.pt").exists():
+            print(f"{self.out}: done", flush=True)
+            return True
+        self.out.mkdir(parents=True, exist_ok=True)
+        seed_everything(self.seed)
+        gen = torch.Generator().manual_seed(self.seed)
+        stage_i, epoch = 0, 0
+        model, decoder, opt = self.build("float")
+        if state_path.exists():
+            st = torch.load(state_path, map_location="cpu")
+            stage_i, epoch = st["stage"], st["epoch"]
+            model, decoder, opt = self.build(self.stages()[stage_i][0])
+            model.load_state_dict(st["model"])
+            if decoder:
+                decoder.load_state_dict(st["decoder"])
+            opt.load_state_dict(st["optimizer"])
+            gen.set_state(st["generator"])
+            print(f"{self.out}: resuming {self.stages()[stage_i][0]} after epoch {epoch}", flush=True)
+        ds, s = self.ds, self.schedule
+        labels = torch.from_numpy(ds.labels[self.train_idx])
+        if self.recipe["sampling"] == "balanced":
+            draw_w = sampling_weights(ds.labels[self.train_idx], ds.source[self.train_idx])
+        counts = torch.bincount(labels, minlength=len(data.CLASSES)).float()
+        ce_w = counts.sum() / (len(counts) * counts.clamp_min(1)) if self.recipe["class_weights"] else None
+        aug_paper, aug_scanner = data.augmenter(), scanner_augmenter()
+        log = open(self.out / "log.jsonl", "a")
+        while stage_i < len(self.stages()):
+            stage, n_epochs, lr_max = self.stages()[stage_i]
+            steps = math.ceil(s["epoch_images"] / s["batch"])
+            while epoch < n_epochs:
+                if max_epochs is not None and max_epochs <= 0:
+                    return False
+                max_epochs = None if max_epochs is None else max_epochs - 1
+                epoch += 1
+                t0 = time.time()
+                model.train()
+                if decoder:
+                    decoder.train()
+                if self.recipe["sampling"] == "balanced":
+                    order = torch.multinomial(draw_w, s["epoch_images"], replacement=True, generator=gen)
+                else:
+                    order = torch.cat([torch.randperm(len(self.train_idx), generator=gen)
+                                       for _ in range(math.ceil(s["epoch_images"] / len(self.train_idx)))])
+                    order = order[:s["epoch_images"]]
+                total = 0.0
+                for b in range(steps):
+                    t = ((epoch - 1) * steps + b) / (n_epochs * steps)
+                    for g in opt.param_groups:
+                        g["lr"] = s["lr_min"] + 0.5 * (lr_max - s["lr_min"]) * (1 + math.cos(math.pi * t))
+                    pick = self.train_idx[order[b * s["batch"]:(b + 1) * s["batch"]].numpy()]
+                    imgs = torch.from_numpy(ds.images[pick]).unsqueeze(1)
+                    if self.recipe["augment"] == "scanner":
+                        x, masks = aug_scanner(imgs, torch.from_numpy(ds.masks[pick]).unsqueeze(1), gen)
+                    else:
+                        x, masks = aug_paper(imgs, gen), None
+                    logits, features = model.forward_features(x)
+                    loss = F.cross_entropy(logits, torch.from_numpy(ds.labels[pick]), weight=ce_w)
+                    if decoder:
+                        loss = loss + self.recipe["seg_weight"] * segmentation_loss(decoder(features), masks)
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+                    total += loss.item()
+                rec = {"stage": stage, "epoch": epoch, "loss": round(total / steps, 4),
+                       "seconds": round(time.time() - t0, 1)}
+                # Held-out figures every few epochs (each costs ~a fifth of an epoch).
+                if len(self.eval_idx) and (epoch % EVAL_EVERY == 0 or epoch == n_epochs):
+                    rec.update(held_out_figures(ds, self.eval_idx, predict(model, ds.images[self.eval_idx])))
+                log.write(json.dumps(rec) + "\n")
+                log.flush()
+                print(self.out.name, json.dumps(rec), flush=True)
+                torch.save({"stage": stage_i, "epoch": epoch, "model": model.state_dict(),
+                            "decoder": decoder.state_dict() if decoder else None,
+                            "optimizer": opt.state_dict(), "generator": gen.get_state()}, state_path)
+            stage_i, epoch = stage_i + 1, 0
+            if stage_i < len(self.stages()):
+                model, decoder_next, opt = self.build(self.stages()[stage_i][0], model.state_dict())
+                if decoder:
+                    decoder_next.load_state_dict(decoder.state_dict())
+                decoder = decoder_next
+                for g in opt.param_groups:
+                    g["lr"] = self.stages()[stage_i][2]
+        if len(self.eval_idx):
+            images = ds.images[self.eval_idx]
+            np.savez(self.out / "predictions.npz", names=np.array([ds.names[i] for i in self.eval_idx]),
+                     logits=predict(model, images), logits_mirrored=predict(model, images, mirror=True))
+        # The checkpoint format train.py writes, so export.py and the equivalence
+        # checks read it unchanged.
+        torch.save({"config": {**self.config, "wbits": s["wbits"], "abits": s["abits"]},
+                    "epoch": self.stages()[-1][1], "val": None, "state_dict": model.state_dict()},
+                   self.out / "final.pt")
+        state_path.unlink()
+        return True
+
+
+def splits(ds, folds, hold_out_scanner, final):
+    """(name, train indices, evaluation indices) of each model to train."""
+    everything = np.arange(len(ds.labels))
+    if final:
+        return [("all", everything, everything[:0])]
+    if hold_out_scanner:
+        held = ds.scanner == hold_out_scanner
+        if not held.any():
+            raise SystemExit(f"--hold-out-scanner {hold_out_scanner}: no such scanner "
+                             f"(have {sorted(set(ds.scanner))})")
+        if hold_out_scanner == sources.BUSI_SCANNER:
+            raise SystemExit("--hold-out-scanner BUSI: the normal class exists only in BUSI, "
+                             "so a model trained without it cannot learn it")
+        return [(f"without-{hold_out_scanner}", everything[~held], everything[held])]
+    return [(f"fold{k}", everything[ds.fold != k], everything[ds.fold == k]) for k in folds]
+
+
+def cmd_train(args):
+    ds = sources.load_dev_set(cache_dir=args.cache or None)
+    schedule = dict(SCHEDULE)
+    for k in ("float_epochs", "qat_epochs", "epoch_images"):
+        if getattr(args, k) is not None:
+            schedule[k] = getattr(args, k)
+    root = Path(args.out) / args.recipe
+    root.mkdir(parents=True, exist_ok=True)
+    for name, train_idx, eval_idx in splits(ds, args.folds, args.hold_out_scanner, args.final):
+        run = split_run(ds, train_idx, eval_idx, args.recipe, schedule, root / name, args.seed, args.threads)
+        if not run.run(args.max_epochs):
+            print(f"{root / name}: stopped after --max-epochs {args.max_epochs}; rerun to continue")
+            return
+
+
+def gather(run_root, ds_index, mirrored):
+    """Out-of-fold logits of a recipe's folds, and its held-out-scanner runs."""
+    folds, held = [], {}
+    for p in sorted(Path(run_root).glob("*/predictions.npz")):
+        z = np.load(p)
+        logits = (z["logits"] + z["logits_mirrored"]) / 2 if mirrored else z["logits"]
+        idx = np.array([ds_index[n] for n in z["names"]])
+        (held.setdefault(p.parent.name, []) if p.parent.name.startswith("without-") else folds).append((idx, logits))
+    return folds, held
+
+
+def fmt(v):
+    value, lo, hi = v
+    return f"{100 * value:.1f} ({100 * lo:.1f}-{100 * hi:.1f})"
+
+
+def fmt_auc(v):
+    value, lo, hi = v
+    return f"{value:.3f} ({lo:.3f}-{hi:.3f})"
+
+
+def recipe_rows(ds, run_root, mirrored):
+    ds_index = {n: i for i, n in enumerate(ds.names)}
+    folds, held = gather(run_root, ds_index, mirrored)
+    if not folds:
+        return None
+    idx = np.concatenate([i for i, _ in folds])
+    probs = cv_metrics.softmax(np.concatenate([l for _, l in folds]))
+    row = {"folds": len(folds)}
+    busi = ds.source[idx] == "busi"
+    if busi.any():
+        row["busi"] = cv_metrics.bootstrap(cv_metrics.busi_figures, ds.labels[idx][busi], probs[busi],
+                                           ds.group[idx][busi])
+        row["busi_n"] = int(busi.sum())
+    for scanner in (None,) + tuple(sources.SCANNERS.values()):
+        sel = (ds.source[idx] == "busbra") & ((ds.scanner[idx] == scanner) if scanner else True)
+        if sel.any():
+            row[f"busbra_{scanner or 'all'}"] = cv_metrics.bootstrap(
+                cv_metrics.lesion_figures, ds.labels[idx][sel], probs[sel], ds.group[idx][sel])
+            row[f"busbra_{scanner or 'all'}_n"] = int(sel.sum())
+    for name, parts in held.items():
+        hi = np.concatenate([i for i, _ in parts])
+        hp = cv_metrics.softmax(np.concatenate([l for _, l in parts]))
+        row[name] = cv_metrics.bootstrap(cv_metrics.lesion_figures, ds.labels[hi], hp, ds.group[hi])
+    return row
+
+
+def cmd_report(args):
+    ds = sources.load_dev_set(cache_dir=args.cache or None)
+    lines = ["Grouped 4-fold cross-validation (BUSI: Al-Dhabyani et al. 2020, near-duplicate groups "
+             "kept in one fold; BUS-BRA: Gomez-Flores et al. 2024, its patient-grouped kFold 1-4). "
+             "Each fold's model is its last epoch; 95% CIs by group bootstrap."
+             + (" Logits averaged with the mirrored image's." if args.mirrored else ""), "",
+             "| recipe | folds | BUSI 3-class acc | recall N / B / M | BUSI sens / spec (normal vs abnormal) "
+             "| BUS-BRA B-vs-M AUC | BUS-BRA called abnormal | AUC LOGIQ7 / LOGIQ5 | AUC on a held-out scanner |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for run_root in args.runs:
+        row = recipe_rows(ds, run_root, args.mirrored)
+        if row is None:
+            lines.append(f"| {Path(run_root).name} | 0 | | | | | | | |")
+            continue
+        b = row.get("busi", {})
+        recalls = " / ".join(f"{100 * b[k][0]:.0f}" for k in ("recall_normal", "recall_benign", "recall_malignant")) if b else ""
+        bra = row.get("busbra_all", {})
+        per_scanner = " / ".join(fmt_auc(row[f"busbra_{s}"]["auc_malignant"]) for s in sources.SCANNERS.values()
+                                 if f"busbra_{s}" in row)
+        held = "; ".join(f"{k[len('without-'):]}: {fmt_auc(v['auc_malignant'])}" for k, v in row.items()
+                         if k.startswith("without-"))
+        lines.append(f"| {Path(run_root).name} | {row['folds']} | {fmt(b['accuracy']) if b else ''} | {recalls} | "
+                     f"{fmt(b['sensitivity']) + ' / ' + fmt(b['specificity']) if b else ''} | "
+                     f"{fmt_auc(bra['auc_malignant']) if bra else ''} | {fmt(bra['called_abnormal']) if bra else ''} | "
+                     f"{per_scanner} | {held} |")
+    print("\n".join(lines))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train a recipe's fold models (resumable)")
+    t.add_argument("--recipe", choices=sorted(RECIPES), required=True)
+    t.add_argument("--out", default=str(TRAINING_DIR / "runs" / "cv"))
+    t.add_argument("--folds", type=lambda s: [int(k) for k in s.split(",")], default=list(sources.FOLDS),
+                   help="comma-separated folds to run (default 1,2,3,4)")
+    t.add_argument("--hold-out-scanner", choices=tuple(sources.SCANNERS.values()) + (sources.BUSI_SCANNER,))
+    t.add_argument("--final", action="store_true", help="train on every development image (the shipped model)")
+    t.add_argument("--float-epochs", type=int)
+    t.add_argument("--qat-epochs", type=int)
+    t.add_argument("--epoch-images", type=int, help="images drawn per epoch")
+    t.add_argument("--max-epochs", type=int, help="stop after this many epochs (a rerun resumes)")
+    t.add_argument("--seed", type=int, default=1)
+    t.add_argument("--threads", type=int, default=1)
+    r = sub.add_parser("report", help="markdown table of recipes' cross-validated figures")
+    r.add_argument("runs", nargs="+", help="recipe folders (e.g. runs/cv/robust)")
+    r.add_argument("--mirrored", action="store_true", help="average each image's logits with its mirror's")
+    for q in (t, r):
+        q.add_argument("--cache", default=str(TRAINING_DIR / "runs" / "cache"))
+    args = p.parse_args(argv)
+    {"train": cmd_train, "report": cmd_report}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()

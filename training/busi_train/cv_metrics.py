@@ -1,0 +1,70 @@
+"""The protocol's figures with 95% confidence intervals.
+
+Every interval is a percentile bootstrap that resamples whole groups (BUSI
+near-duplicate groups, BUS-BRA patients), so correlated images count once per
+draw, not as independent evidence.
+"""
+import numpy as np
+
+NORMAL, BENIGN, MALIGNANT = 0, 1, 2
+
+
+def auc(scores, positive):
+    """Area under the ROC curve (Mann-Whitney U, ties count one half); nan when a
+    class is absent."""
+    scores, positive = np.asarray(scores, float), np.asarray(positive, bool)
+    n_pos, n_neg = positive.sum(), (~positive).sum()
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores))
+    sorted_scores = scores[order]
+    i = 0
+    while i < len(scores):  # average ranks over ties
+        j = i
+        while j + 1 < len(scores) and sorted_scores[j + 1] == sorted_scores[i]:
+            j += 1
+        ranks[order[i:j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def busi_figures(labels, probs):
+    pred = probs.argmax(1)
+    abnormal, called_abnormal = labels != NORMAL, pred != NORMAL
+    out = {"accuracy": np.mean(pred == labels)}
+    for c, name in ((NORMAL, "recall_normal"), (BENIGN, "recall_benign"), (MALIGNANT, "recall_malignant")):
+        out[name] = np.mean(pred[labels == c] == c) if np.any(labels == c) else np.nan
+    out["sensitivity"] = np.mean(called_abnormal[abnormal]) if abnormal.any() else np.nan
+    out["specificity"] = np.mean(~called_abnormal[~abnormal]) if (~abnormal).any() else np.nan
+    return out
+
+
+def lesion_figures(labels, probs):
+    """Benign-vs-malignant AUC of P(malignant) and the share of lesion images
+    called abnormal (for a source with lesions only, e.g. BUS-BRA)."""
+    return {"auc_malignant": auc(probs[:, MALIGNANT], labels == MALIGNANT),
+            "called_abnormal": np.mean(probs.argmax(1) != NORMAL)}
+
+
+def bootstrap(figures, labels, probs, groups, n=2000, seed=0):
+    """{figure: (value, lo, hi)}: figures(labels, probs) on all items, and the 2.5
+    and 97.5 percentiles over n resamples of whole groups."""
+    labels, probs, groups = np.asarray(labels), np.asarray(probs), np.asarray(groups)
+    point = figures(labels, probs)
+    keys, inverse = np.unique(groups, return_inverse=True)
+    members = [np.nonzero(inverse == k)[0] for k in range(len(keys))]
+    rng = np.random.default_rng(seed)
+    draws = {k: [] for k in point}
+    for _ in range(n):
+        idx = np.concatenate([members[g] for g in rng.integers(0, len(keys), len(keys))])
+        for k, v in figures(labels[idx], probs[idx]).items():
+            draws[k].append(v)
+    return {k: (float(point[k]), float(np.nanpercentile(draws[k], 2.5)), float(np.nanpercentile(draws[k], 97.5)))
+            for k in point}
+
+
+def softmax(logits):
+    z = np.asarray(logits, float)
+    z = np.exp(z - z.max(1, keepdims=True))
+    return z / z.sum(1, keepdims=True)

@@ -1,0 +1,139 @@
+"""The cross-validation protocol: folds, figures and intervals, sampling,
+scanner augmentation, and a resumable run."""
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from busi_train import cv, cv_metrics, sources
+from busi_train.augment import scanner_augmenter
+
+
+def test_group_folds_keep_groups_whole_and_classes_balanced():
+    rng = np.random.default_rng(3)
+    groups = np.repeat(np.arange(300), rng.integers(1, 5, 300))
+    labels = np.array([g % 3 if g % 7 else 0 for g in groups])
+    fold = sources.stratified_group_folds(labels, groups)
+    for g in np.unique(groups):
+        assert len(set(fold[groups == g])) == 1
+    for c in range(3):
+        per_fold = np.bincount(fold[labels == c], minlength=5)[1:]
+        assert per_fold.max() - per_fold.min() <= 5, per_fold
+
+
+def test_auc_equals_the_share_of_correctly_ordered_pairs():
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 6, 60).astype(float)  # many ties
+    positive = rng.random(60) < 0.4
+    pairs = [(1.0 if p > n else 0.5 if p == n else 0.0)
+             for p, n in itertools.product(scores[positive], scores[~positive])]
+    assert cv_metrics.auc(scores, positive) == pytest.approx(np.mean(pairs))
+    assert cv_metrics.auc([0.1, 0.9], [False, True]) == 1.0
+    assert np.isnan(cv_metrics.auc([0.1, 0.9], [True, True]))
+
+
+def test_busi_figures_of_a_known_confusion():
+    labels = np.array([0, 0, 0, 0, 1, 1, 2, 2])
+    pred = np.array([0, 0, 0, 1, 1, 2, 2, 0])
+    probs = np.eye(3)[pred]
+    f = cv_metrics.busi_figures(labels, probs)
+    assert f["accuracy"] == pytest.approx(5 / 8)
+    assert f["recall_normal"] == pytest.approx(3 / 4)
+    assert f["recall_benign"] == pytest.approx(1 / 2)
+    assert f["sensitivity"] == pytest.approx(3 / 4)  # one malignant called normal
+    assert f["specificity"] == pytest.approx(3 / 4)
+
+
+def test_group_bootstrap_interval_holds_the_point_and_widens_with_fewer_groups():
+    # 10 groups of 40 copies: right or wrong together, as near-duplicates are.
+    rng = np.random.default_rng(1)
+    groups = np.arange(400) // 40
+    labels = rng.integers(0, 3, 400)
+    right = (rng.random(10) < 0.7)[groups]
+    probs = np.eye(3)[np.where(right, labels, (labels + 1) % 3)]
+    many = cv_metrics.bootstrap(cv_metrics.busi_figures, labels, probs, np.arange(400), n=300)
+    few = cv_metrics.bootstrap(cv_metrics.busi_figures, labels, probs, groups, n=300)
+    value, lo, hi = many["accuracy"]
+    assert lo < value < hi
+    assert (few["accuracy"][2] - few["accuracy"][1]) > (hi - lo)
+
+
+def test_balanced_sampling_weights_classes_and_sources_equally():
+    labels = np.array([0] * 10 + [1] * 30 + [1] * 300 + [2] * 5 + [2] * 100)
+    source = np.array(["busi"] * 45 + ["busbra"] * 400)
+    source[:10], source[10:40], source[340:345] = "busi", "busi", "busi"
+    w = cv.sampling_weights(labels, source).numpy()
+    for c in range(3):
+        assert w[labels == c].sum() == pytest.approx(1 / 3)
+    assert w[(labels == 1) & (source == "busi")].sum() == pytest.approx(1 / 6)
+
+
+def test_scanner_augmentation_moves_masks_with_the_image_and_stays_on_the_uint8_grid():
+    img = torch.zeros(4, 1, 255, 255, dtype=torch.uint8)
+    img[:, :, 60:120, 140:200] = 200
+    mask = (img > 0).to(torch.uint8) * 255
+    aug = scanner_augmenter(p_calipers=0, p_text=0, p_blur=0, speckle=0, tgc=0, gain=(1, 1), gamma=(1, 1))
+    x, m = aug(img, mask, torch.Generator().manual_seed(5))
+    assert x.shape == (4, 1, 255, 255) and m.shape == (4, 1, 255, 255)
+    assert torch.equal(torch.round(x * 255), x * 255)
+    bright, inside = x[:, 0] > 0.5, m[:, 0] > 0.5
+    # The warped square and the warped mask cover the same pixels (up to the edge).
+    overlap = (bright & inside).sum().item() / max((bright | inside).sum().item(), 1)
+    assert overlap > 0.9
+    # and they moved: a flip, rotation or shift happened to at least one image.
+    assert not torch.equal(inside, (mask[:, 0] > 0))
+
+
+def tiny_dev_set(n=12):
+    rng = np.random.default_rng(0)
+    labels = np.array([0, 1, 2] * (n // 3))
+    images = rng.integers(0, 255, (n, 255, 255), dtype=np.uint8)
+    masks = np.zeros((n, 255, 255), np.uint8)
+    masks[labels > 0, 100:150, 100:150] = 255
+    source = np.array(["busi", "busbra"] * (n // 2))
+    source[labels == 0] = "busi"
+    return sources.dev_set(images, masks, labels, source, np.array(["BUSI"] * n), np.arange(n),
+                           np.arange(n) % 4 + 1, [f"img{i}" for i in range(n)])
+
+
+@pytest.mark.parametrize("recipe", ["robust", "paper"])
+def test_a_stopped_run_resumes_to_the_same_model(tmp_path, recipe):
+    ds = tiny_dev_set()
+    sched = dict(cv.SCHEDULE, float_epochs=2, qat_epochs=1, epoch_images=8, batch=4, calib_images=4)
+    train, held = np.arange(8), np.arange(8, 12)
+    whole = cv.split_run(ds, train, held, recipe, sched, tmp_path / "whole", seed=3, threads=1)
+    assert whole.run()
+    parts = cv.split_run(ds, train, held, recipe, sched, tmp_path / "parts", seed=3, threads=1)
+    assert not parts.run(max_epochs=1)
+    assert not parts.run(max_epochs=1)  # stops at the float -> W2A4 boundary
+    assert parts.run()
+    a = torch.load(tmp_path / "whole" / "final.pt")["state_dict"]
+    b = torch.load(tmp_path / "parts" / "final.pt")["state_dict"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert any(".wq." in k for k in a)  # the shipped stage is the quantized network
+    pa, pb = np.load(tmp_path / "whole" / "predictions.npz"), np.load(tmp_path / "parts" / "predictions.npz")
+    assert list(pa["names"]) == [f"img{i}" for i in held]
+    assert np.array_equal(pa["logits"], pb["logits"])
+    assert not (tmp_path / "whole" / "state.pt").exists()
+
+
+def test_scanner_hold_out_refuses_busi_and_unknown_names():
+    ds = tiny_dev_set()
+    with pytest.raises(SystemExit, match="normal class"):
+        cv.splits(ds, [1], "BUSI", False)
+    with pytest.raises(SystemExit, match="no such scanner"):
+        cv.splits(ds, [1], "LOGIQ7", False)
+
+
+def test_the_development_folds_keep_groups_and_patients_whole(busi_root):
+    shared = busi_root.parent
+    if not (shared / "busbra").is_dir() or not (shared / "busi_masks").is_dir():
+        pytest.skip(f"BUS-BRA or the BUSI masks not found beside {busi_root}")
+    ds = sources.load_dev_set(shared)
+    assert len(ds.labels) == 702 + 1350
+    for g in np.unique(ds.group):
+        assert len(set(ds.fold[ds.group == g])) == 1
+    assert set(ds.scanner) == {"BUSI", "LOGIQ7", "LOGIQ5"}
+    assert not np.any(ds.labels[ds.source == "busbra"] == 0)
+    assert ds.masks[ds.labels == 0].max() == 0 and ds.masks[ds.labels > 0].max() == 255
