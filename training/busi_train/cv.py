@@ -264,6 +264,23 @@ def cmd_train(args):
             return
 
 
+def cmd_score(args):
+    """Out-of-sample predictions of a checkpoint trained outside this protocol (the
+    shipped models: train.py on splits/train.txt): every BUS-BRA image, and the
+    BUSI images of splits/val.txt (the only BUSI images it never trained on)."""
+    from .train import load_checkpoint
+    ds = sources.load_dev_set(cache_dir=args.cache or None)
+    model, _ = load_checkpoint(args.checkpoint)
+    unseen = {f"busi/{p}" for p, _ in data.read_split("val")}
+    idx = np.array([i for i, n in enumerate(ds.names) if n in unseen or ds.source[i] == "busbra"])
+    out = Path(args.out) / "unseen"
+    out.mkdir(parents=True, exist_ok=True)
+    images = ds.images[idx]
+    np.savez(out / "predictions.npz", names=np.array([ds.names[i] for i in idx]),
+             logits=predict(model, images), logits_mirrored=predict(model, images, mirror=True))
+    print(f"{out / 'predictions.npz'}: {len(idx)} images")
+
+
 def gather(run_root, ds_index, mirrored):
     """Out-of-fold logits of a recipe's folds, and its held-out-scanner runs."""
     folds, held = [], {}
@@ -311,6 +328,51 @@ def recipe_rows(ds, run_root, mirrored):
     return row
 
 
+REFERRAL_SENSITIVITY = 0.97
+
+
+def referral_figures(labels, refer_and_busi):
+    """Sensitivity and specificity of 'refer' on BUSI, and the share of BUS-BRA's
+    lesion images referred; refer_and_busi: columns (refer, is BUSI)."""
+    refer, busi = refer_and_busi[:, 0] > 0, refer_and_busi[:, 1] > 0
+    abnormal = labels != cv_metrics.NORMAL
+
+    def share(x):
+        return np.mean(x) if len(x) else np.nan
+    return {"busi_sensitivity": share(refer[busi & abnormal]), "busi_specificity": share(~refer[busi & ~abnormal]),
+            "busbra_referred": share(refer[~busi])}
+
+
+def cross_fitted_referral(ds, folds):
+    """Temperature and referral threshold fitted on the other folds' out-of-fold
+    predictions and applied to each fold (so no fold's figures come from a choice
+    made on it); ECE before and after. Returns None with fewer than two folds."""
+    if len(folds) < 2:
+        return None
+    idx_all, refer_all, before, after, temps, thresholds = [], [], [], [], [], []
+    for k, (idx, logits) in enumerate(folds):
+        rest_idx = np.concatenate([i for j, (i, _) in enumerate(folds) if j != k])
+        rest_logits = np.concatenate([l for j, (_, l) in enumerate(folds) if j != k])
+        t = cv_metrics.fit_temperature(rest_logits, ds.labels[rest_idx])
+        p_rest = cv_metrics.softmax(rest_logits / t)
+        thr = cv_metrics.threshold_for_sensitivity(1 - p_rest[:, 0], ds.labels[rest_idx] != 0,
+                                                   REFERRAL_SENSITIVITY)
+        p = cv_metrics.softmax(logits / t)
+        idx_all.append(idx)
+        refer_all.append(1 - p[:, 0] >= thr)
+        before.append(cv_metrics.softmax(logits))
+        after.append(p)
+        temps.append(t)
+        thresholds.append(thr)
+    idx = np.concatenate(idx_all)
+    labels = ds.labels[idx]
+    column = np.column_stack([np.concatenate(refer_all), ds.source[idx] == "busi"]).astype(float)
+    return {"temperature": temps, "threshold": thresholds,
+            "ece_before": cv_metrics.expected_calibration_error(np.concatenate(before), labels),
+            "ece_after": cv_metrics.expected_calibration_error(np.concatenate(after), labels),
+            "referral": cv_metrics.bootstrap(referral_figures, labels, column, ds.group[idx])}
+
+
 def cmd_report(args):
     ds = sources.load_dev_set(cache_dir=args.cache or None)
     lines = ["Grouped 4-fold cross-validation (BUSI: Al-Dhabyani et al. 2020, near-duplicate groups "
@@ -336,6 +398,23 @@ def cmd_report(args):
                      f"{fmt(b['sensitivity']) + ' / ' + fmt(b['specificity']) if b else ''} | "
                      f"{fmt_auc(bra['auc_malignant']) if bra else ''} | {fmt(bra['called_abnormal']) if bra else ''} | "
                      f"{per_scanner} | {held} |")
+    lines += ["", f"Referral at >= {100 * REFERRAL_SENSITIVITY:.0f}% sensitivity: refer when P(benign) + "
+              "P(malignant) >= a threshold; the softmax temperature and the threshold are fitted on three "
+              "folds' out-of-fold predictions and applied to the fourth. ECE: top-1 confidence, 15 bins, "
+              "over all folds.", "",
+              "| recipe | temperature (per fold) | threshold (per fold) | ECE before / after | "
+              "BUSI sensitivity | BUSI specificity | BUS-BRA lesions referred |", "|---|---|---|---|---|---|---|"]
+    ds_index = {n: i for i, n in enumerate(ds.names)}
+    for run_root in args.runs:
+        folds, _ = gather(run_root, ds_index, args.mirrored)
+        c = cross_fitted_referral(ds, folds)
+        if c is None:
+            continue
+        r = c["referral"]
+        lines.append(f"| {Path(run_root).name} | {', '.join(f'{t:.2f}' for t in c['temperature'])} | "
+                     f"{', '.join(f'{t:.3f}' for t in c['threshold'])} | "
+                     f"{c['ece_before']:.3f} / {c['ece_after']:.3f} | {fmt(r['busi_sensitivity'])} | "
+                     f"{fmt(r['busi_specificity'])} | {fmt(r['busbra_referred'])} |")
     print("\n".join(lines))
 
 
@@ -355,13 +434,16 @@ def main(argv=None):
     t.add_argument("--max-epochs", type=int, help="stop after this many epochs (a rerun resumes)")
     t.add_argument("--seed", type=int, default=1)
     t.add_argument("--threads", type=int, default=1)
+    c = sub.add_parser("score", help="predictions of an existing checkpoint on the images it never saw")
+    c.add_argument("checkpoint")
+    c.add_argument("--out", required=True, help="e.g. runs/cv/shipped-w2a4")
     r = sub.add_parser("report", help="markdown table of recipes' cross-validated figures")
     r.add_argument("runs", nargs="+", help="recipe folders (e.g. runs/cv/robust)")
     r.add_argument("--mirrored", action="store_true", help="average each image's logits with its mirror's")
-    for q in (t, r):
+    for q in (t, c, r):
         q.add_argument("--cache", default=str(TRAINING_DIR / "runs" / "cache"))
     args = p.parse_args(argv)
-    {"train": cmd_train, "report": cmd_report}[args.command](args)
+    {"train": cmd_train, "score": cmd_score, "report": cmd_report}[args.command](args)
 
 
 if __name__ == "__main__":

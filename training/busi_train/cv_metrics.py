@@ -68,3 +68,40 @@ def softmax(logits):
     z = np.asarray(logits, float)
     z = np.exp(z - z.max(1, keepdims=True))
     return z / z.sum(1, keepdims=True)
+
+
+def fit_temperature(logits, labels):
+    """The T > 0 minimizing the negative log-likelihood of softmax(logits / T)
+    (a grid over log T, then refined): temperature scaling (Guo et al., 2017)."""
+    logits, labels = np.asarray(logits, float), np.asarray(labels)
+
+    def nll(t):
+        p = softmax(logits / t)
+        return -np.mean(np.log(p[np.arange(len(labels)), labels] + 1e-12))
+
+    grid = np.exp(np.linspace(np.log(0.05), np.log(20), 121))
+    best = grid[np.argmin([nll(t) for t in grid])]
+    fine = best * np.exp(np.linspace(-0.06, 0.06, 61))
+    return float(fine[np.argmin([nll(t) for t in fine])])
+
+
+def expected_calibration_error(probs, labels, bins=15):
+    """ECE of the top-1 confidence: the bin-size-weighted mean |accuracy - confidence|
+    over equal-width confidence bins."""
+    probs, labels = np.asarray(probs), np.asarray(labels)
+    conf, pred = probs.max(1), probs.argmax(1)
+    edges = np.linspace(0, 1, bins + 1)
+    total = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        sel = (conf > lo) & (conf <= hi)
+        if sel.any():
+            total += sel.mean() * abs(np.mean(pred[sel] == labels[sel]) - conf[sel].mean())
+    return float(total)
+
+
+def threshold_for_sensitivity(p_abnormal, abnormal, target):
+    """The highest threshold t with mean(p_abnormal[abnormal] >= t) >= target: refer
+    when P(abnormal) >= t."""
+    scores = np.sort(np.asarray(p_abnormal)[np.asarray(abnormal, bool)])
+    k = int(np.floor((1 - target) * len(scores) + 1e-9))  # at most k positives may fall below t
+    return float(scores[min(k, len(scores) - 1)])

@@ -137,3 +137,32 @@ def test_the_development_folds_keep_groups_and_patients_whole(busi_root):
     assert set(ds.scanner) == {"BUSI", "LOGIQ7", "LOGIQ5"}
     assert not np.any(ds.labels[ds.source == "busbra"] == 0)
     assert ds.masks[ds.labels == 0].max() == 0 and ds.masks[ds.labels > 0].max() == 255
+
+
+def test_temperature_scaling_recovers_the_temperature_of_the_data():
+    rng = np.random.default_rng(2)
+    logits = rng.normal(0, 3, (4000, 3))
+    labels = np.array([rng.choice(3, p=p) for p in cv_metrics.softmax(logits / 2.5)])
+    assert cv_metrics.fit_temperature(logits, labels) == pytest.approx(2.5, rel=0.1)
+    before = cv_metrics.expected_calibration_error(cv_metrics.softmax(logits), labels)
+    after = cv_metrics.expected_calibration_error(cv_metrics.softmax(logits / 2.5), labels)
+    assert after < 0.03 < before
+
+
+def test_threshold_for_sensitivity_is_the_highest_that_keeps_it():
+    rng = np.random.default_rng(4)
+    scores, positive = rng.random(500), rng.random(500) < 0.5
+    t = cv_metrics.threshold_for_sensitivity(scores, positive, 0.97)
+    assert np.mean(scores[positive] >= t) >= 0.97
+    higher = np.min(scores[positive][scores[positive] > t])
+    assert np.mean(scores[positive] >= higher) < 0.97
+
+
+def test_referral_is_cross_fitted_fold_by_fold():
+    ds = tiny_dev_set(24)
+    rng = np.random.default_rng(5)
+    folds = [(np.nonzero(ds.fold == k)[0], rng.normal(0, 2, (int(np.sum(ds.fold == k)), 3))) for k in (1, 2, 3, 4)]
+    c = cv.cross_fitted_referral(ds, folds)
+    assert len(c["temperature"]) == 4 and len(c["threshold"]) == 4
+    assert len(set(c["threshold"])) > 1  # each fold's own fit, not one shared value
+    assert cv.cross_fitted_referral(ds, folds[:1]) is None
