@@ -392,6 +392,12 @@ def cross_fitted_referral(ds, folds):
             "referral": cv_metrics.bootstrap(referral_figures, labels, column, ds.group[idx])}
 
 
+def label(run_root):
+    """A run folder's name in the tables: its last two path parts (cv/robust,
+    cv-long/robust), so recipes run with other schedules stay apart."""
+    return "/".join(Path(run_root).parts[-2:])
+
+
 def cmd_report(args):
     ds = sources.load_dev_set(cache_dir=args.cache or None)
     lines = ["Grouped 4-fold cross-validation (BUSI: Al-Dhabyani et al. 2020, near-duplicate groups "
@@ -404,7 +410,7 @@ def cmd_report(args):
     for run_root in args.runs:
         row = recipe_rows(ds, run_root, args.mirrored)
         if row is None:
-            lines.append(f"| {Path(run_root).name} | 0 | | | | | | | |")
+            lines.append(f"| {label(run_root)} | 0 | | | | | | | |")
             continue
         b = row.get("busi", {})
         recalls = " / ".join(f"{100 * b[k][0]:.0f}" for k in ("recall_normal", "recall_benign", "recall_malignant")) if b else ""
@@ -413,7 +419,7 @@ def cmd_report(args):
                                  if f"busbra_{s}" in row)
         held = "; ".join(f"{k[len('without-'):]}: {fmt_auc(v['auc_malignant'])}" for k, v in row.items()
                          if k.startswith("without-"))
-        lines.append(f"| {Path(run_root).name} | {row['folds']} | {fmt(b['accuracy']) if b else ''} | {recalls} | "
+        lines.append(f"| {label(run_root)} | {row['folds']} | {fmt(b['accuracy']) if b else ''} | {recalls} | "
                      f"{fmt(b['sensitivity']) + ' / ' + fmt(b['specificity']) if b else ''} | "
                      f"{fmt_auc(bra['auc_malignant']) if bra else ''} | {fmt(bra['called_abnormal']) if bra else ''} | "
                      f"{per_scanner} | {held} |")
@@ -430,7 +436,7 @@ def cmd_report(args):
         if c is None:
             continue
         r = c["referral"]
-        lines.append(f"| {Path(run_root).name} | {', '.join(f'{t:.2f}' for t in c['temperature'])} | "
+        lines.append(f"| {label(run_root)} | {', '.join(f'{t:.2f}' for t in c['temperature'])} | "
                      f"{', '.join(f'{t:.3f}' for t in c['threshold'])} | "
                      f"{c['ece_before']:.3f} / {c['ece_after']:.3f} | {fmt(r['busi_sensitivity'])} | "
                      f"{fmt(r['busi_specificity'])} | {fmt(r['busbra_referred'])} |")
