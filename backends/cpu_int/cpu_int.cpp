@@ -2,6 +2,7 @@
 // prepared engine for every image.
 #include <sstream>
 
+#include "busi/backend.hpp"
 #include "busi/classifier.hpp"
 #include "busi/error.hpp"
 #include "engine.hpp"
@@ -130,7 +131,7 @@ namespace {
 class cpu_int_classifier final : public Classifier {
  public:
   cpu_int_classifier(std::shared_ptr<const Model> model, isa which)
-      : model_(std::move(model)), engine_(make_engine(*model_, which)), logits_(model_->layers.back().output.size()) {}
+      : model_(std::move(model)), engine_(make_engine(*model_, which)) {}
 
   std::string backend() const override { return "cpu_int"; }
   std::string describe() const override {
@@ -138,22 +139,18 @@ class cpu_int_classifier final : public Classifier {
   }
   const Model& model() const override { return *model_; }
 
-  Prediction classify(const Tensor8& input) override {
-    if (input.height != model_->input.height || input.width != model_->input.width ||
-        input.pixels.size() != std::size_t(input.height) * input.width) {
-      std::ostringstream msg;
-      msg << "cpu_int: input is " << input.height << "x" << input.width << " (" << input.pixels.size()
-          << " pixels); model " << model_->name << " takes " << model_->input.height << "x" << model_->input.width;
-      throw error(msg.str());
+ protected:
+  void infer(std::span<const Tensor8> inputs, std::span<RawOutput> outputs) override {
+    const std::size_t classes = model_->layers.back().output.size();
+    for (std::size_t i = 0; i < inputs.size(); ++i) {
+      outputs[i].logits.resize(classes);
+      engine_->run(inputs[i].pixels.data(), outputs[i].logits.data());
     }
-    engine_->run(input.pixels.data(), logits_.data());
-    return make_prediction(first_argmax(logits_.data(), logits_.size()), logits_);
   }
 
  private:
   std::shared_ptr<const Model> model_;
   std::unique_ptr<engine> engine_;
-  std::vector<int32_t> logits_;
 };
 }  // namespace
 
@@ -161,11 +158,11 @@ class cpu_int_classifier final : public Classifier {
 
 namespace busi {
 
-std::unique_ptr<Classifier> make_cpu_int_classifier(const ClassifierOptions& options) {
-  check_settings(options, "cpu_int", {"isa"});
-  auto model = resolve_model(options, ModelKind::quantized, "cpu_int");
-  const auto setting = options.settings.find("isa");
-  const std::string name = setting == options.settings.end() ? "auto" : setting->second;
+std::unique_ptr<Classifier> make_cpu_int_classifier(std::shared_ptr<const Model> model,
+                                                    const BackendSettings& settings) {
+  std::vector<std::string> names = {"auto"};
+  for (cpu_int::isa which : cpu_int::all_isas) names.push_back(cpu_int::isa_name(which));
+  const std::string name = settings.one_of("isa", "auto", names);
   const cpu_int::isa which = name == "auto" ? cpu_int::available_isas().front() : cpu_int::parse_isa(name);
   return std::make_unique<cpu_int::cpu_int_classifier>(std::move(model), which);
 }

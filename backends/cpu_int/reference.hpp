@@ -41,7 +41,4 @@ class reference_engine final : public engine {
 // Logits of one input (input.height x input.width must equal model.input).
 std::vector<int32_t> reference_logits(const Model& model, const Tensor8& input);
 
-// The prediction rule: the first index of the maximum logit.
-int first_argmax(const int32_t* logits, std::size_t count);
-
 }  // namespace busi::cpu_int
