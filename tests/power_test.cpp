@@ -1,6 +1,7 @@
 // Power sources against fake sysfs trees (powercap RAPL, hwmon INA2xx/PMBus),
 // external meter commands and logs, and labelled estimates.
 #include <gtest/gtest.h>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <fstream>
@@ -251,6 +252,40 @@ TEST_F(power_test, description_lists_candidates) {
   ASSERT_EQ(lines.size(), 2u);
   EXPECT_NE(lines[0].find("rapl"), std::string::npos);
   EXPECT_NE(lines[1].find("not a known power monitor"), std::string::npos);
+}
+
+}  // namespace
+
+namespace {
+
+// One hierarchy: a device_error is a busi::error, always carries an errno, and
+// its message says the condition ("...: Input/output error"), never ": Success".
+TEST(device_error, is_a_busi_error_that_carries_errno) {
+  const busi::device_error opened(EACCES, "cannot open /dev/mem");
+  EXPECT_EQ(std::string(opened.what()), "cannot open /dev/mem: Permission denied");
+  EXPECT_EQ(opened.code().value(), EACCES);
+  const busi::error& as_base = opened;
+  EXPECT_NE(dynamic_cast<const busi::device_error*>(&as_base), nullptr);
+  const busi::device_error no_errno(0, "the accelerator wrote nothing");
+  EXPECT_EQ(no_errno.code().value(), EIO);
+  EXPECT_EQ(std::string(no_errno.what()), "the accelerator wrote nothing: Input/output error");
+}
+
+TEST(device_error, meter_command_failures_name_the_condition) {
+  busi::PowerOptions options;
+  const auto message = [&](const std::string& spec) {
+    try {
+      busi::make_power_meter(spec, options);
+    } catch (const busi::error& e) {  // caught as the base
+      EXPECT_NE(dynamic_cast<const busi::device_error*>(&e), nullptr) << spec;
+      return std::string(e.what());
+    }
+    return std::string("(no exception)");
+  };
+  EXPECT_EQ(message("command:exit 3"), "power command 'exit 3': exited with status 3: Input/output error");
+  EXPECT_EQ(message("command:echo hello"), "power command 'echo hello': output 'hello\n' is not a number: Bad message");
+  for (const char* spec : {"command:exit 3", "command:echo hello", "command:echo 3 V"})
+    EXPECT_EQ(message(spec).find("Success"), std::string::npos) << spec;
 }
 
 }  // namespace

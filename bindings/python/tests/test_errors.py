@@ -121,3 +121,17 @@ def test_fpga_without_a_board(tmp_path):
     with pytest.raises(busi_infer.Error) as info:
         busi_infer.Classifier("fpga", device_root=tmp_path)
     assert cli_error("busi-infer", "--backend", "fpga", "--device-root", tmp_path, tmp_path) in (None, str(info.value))
+
+
+def test_device_errors_carry_errno_and_say_the_condition():
+    """A device error is an Error and an OSError with errno, its message says the
+    condition (never ": Success"), and the CLI prints the same text."""
+    import errno
+    with pytest.raises(busi_infer.DeviceError) as info:
+        busi_infer.make_power_meter("command:exit 3")
+    assert isinstance(info.value, busi_infer.Error) and isinstance(info.value, OSError)
+    assert info.value.errno == errno.EIO
+    assert str(info.value) == "power command 'exit 3': exited with status 3: Input/output error"
+    assert "Success" not in str(info.value)
+    from_cli = cli_error("busi-eval", "--power", "command:exit 3", SOURCE_DIR / "models")
+    assert from_cli in (None, str(info.value))
