@@ -16,6 +16,7 @@
 #include "busi/dashboard.hpp"
 #include "busi/error.hpp"
 #include "busi/evaluation.hpp"
+#include "busi/pipeline.hpp"
 #include "busi/random_model.hpp"
 #include "test_support.hpp"
 
@@ -178,6 +179,25 @@ TEST_F(evaluation_test, json_and_csv_round_trip) {
   }
   EXPECT_THROW(busi::parse_report_json("{\"runs\": 3}", "bad.json"), busi::error);
 
+  // The versioned schema (docs/evaluation.md): version 2 writes the confusion
+  // object busi-infer writes too; version 1 reports (a bare matrix) still read;
+  // a newer version is refused by name.
+  auto doc = nlohmann::json::parse(json);
+  EXPECT_EQ(doc["schema_version"], busi::result_schema_version);
+  const auto& confusion = doc["runs"][0]["confusion"];
+  EXPECT_EQ(confusion["classes"], nlohmann::json(report.runs[0].confusion.class_names()));
+  EXPECT_EQ(confusion["rows_true_columns_predicted"].size(), 3u);
+  EXPECT_EQ(doc["runs"][0]["labelled"], report.runs[0].confusion.total());
+  auto v1 = doc;
+  v1.erase("schema_version");
+  for (auto& run : v1["runs"]) run["confusion"] = run["confusion"]["rows_true_columns_predicted"];
+  EXPECT_EQ(busi::parse_report_json(v1.dump(), "v1.json").runs[0].confusion.correct(),
+            report.runs[0].confusion.correct());
+  doc["schema_version"] = busi::result_schema_version + 1;
+  EXPECT_NE(busi::test::error_of([&] { busi::parse_report_json(doc.dump(), "future.json"); })
+                .find("future.json: report schema version 3 is newer than this build reads (2)"),
+            std::string::npos);
+
   const std::string csv = busi::report_csv(report);
   std::istringstream lines(csv);
   std::string header, line;
@@ -246,6 +266,7 @@ TEST_F(evaluation_test, busi_eval_command_writes_reports) {
   const auto json_bytes = busi::test::read_file(dir_ / "r.json");
   const auto json = nlohmann::json::parse(json_bytes.begin(), json_bytes.end());
   EXPECT_EQ(json["images"], 3);
+  EXPECT_EQ(json["schema_version"], busi::result_schema_version);
   EXPECT_EQ(json["runs"][0]["backend"], "cpu_int");
   EXPECT_TRUE(json["runs"][0]["power"]["watts"].is_null());
   EXPECT_FALSE(busi::test::read_file(dir_ / "r.csv").empty());

@@ -135,3 +135,20 @@ def test_device_errors_carry_errno_and_say_the_condition():
     assert "Success" not in str(info.value)
     from_cli = cli_error("busi-eval", "--power", "command:exit 3", SOURCE_DIR / "models")
     assert from_cli in (None, str(info.value))
+
+
+@pytest.mark.parametrize("tool", ["busi-infer", "busi-eval", "busi-dashboard", "busi-model"])
+def test_every_tool_shares_the_exit_codes(tool):
+    """Every tool parses with Boost.Program_options: --help lists the shared exit
+    codes, a bad option exits 2 with "<tool>: error: ...", as docs/cli.md says."""
+    import subprocess
+    from conftest import tool_path
+    exe = tool_path(tool)
+    if exe is None:
+        pytest.skip(f"{tool} is not built")
+    args = ["random", "--help"] if tool == "busi-model" else ["--help"]
+    helped = subprocess.run([exe, *args], capture_output=True, text=True)
+    assert helped.returncode == 0 and "Exit codes (every busi-* tool)" in helped.stdout, helped.stdout
+    bad = subprocess.run([exe, *args[:-1], "--no-such-option"], capture_output=True, text=True)
+    assert bad.returncode == 2, bad.stderr
+    assert bad.stderr.startswith(f"{tool}: error: unrecognised option '--no-such-option'"), bad.stderr
