@@ -35,7 +35,7 @@ busi::Model random_float(busi::RandomModelSpec spec, uint64_t seed) {
   return busi::random_model(spec, seed);
 }
 
-TEST(cpu_ref, odd_shapes_match_the_scalar_reference) {
+TEST(CpuRef, OddShapesMatchTheScalarReference) {
   busi::RandomModelSpec spec;
   spec.input = {1, 23, 19};
   spec.convs = {{3, 3, 2}, {5, 2, 0}, {7, 3, 0}};  // kernel 2 and a conv without pool
@@ -50,7 +50,7 @@ TEST(cpu_ref, odd_shapes_match_the_scalar_reference) {
   for (uint64_t seed = 1; seed <= 5; ++seed) expect_agrees(*classifier, *model, seed);
 }
 
-TEST(cpu_ref, odd_pool_drops_the_trailing_row_and_column) {
+TEST(CpuRef, OddPoolDropsTheTrailingRowAndColumn) {
   busi::RandomModelSpec spec;
   spec.input = {1, 16, 13};
   spec.convs = {{4, 3, 3}};  // 14x11 -> pool 3 -> 4x3, dropping 2 rows and 2 columns
@@ -60,14 +60,14 @@ TEST(cpu_ref, odd_pool_drops_the_trailing_row_and_column) {
   for (uint64_t seed = 10; seed < 14; ++seed) expect_agrees(*classifier, *model, seed);
 }
 
-TEST(cpu_ref, paper_network_matches_the_scalar_reference) {
+TEST(CpuRef, PaperNetworkMatchesTheScalarReference) {
   auto spec = busi::paper_network_spec(32, 32);
   auto model = std::make_shared<const busi::Model>(random_float(spec, 11));
   auto classifier = busi::make_classifier("cpu_ref", busi::ClassifierOptions{.model = model});
   for (uint64_t seed = 100; seed < 103; ++seed) expect_agrees(*classifier, *model, seed);
 }
 
-TEST(cpu_ref, bad_inputs_are_clear_errors) {
+TEST(CpuRef, BadInputsAreClearErrors) {
   auto spec = busi::paper_network_spec(2, 4);
   auto quantized = std::make_shared<const busi::Model>(busi::random_model(spec, 1));
   EXPECT_THROW(busi::make_classifier("cpu_ref", busi::ClassifierOptions{.model = quantized}), busi::model_error);

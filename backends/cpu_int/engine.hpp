@@ -1,6 +1,6 @@
 #pragma once
-// Internal API of the cpu_int backend, shared by the classifier, tests,
-// benchmarks and other backends (the fpga emulator's cross-check).
+// Internal API of the cpu_int backend (not installed), shared by its
+// classifier (cpu_int.cpp), the tests and the benchmarks.
 //
 // An engine is one prepared way to run a quantized Model: the scalar reference
 // or a SIMD fast path. Construction validates, packs weights and allocates all

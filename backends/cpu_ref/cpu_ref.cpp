@@ -50,9 +50,9 @@ std::string isa_name(dnnl::cpu_isa isa) {
   }
 }
 
-class CpuRefClassifier final : public Classifier {
+class cpu_ref_classifier final : public Classifier {
  public:
-  explicit CpuRefClassifier(std::shared_ptr<const Model> model)
+  explicit cpu_ref_classifier(std::shared_ptr<const Model> model)
       : model_(std::move(model)), engine_(dnnl::engine::kind::cpu, 0), stream_(engine_) {
     try {
       build();
@@ -202,7 +202,7 @@ class CpuRefClassifier final : public Classifier {
 }  // namespace
 
 std::unique_ptr<Classifier> make_cpu_ref_classifier(std::shared_ptr<const Model> model, const BackendSettings&) {
-  return std::make_unique<CpuRefClassifier>(std::move(model));
+  return std::make_unique<cpu_ref_classifier>(std::move(model));
 }
 
 }  // namespace busi

@@ -233,7 +233,7 @@ std::string confusion_table(const Row& row) {
   return html.str();
 }
 
-const char* kStyle = R"(
+const char* const page_style = R"(
 body { font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #222; max-width: 1100px; }
 h1 { font-size: 22px; } h2 { font-size: 18px; margin-top: 32px; } h3 { font-size: 14px; margin: 4px 0; }
 table { border-collapse: collapse; margin: 8px 0; }
@@ -265,7 +265,7 @@ std::string render_dashboard(const std::vector<EvaluationReport>& reports, const
 
   std::ostringstream html;
   html << "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>" << escape(title)
-       << "</title>\n<style>" << kStyle << "</style></head><body>\n<h1>" << escape(title) << "</h1>\n";
+       << "</title>\n<style>" << page_style << "</style></head><body>\n<h1>" << escape(title) << "</h1>\n";
   for (const auto& report : reports) {
     std::string inputs;
     for (const auto& i : report.inputs) inputs += (inputs.empty() ? "" : ", ") + i;
