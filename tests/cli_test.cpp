@@ -113,8 +113,14 @@ TEST(Cli, JsonAndThreadsGiveTheSameAnswers) {
   const auto a = nlohmann::json::parse(one.out), b = nlohmann::json::parse(two.out);
   ASSERT_EQ(a["images"].size(), 5u);
   EXPECT_EQ(a["images"], b["images"]);
+  EXPECT_EQ(a["schema_version"], 2);
   EXPECT_EQ(a["summary"]["failed"], 2);
   EXPECT_EQ(a["summary"]["labelled"], 3);
+  // The metrics object busi-eval writes for each run (docs/evaluation.md).
+  EXPECT_EQ(a["summary"]["confusion"]["classes"], nlohmann::json({"normal", "benign", "malignant"}));
+  EXPECT_EQ(a["summary"]["confusion"]["rows_true_columns_predicted"][1].size(), 3u);
+  for (const char* key : {"accuracy", "correct", "recall", "sensitivity", "specificity"})
+    EXPECT_TRUE(a["summary"].contains(key)) << key;
   // Sorted: benign/broken.png, benign/empty.png, benign/img (1).png, ...
   EXPECT_NE(a["images"][0]["error"].get<std::string>().find("broken.png"), std::string::npos);
   EXPECT_EQ(a["images"][2]["logits"].size(), 3u);

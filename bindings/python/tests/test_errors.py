@@ -121,3 +121,34 @@ def test_fpga_without_a_board(tmp_path):
     with pytest.raises(busi_infer.Error) as info:
         busi_infer.Classifier("fpga", device_root=tmp_path)
     assert cli_error("busi-infer", "--backend", "fpga", "--device-root", tmp_path, tmp_path) in (None, str(info.value))
+
+
+def test_device_errors_carry_errno_and_say_the_condition():
+    """A device error is an Error and an OSError with errno, its message says the
+    condition (never ": Success"), and the CLI prints the same text."""
+    import errno
+    with pytest.raises(busi_infer.DeviceError) as info:
+        busi_infer.make_power_meter("command:exit 3")
+    assert isinstance(info.value, busi_infer.Error) and isinstance(info.value, OSError)
+    assert info.value.errno == errno.EIO
+    assert str(info.value) == "power command 'exit 3': exited with status 3: Input/output error"
+    assert "Success" not in str(info.value)
+    from_cli = cli_error("busi-eval", "--power", "command:exit 3", SOURCE_DIR / "models")
+    assert from_cli in (None, str(info.value))
+
+
+@pytest.mark.parametrize("tool", ["busi-infer", "busi-eval", "busi-dashboard", "busi-model"])
+def test_every_tool_shares_the_exit_codes(tool):
+    """Every tool parses with Boost.Program_options: --help lists the shared exit
+    codes, a bad option exits 2 with "<tool>: error: ...", as docs/cli.md says."""
+    import subprocess
+    from conftest import tool_path
+    exe = tool_path(tool)
+    if exe is None:
+        pytest.skip(f"{tool} is not built")
+    args = ["random", "--help"] if tool == "busi-model" else ["--help"]
+    helped = subprocess.run([exe, *args], capture_output=True, text=True)
+    assert helped.returncode == 0 and "Exit codes (every busi-* tool)" in helped.stdout, helped.stdout
+    bad = subprocess.run([exe, *args[:-1], "--no-such-option"], capture_output=True, text=True)
+    assert bad.returncode == 2, bad.stderr
+    assert bad.stderr.startswith(f"{tool}: error: unrecognised option '--no-such-option'"), bad.stderr
