@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "busi/error.hpp"
+#include "busi/limits.hpp"
 #include "fpga_manager.hpp"
 
 namespace busi::fpga {
@@ -49,13 +50,15 @@ long long number_setting(const ClassifierOptions& options, const std::string& ke
 
 fpga_classifier::fpga_classifier(const ClassifierOptions& options) {
   check_settings(options, "fpga",
-                 {"overlay", "device_root", "timeout_ms", "buffer_stack", "program", "fclk_mhz", "max_batch"});
+                 {"overlay", "device_root", "timeout_ms", "buffer_stack", "program", "fclk_mhz", "max_batch",
+                  "max_failures"});
   const std::string overlay_dir = setting(options, "overlay", "");
   if (overlay_dir.empty())
     throw error("backend fpga needs an overlay: pass --overlay DIR (setting 'overlay'), a folder with overlay.json");
   const std::filesystem::path root = setting(options, "device_root", "/");
   const auto timeout = std::chrono::milliseconds(number_setting(options, "timeout_ms", 10000, 1, 3600000));
   max_batch_ = static_cast<std::size_t>(number_setting(options, "max_batch", 64, 1, 65536));
+  max_failures_ = static_cast<int>(number_setting(options, "max_failures", 3, 1, 1000000));
 
   model_ = resolve_model(options, ModelKind::quantized, "fpga");
   overlay_ = overlay_description::load(overlay_dir);
@@ -88,8 +91,18 @@ fpga_classifier::fpga_classifier(const ClassifierOptions& options) {
   alloc.stack = setting(options, "buffer_stack", "auto");
   alloc.device_root = root;
   allocator_ = make_dma_allocator(alloc);
-  output_area_ = (max_batch_ * overlay_.output.packed_bytes() + 4095) / 4096 * 4096;
-  io_ = allocator_->allocate(output_area_ + max_batch_ * overlay_.input.packed_bytes());
+  // Port sizes are bounded by the overlay reader (kPortElements); the product
+  // with max_batch is checked here so the buffer size cannot wrap.
+  const auto out_total = limits::checked_mul(max_batch_, overlay_.output.packed_bytes());
+  const auto in_total = limits::checked_mul(max_batch_, overlay_.input.packed_bytes());
+  if (!out_total || !in_total || *out_total > limits::kDmaBufferBytes || *in_total > limits::kDmaBufferBytes ||
+      (*out_total + 4095) / 4096 * 4096 + *in_total > limits::kDmaBufferBytes)
+    throw error("overlay " + overlay_.name + ": max_batch " + std::to_string(max_batch_) + " x (" +
+                std::to_string(overlay_.input.packed_bytes()) + " input + " +
+                std::to_string(overlay_.output.packed_bytes()) + " output bytes) exceeds the DMA buffer limit of " +
+                std::to_string(limits::kDmaBufferBytes) + " bytes; lower max_batch");
+  output_area_ = (*out_total + 4095) / 4096 * 4096;
+  io_ = allocator_->allocate(output_area_ + *in_total);
 
   // The marker: every output element at the datatype's maximum. For top-1 that
   // is an index no model here has (>= classes); for logits, all classes at the
@@ -124,7 +137,6 @@ std::vector<Prediction> fpga_classifier::classify_batch(const std::vector<Tensor
 
 void fpga_classifier::run_chunk(const Tensor8* inputs, std::size_t count, Prediction* out) {
   const Shape& shape = model_->input;
-  const std::size_t in_bytes = overlay_.input.packed_bytes(), out_bytes = overlay_.output.packed_bytes();
   for (std::size_t i = 0; i < count; ++i)
     if (inputs[i].height != shape.height || inputs[i].width != shape.width || inputs[i].pixels.size() != shape.size())
       throw image_error("fpga: input " + std::to_string(i) + " is " + std::to_string(inputs[i].width) + "x" +
@@ -132,6 +144,24 @@ void fpga_classifier::run_chunk(const Tensor8* inputs, std::size_t count, Predic
                         " pixels; the overlay takes " + std::to_string(shape.width) + "x" +
                         std::to_string(shape.height));
 
+  // A device that failed max_failures_ runs in a row is not tried again: a
+  // dead or wedged board would otherwise cost every remaining image its timeout.
+  if (consecutive_failures_ >= max_failures_)
+    throw device_error(ECANCELED, "fpga: not attempted: the device failed " + std::to_string(consecutive_failures_) +
+                                      " runs in a row (last: " + last_failure_ +
+                                      "); make a new classifier once the board is back");
+  try {
+    run_on_device(inputs, count, out);
+    consecutive_failures_ = 0;
+  } catch (const device_error& e) {
+    ++consecutive_failures_;
+    last_failure_ = e.what();
+    throw;
+  }
+}
+
+void fpga_classifier::run_on_device(const Tensor8* inputs, std::size_t count, Prediction* out) {
+  const std::size_t in_bytes = overlay_.input.packed_bytes(), out_bytes = overlay_.output.packed_bytes();
   std::lock_guard lock(device_mutex());
   auto t = clock_type::now();
   uint8_t* result = io_->data();

@@ -1,10 +1,8 @@
 #include "hwh.hpp"
 
 #include <cerrno>
-#include <fstream>
-#include <sstream>
-
 #include "busi/error.hpp"
+#include "busi/limits.hpp"
 #include "sysfs.hpp"
 #include "xml_reader.hpp"
 
@@ -27,7 +25,8 @@ double hwh_info::fclk_mhz(int index) const {
 
 namespace {
 
-// Depth-first search for MODULE elements wherever Vivado nested them.
+// Depth-first search for MODULE elements wherever Vivado nested them (the
+// reader limits the depth, so the recursion is at most kNestingDepth deep).
 void collect_modules(const xml_element& e, std::vector<const xml_element*>& out) {
   for (const auto& c : e.children) {
     if (c->name == "MODULE")
@@ -90,11 +89,12 @@ hwh_info parse_hwh(const std::string& text, const std::filesystem::path& origin)
 }
 
 hwh_info load_hwh(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw device_error(ENOENT, "cannot open hardware hand-off file " + path.string());
-  std::ostringstream text;
-  text << in.rdbuf();
-  return parse_hwh(text.str(), path);
+  std::string reason;
+  const auto bytes = limits::read_file(path, limits::kHwhFileBytes, reason);
+  if (!bytes)
+    throw device_error(reason == "no such file" ? ENOENT : EINVAL,
+                       "cannot read hardware hand-off file " + path.string() + ": " + reason);
+  return parse_hwh(std::string(bytes->begin(), bytes->end()), path);
 }
 
 }  // namespace busi::fpga

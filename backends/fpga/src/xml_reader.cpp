@@ -6,6 +6,7 @@
 #include <cstdlib>
 
 #include "busi/error.hpp"
+#include "busi/limits.hpp"
 
 namespace busi::fpga {
 
@@ -41,6 +42,9 @@ class parser {
   parser(std::string_view text, const std::string& origin) : s_(text), origin_(origin) {}
 
   std::unique_ptr<xml_element> document() {
+    // Vivado starts every .hwh with a UTF-8 byte-order mark.
+    if (starts("\xEF\xBB\xBF")) pos_ = 3;
+    else if (starts("\xFE\xFF") || starts("\xFF\xFE")) fail("UTF-16 text is not supported (UTF-8 only)");
     skip_misc();
     if (!starts("<")) fail("expected the root element");
     auto root = element();
@@ -138,7 +142,9 @@ class parser {
   }
 
   // At '<' of a start tag; consumes through the matching end tag. Iterative
-  // over depth so a deeply nested file cannot overflow the stack.
+  // over depth, and the depth and element count are limited, so neither this
+  // nor the recursive destructor and searches over the tree can overflow the
+  // stack or exhaust memory (limits::kNestingDepth, limits::kXmlElements).
   std::unique_ptr<xml_element> element() {
     std::unique_ptr<xml_element> root;
     std::vector<xml_element*> open;
@@ -167,6 +173,10 @@ class parser {
         pos_ = end + 3;
       } else if (starts("<")) {
         ++pos_;
+        if (++elements_ > limits::kXmlElements)
+          fail("more than " + std::to_string(limits::kXmlElements) + " elements");
+        if (open.size() >= std::size_t(limits::kNestingDepth))
+          fail("elements nested deeper than " + std::to_string(limits::kNestingDepth) + " levels");
         auto e = std::make_unique<xml_element>();
         e->name = name();
         bool self_closing = false;
@@ -217,6 +227,7 @@ class parser {
   std::string_view s_;
   const std::string& origin_;
   std::size_t pos_ = 0;
+  std::size_t elements_ = 0;
 };
 
 }  // namespace
