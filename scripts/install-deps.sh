@@ -27,6 +27,8 @@ packages=(
   crossbuild-essential-armhf qemu-user
   # dashboard test
   chromium
+  # libFuzzer targets for the loaders (scripts/fuzz.sh)
+  clang libclang-rt-14-dev
 )
 
 missing=()

@@ -113,7 +113,14 @@ overlay_description overlay_description::load(const std::filesystem::path& dir) 
   std::string reason;
   const auto bytes = limits::read_file(file, limits::kJsonBytes, reason);
   if (!bytes) throw error("overlay " + dir.string() + ": cannot open " + file.string() + ": " + reason);
-  const std::string_view text(reinterpret_cast<const char*>(bytes->data()), bytes->size());
+  return parse(std::string_view(reinterpret_cast<const char*>(bytes->data()), bytes->size()), dir);
+}
+
+overlay_description overlay_description::parse(std::string_view text, const std::filesystem::path& dir) {
+  const auto file = dir / "overlay.json";
+  if (text.size() > limits::kJsonBytes)
+    throw error(file.string() + ": " + std::to_string(text.size()) + " bytes is too large (limit " +
+                std::to_string(limits::kJsonBytes) + " bytes)");
   if (limits::json_nesting_depth(text) > limits::kNestingDepth)
     throw error(file.string() + ": nests arrays/objects deeper than " + std::to_string(limits::kNestingDepth) +
                 " levels");
