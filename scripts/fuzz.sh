@@ -13,11 +13,12 @@ if ! command -v clang++ >/dev/null; then
   echo "fuzz: clang++ not found (scripts/install-deps.sh installs clang): skipped"
   exit 77
 fi
+mkdir -p "$build"
 flags="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -fsanitize=fuzzer-no-link"
 CC=clang CXX=clang++ cmake -S "$source" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUSI_BUILD_FUZZERS=ON \
   -DBUSI_BUILD_TESTS=OFF -DBUSI_BUILD_PYTHON=OFF -DBUSI_BUILD_BENCHMARKS=OFF -DBUSI_BACKEND_CPU_REF=OFF \
-  -DBUSI_FPGA_XRT=OFF -DCMAKE_C_FLAGS="$flags" -DCMAKE_CXX_FLAGS="$flags" > "$build.configure.log" 2>&1 ||
-  { cat "$build.configure.log"; exit 1; }
+  -DBUSI_FPGA_XRT=OFF -DCMAKE_C_FLAGS="$flags" -DCMAKE_CXX_FLAGS="$flags" > "$build/configure.log" 2>&1 ||
+  { cat "$build/configure.log"; exit 1; }
 targets=(image model hwh overlay)
 cmake --build "$build" -j"$(nproc)" --target "${targets[@]/#/fuzz_}"
 

@@ -82,14 +82,11 @@ pixel_input wrap_array(const py::array& array, color_order order) {
   // memory behind it) and before the int conversions for busi::ImageView.
   const unsigned __int128 bytes =
       (unsigned __int128)height * (unsigned __int128)width * (unsigned __int128)channels * (unsigned __int128)item;
-  if (height <= 0 || width <= 0 || bytes > busi::limits::kDecodeBytes)
+  if (bytes > busi::limits::kDecodeBytes)
     throw busi::image_error("image array: shape (" + std::to_string(height) + ", " + std::to_string(width) + ", " +
-                            std::to_string(channels) + ") of " + std::to_string(item * 8) + "-bit samples is " +
-                            (height <= 0 || width <= 0 ? std::string("empty")
-                                                       : "too large (limit " +
-                                                             std::to_string(busi::limits::kDecodeBytes) + " bytes)"));
-  if (channels != 1 && channels != 3 && channels != 4)
-    throw busi::image_error("image array: " + std::to_string(channels) + " channels not supported (1, 3 or 4)");
+                            std::to_string(channels) + ") of " + std::to_string(item * 8) +
+                            "-bit samples is too large (limit " + std::to_string(busi::limits::kDecodeBytes) +
+                            " bytes)");
 
   // ImageView needs packed pixels within a row and a positive row stride; any
   // other layout (a column slice, a transposed or flipped view) is copied.

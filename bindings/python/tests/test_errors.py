@@ -110,7 +110,7 @@ def test_bad_arrays(classifier, array, message):
 
 
 def test_bad_arguments(classifier):
-    with pytest.raises(TypeError, match="expected an image path"):
+    with pytest.raises(busi_infer.ImageError, match="expected an image path"):  # issue 16: not a TypeError
         classifier.classify(42)
     with pytest.raises(busi_infer.ImageError, match="color_order 'xyz' not supported"):
         classifier.classify(np.zeros((8, 8), np.uint8), color_order="xyz")
