@@ -14,31 +14,33 @@
 #include "pynq_emulator.hpp"
 #include "register_window.hpp"
 #include "test_support.hpp"
-#include "xml_reader.hpp"
 
 namespace busi::fpga {
 namespace {
 
 using test::error_of;
 
-TEST(FpgaXml, ReadsElementsAttributesEntitiesCommentsAndCdata) {
-  const auto root = parse_xml(
-      "<?xml version=\"1.0\"?>\n<!-- c --><A x='1' y=\"a&amp;b&#65;\"><B/><B k=\"&lt;\">t<![CDATA[<raw>]]></B></A>",
-      "t");
-  EXPECT_EQ(root->name, "A");
-  ASSERT_NE(root->attribute("y"), nullptr);
-  EXPECT_EQ(*root->attribute("y"), "a&bA");
-  ASSERT_EQ(root->children_named("B").size(), 2u);
-  EXPECT_EQ(*root->children[1]->attribute("k"), "<");
-  EXPECT_EQ(root->children[1]->text, "t<raw>");
+// The .hwh is XML read with pugixml: entities, comments, CDATA and nesting
+// wherever Vivado puts the processing system.
+TEST(FpgaXml, ReadsEntitiesCommentsCdataAndNestedModules) {
+  const auto info = parse_hwh(
+      "<?xml version=\"1.0\"?>\n<!-- c --><A><![CDATA[<raw>]]><B><MODULE MODTYPE=\"processing_system7\">"
+      "<PARAMETERS><PARAMETER NAME=\"PCW_FPGA0_PERIPHERAL_FREQMHZ\" VALUE=\"1&#48;0\"/></PARAMETERS>"
+      "<X><MEMRANGE INSTANCE=\"a&amp;b\" BASEVALUE=\"0x40000000\" HIGHVALUE=\"0x40000FFF\" MEMTYPE=\"REGISTER\"/>"
+      "</X></MODULE></B><MEMRANGE INSTANCE=\"outside\" BASEVALUE=\"0x0\" HIGHVALUE=\"0xF\"/></A>",
+      "t.hwh");
+  EXPECT_DOUBLE_EQ(info.fclk_mhz(0), 100.0);
+  ASSERT_EQ(info.ips.size(), 1u);  // the MEMRANGE outside the processing system is not its
+  EXPECT_EQ(info.ip("a&b").range, 0x1000u);
 }
 
 TEST(FpgaXml, MalformedInputNamesFileAndLine) {
-  EXPECT_NE(error_of([] { parse_xml("<A>\n<B></A>", "x.hwh"); }).find("x.hwh: malformed XML at line 2"),
+  const auto message = error_of([] { parse_hwh("<A>\n<B></A>", "x.hwh"); });
+  EXPECT_NE(message.find("x.hwh: malformed XML at line 2"), std::string::npos) << message;
+  EXPECT_NE(error_of([] { parse_hwh("<A b=1/>", "x.hwh"); }).find("x.hwh: malformed XML at line 1"),
             std::string::npos);
-  EXPECT_NE(error_of([] { parse_xml("<A b=1/>", "x.hwh"); }).find("quoted value"), std::string::npos);
-  EXPECT_NE(error_of([] { parse_xml("<A>", "x.hwh"); }).find("end of file"), std::string::npos);
-  EXPECT_NE(error_of([] { parse_xml("", "x.hwh"); }).find("root element"), std::string::npos);
+  EXPECT_NE(error_of([] { parse_hwh("<A>", "x.hwh"); }).find("x.hwh: malformed XML"), std::string::npos);
+  EXPECT_NE(error_of([] { parse_hwh("", "x.hwh"); }).find("x.hwh: malformed XML"), std::string::npos);
 }
 
 const char* const hwh_text = R"(<?xml version="1.0" encoding="UTF-8"?>
@@ -139,15 +141,19 @@ TEST(FpgaHwh, EmulatedHandOffStartsWithAByteOrderMarkLikeVivados) {
 // in xml_element's destructor and collect_modules.
 TEST(FpgaXml, DeepNestingIsRefusedNotAStackOverflow) {
   std::string deep;
-  for (int i = 0; i < 200000; ++i) deep += "<a>";
-  for (int i = 0; i < 200000; ++i) deep += "</a>";
-  EXPECT_NE(error_of([&] { parse_xml(deep, "deep.hwh"); }).find("deep.hwh: malformed XML at line 1: elements nested deeper than 64"),
-            std::string::npos);
+  for (int i = 0; i < 90000; ++i) deep += "<a>";
+  for (int i = 0; i < 90000; ++i) deep += "</a>";
+  auto message = error_of([&] { parse_hwh(deep, "deep.hwh"); });
+  EXPECT_NE(message.find("deep.hwh: malformed XML at line 1: elements nested deeper than 64 levels"),
+            std::string::npos)
+      << message;
   std::string wide = "<a>";
   for (int i = 0; i < 200000; ++i) wide += "<b/>";
   wide += "</a>";
-  EXPECT_NE(error_of([&] { parse_xml(wide, "wide.hwh"); }).find("more than 100000 elements"), std::string::npos);
-  EXPECT_NE(error_of([&] { parse_xml(std::string_view("\xFF\xFE<\0a\0/\0>\0", 10), "u16.hwh"); }).find("UTF-16"), std::string::npos);
+  message = error_of([&] { parse_hwh(wide, "wide.hwh"); });
+  EXPECT_NE(message.find("more than 100000 elements"), std::string::npos) << message;
+  message = error_of([&] { parse_hwh("<!DOCTYPE a [<!ENTITY x \"y\">]><a/>", "dtd.hwh"); });
+  EXPECT_NE(message.find("DOCTYPE not supported"), std::string::npos) << message;
 }
 
 TEST(FpgaPacking, MatchesHandWorkedBytes) {
