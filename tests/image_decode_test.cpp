@@ -264,6 +264,39 @@ TEST(ImageDecode, ProgressiveJpegCountsItsCoefficientBuffers) {
   }
 }
 
+// A JPEG too large to decode whole is decoded DCT-scaled to no less than the
+// model's size instead of being refused (load_image passes the model size),
+// by both decoders alike; without a target size (decode_image) it is refused.
+TEST(ImageDecode, LargeJpegIsDecodedScaledToTheModelSize) {
+  REQUIRE_BOTH_DECODERS();
+  cv::Mat colour(4000, 8000, CV_8UC3);  // 96 MB decoded whole; 24.0 MB at 1/2
+  cv::randu(colour, 0, 255);
+  cv::Mat gray(7000, 7000, CV_8UC1);    // 49 MB whole; 12.25 MB at 1/2
+  cv::randu(gray, 0, 255);
+  for (const cv::Mat& image : {colour, gray}) {
+    std::vector<uint8_t> jpg;
+    cv::imencode(".jpg", image, jpg, {cv::IMWRITE_JPEG_QUALITY, 60});
+    EXPECT_NE(decode_error(jpg, ImageDecoder::builtin).find("over the limit"), std::string::npos);
+    const DecodedImage want = decode_image(jpg, "x.jpg", ImageDecoder::opencv, 255, 255);
+    const DecodedImage got = decode_image(jpg, "x.jpg", ImageDecoder::builtin, 255, 255);
+    const int denominator = 2;  // the first scale within 24 MiB
+    EXPECT_EQ(got.width, image.cols / denominator);
+    EXPECT_EQ(got.height, image.rows / denominator);
+    EXPECT_EQ(got.channels, image.channels());
+    EXPECT_EQ(want.width, got.width);
+    EXPECT_EQ(want.channels, got.channels);
+    EXPECT_TRUE(want.pixels == got.pixels) << "the two decoders scale differently";
+  }
+  // Never below the model's size: a target as large as the image leaves nothing to scale to.
+  std::vector<uint8_t> jpg;
+  cv::imencode(".jpg", gray, jpg, {cv::IMWRITE_JPEG_QUALITY, 20});  // under the 32 MiB file limit
+  test::TempDir dir;  // load_image asks for the model's size
+  test::write_file(dir / "big.jpg", jpg);
+  EXPECT_EQ(load_image(dir / "big.jpg", 255, 255).pixels.size(), 255u * 255u);
+  EXPECT_NE(decode_error(jpg, ImageDecoder::builtin).find("over the limit"), std::string::npos);
+  EXPECT_THROW(decode_image(jpg, "x.jpg", ImageDecoder::builtin, 7000, 7000), image_error);
+}
+
 // OpenCV would decode OpenEXR (asking for 1.09 GB on 20-45 bytes and writing
 // temporary files), TIFF, WebP, ...: none of them is sized before decoding, so
 // none is decoded. BMP and PNM are sized from their headers and kept.

@@ -161,11 +161,11 @@ enum class JpegRefusal { none, cmyk, too_large };
 // keeps every component's DCT coefficients for the whole image, 2 bytes per
 // sample: counted at full resolution, an upper bound for subsampled chroma.
 image_header jpeg_header(const jpeg_decompress_struct& cinfo) {
-  image_header h{"JPEG", cinfo.image_width, cinfo.image_height, cinfo.num_components > 1 ? 3 : 1, 1, 0};
+  image_header h{"JPEG", cinfo.image_width, cinfo.image_height, cinfo.num_components > 1 ? 3 : 1, 1, 0, 0};
   const uint64_t blocks = ((h.width + 7) / 8) * ((h.height + 7) / 8);
-  h.work_bytes = h.width * h.height * uint64_t(h.channels);
   if (jpeg_has_multiple_scans(const_cast<jpeg_decompress_struct*>(&cinfo)))
-    h.work_bytes += blocks * 64 * 2 * uint64_t(std::max(cinfo.num_components, 1));
+    h.coefficient_bytes = blocks * 64 * 2 * uint64_t(std::max(cinfo.num_components, 1));
+  h.work_bytes = h.width * h.height * uint64_t(h.channels) + h.coefficient_bytes;
   return h;
 }
 
@@ -177,7 +177,7 @@ void jpeg_setup(jpeg_decompress_struct& cinfo, std::span<const uint8_t> bytes) {
 }
 
 bool jpeg_decode(jpeg_decompress_struct& cinfo, JpegErrors& errors, std::span<const uint8_t> bytes, cv::Mat& out,
-                 JpegRefusal& refusal, image_header& header) {
+                 JpegRefusal& refusal, image_header& header, target_size target) {
   if (setjmp(errors.jump)) return false;
   jpeg_setup(cinfo, bytes);
   jpeg_read_header(&cinfo, TRUE);
@@ -188,10 +188,13 @@ bool jpeg_decode(jpeg_decompress_struct& cinfo, JpegErrors& errors, std::span<co
     return false;
   }
   header = jpeg_header(cinfo);
-  if (header.work_bytes > limits::kDecodeBytes) {  // before a byte of it is allocated
+  const int denominator = jpeg_scale_denominator(header, target);
+  if (denominator == 0) {  // before a byte of it is allocated
     refusal = JpegRefusal::too_large;
     return false;
   }
+  cinfo.scale_num = 1;
+  cinfo.scale_denom = static_cast<unsigned>(denominator);
   const int channels = header.channels;
   cinfo.out_color_space = channels == 3 ? JCS_EXT_BGR : JCS_GRAYSCALE;
   jpeg_start_decompress(&cinfo);
@@ -204,7 +207,7 @@ bool jpeg_decode(jpeg_decompress_struct& cinfo, JpegErrors& errors, std::span<co
   return true;
 }
 
-cv::Mat decode_jpeg(std::span<const uint8_t> bytes, const std::string& name) {
+cv::Mat decode_jpeg(std::span<const uint8_t> bytes, const std::string& name, target_size target) {
   jpeg_decompress_struct cinfo{};
   JpegErrors errors;
   cinfo.err = jpeg_std_error(&errors.pub);
@@ -214,7 +217,7 @@ cv::Mat decode_jpeg(std::span<const uint8_t> bytes, const std::string& name) {
   cv::Mat out;
   JpegRefusal refusal = JpegRefusal::none;
   image_header header;
-  const bool ok = jpeg_decode(cinfo, errors, bytes, out, refusal, header);
+  const bool ok = jpeg_decode(cinfo, errors, bytes, out, refusal, header, target);
   jpeg_destroy_decompress(&cinfo);
   if (refusal == JpegRefusal::too_large) check_decode_budget(header, name);
   if (refusal == JpegRefusal::cmyk)
@@ -261,9 +264,9 @@ std::optional<image_header> read_builtin_header(std::span<const uint8_t> bytes, 
   return std::nullopt;
 }
 
-cv::Mat decode_builtin(std::span<const uint8_t> bytes, const std::string& name) {
+cv::Mat decode_builtin(std::span<const uint8_t> bytes, const std::string& name, target_size target) {
   if (is_png(bytes)) return decode_png(bytes, name);
-  if (is_jpeg(bytes)) return decode_jpeg(bytes, name);
+  if (is_jpeg(bytes)) return decode_jpeg(bytes, name, target);
   throw image_error(name + ": not a readable image (this build decodes PNG and JPEG only)");
 }
 

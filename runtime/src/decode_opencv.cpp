@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstring>
+#include <string_view>
 
 #include "busi/error.hpp"
 #include "decode.hpp"
@@ -93,7 +94,7 @@ const char* refused_format(std::span<const uint8_t> b) {
 
 }  // namespace
 
-cv::Mat decode_opencv(std::span<const uint8_t> bytes, const std::string& name) {
+cv::Mat decode_opencv(std::span<const uint8_t> bytes, const std::string& name, target_size target) {
   static const bool quiet = [] {
     // OpenCV would print codec warnings for every bad file; our errors say it instead.
     cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_SILENT);
@@ -110,12 +111,24 @@ cv::Mat decode_opencv(std::span<const uint8_t> bytes, const std::string& name) {
                         "memory is checked from the header before decoding)");
     throw image_error(name + ": not a readable image (unknown format; PNG, JPEG, BMP and PBM/PGM/PPM are read)");
   }
-  check_decode_budget(*header, name);
+  // A JPEG too large to decode whole may be decoded DCT-scaled (decode.hpp):
+  // libjpeg's scaling, as the built-in decoder asks for it, to gray or BGR.
+  int flags = cv::IMREAD_UNCHANGED;
+  if (std::string_view(header->format) == "JPEG") {
+    const int denominator = jpeg_scale_denominator(*header, target);
+    const bool gray = header->channels == 1;
+    if (denominator == 2) flags = (gray ? cv::IMREAD_REDUCED_GRAYSCALE_2 : cv::IMREAD_REDUCED_COLOR_2) | cv::IMREAD_IGNORE_ORIENTATION;
+    if (denominator == 4) flags = (gray ? cv::IMREAD_REDUCED_GRAYSCALE_4 : cv::IMREAD_REDUCED_COLOR_4) | cv::IMREAD_IGNORE_ORIENTATION;
+    if (denominator == 8) flags = (gray ? cv::IMREAD_REDUCED_GRAYSCALE_8 : cv::IMREAD_REDUCED_COLOR_8) | cv::IMREAD_IGNORE_ORIENTATION;
+    if (denominator == 0) check_decode_budget(*header, name);
+  } else {
+    check_decode_budget(*header, name);
+  }
   cv::Mat decoded;
   try {
     // imdecode only reads through this header.
     const cv::Mat buffer(1, int(bytes.size()), CV_8UC1, const_cast<uint8_t*>(bytes.data()));
-    decoded = cv::imdecode(buffer, cv::IMREAD_UNCHANGED);
+    decoded = cv::imdecode(buffer, flags);
   } catch (const cv::Exception& e) {
     throw image_error(name + ": cannot decode: " + e.err);
   }

@@ -24,6 +24,17 @@ void check_decode_budget(const image_header& h, const std::string& name) {
                     " bytes to decode, over the limit of " + std::to_string(limits::kDecodeBytes) +
                     " bytes; refused before decoding");
 }
+
+int jpeg_scale_denominator(const image_header& h, target_size target) {
+  if (h.work_bytes <= limits::kDecodeBytes) return 1;
+  if (target.height <= 0 || target.width <= 0) return 0;
+  for (int d : {2, 4, 8}) {
+    const uint64_t w = (h.width + d - 1) / d, ht = (h.height + d - 1) / d;
+    if (w < uint64_t(target.width) || ht < uint64_t(target.height)) return 0;
+    if (w * ht * uint64_t(h.channels) + h.coefficient_bytes <= limits::kDecodeBytes) return d;
+  }
+  return 0;
+}
 }  // namespace detail
 
 namespace {
@@ -107,15 +118,16 @@ ImageDecoder default_decoder() { return ImageDecoder::BUSI_DEFAULT_DECODER; }
 
 namespace {
 
-cv::Mat decode(std::span<const uint8_t> bytes, const std::string& name, ImageDecoder decoder) {
+cv::Mat decode(std::span<const uint8_t> bytes, const std::string& name, ImageDecoder decoder,
+              detail::target_size target = {}) {
   if (bytes.empty()) throw image_error(name + ": file is empty (0 bytes)");
   if (is_truncated_jpeg(bytes)) throw image_error(name + ": truncated JPEG (no end-of-image marker)");
   switch (decoder) {
 #if BUSI_DECODER_OPENCV
-    case ImageDecoder::opencv: return detail::decode_opencv(bytes, name);
+    case ImageDecoder::opencv: return detail::decode_opencv(bytes, name, target);
 #endif
 #if BUSI_DECODER_BUILTIN
-    case ImageDecoder::builtin: return detail::decode_builtin(bytes, name);
+    case ImageDecoder::builtin: return detail::decode_builtin(bytes, name, target);
 #endif
     default: break;
   }
@@ -125,8 +137,9 @@ cv::Mat decode(std::span<const uint8_t> bytes, const std::string& name, ImageDec
 
 }  // namespace
 
-DecodedImage decode_image(std::span<const uint8_t> bytes, const std::string& name, ImageDecoder decoder) {
-  const cv::Mat m = decode(bytes, name, decoder);
+DecodedImage decode_image(std::span<const uint8_t> bytes, const std::string& name, ImageDecoder decoder,
+                          int target_height, int target_width) {
+  const cv::Mat m = decode(bytes, name, decoder, {target_height, target_width});
   DecodedImage out{m.cols, m.rows, m.channels(), int(m.elemSize1()), {}};
   const std::size_t row = std::size_t(m.cols) * m.elemSize();
   out.pixels.resize(row * m.rows);
@@ -141,7 +154,7 @@ Tensor8 load_image(const fs::path& path, int height, int width) {
     std::string reason;
     const auto bytes = limits::read_file(path, limits::kImageFileBytes, reason);
     if (!bytes) throw image_error(name + ": " + reason);
-    decoded = decode(*bytes, name, default_decoder());
+    decoded = decode(*bytes, name, default_decoder(), {height, width});
   }
   return to_model_input(decoded, height, width, name);
 }
