@@ -11,6 +11,8 @@ packages=(
   libopencv-dev libboost-program-options-dev nlohmann-json3-dev zlib1g-dev
   # the built-in image decoder (the board package's)
   libpng-dev libjpeg62-turbo-dev
+  # the fpga backend's .hwh reader (linked statically)
+  libpugixml-dev
   # tests
   libgtest-dev libgmock-dev python3-pytest
   # cpu_ref float baseline
@@ -27,6 +29,8 @@ packages=(
   crossbuild-essential-armhf qemu-user
   # dashboard test
   chromium
+  # libFuzzer targets for the loaders (scripts/fuzz.sh)
+  clang libclang-rt-14-dev
 )
 
 missing=()

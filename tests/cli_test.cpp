@@ -86,6 +86,48 @@ TEST(Cli, BadImagesAreReportedAndTheRestClassified) {
   EXPECT_NE(r.out.find("sensitivity"), std::string::npos) << r.out;
 }
 
+// A valid PNG whose IHDR claims width x height (a bitwise CRC-32 re-signs it).
+std::vector<uint8_t> png_claiming(uint32_t width, uint32_t height) {
+  std::vector<uint8_t> png;
+  cv::imencode(".png", cv::Mat(4, 4, CV_8UC1, cv::Scalar(1)), png);
+  for (int i = 0; i < 4; ++i) {
+    png[16 + i] = uint8_t(width >> (24 - 8 * i));
+    png[20 + i] = uint8_t(height >> (24 - 8 * i));
+  }
+  uint32_t crc = 0xFFFFFFFFu;
+  for (std::size_t i = 12; i < 29; ++i) {  // "IHDR" and its 13 bytes
+    crc ^= png[i];
+    for (int k = 0; k < 8; ++k) crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
+  }
+  crc ^= 0xFFFFFFFFu;
+  for (int i = 0; i < 4; ++i) png[29 + i] = uint8_t(crc >> (24 - 8 * i));
+  return png;
+}
+
+// Issue 16: /dev/zero, and a 100-byte PNG claiming 20000x20000 pixels (454 MB
+// before it was refused), are reported without reading or decoding them, and
+// cost the other images nothing; /dev/zero as the model is fatal at once.
+TEST(Cli, HostileFilesAreRefusedCheaplyAndTheRestClassified) {
+  Fixture f;
+  test::write_file(f.dir / "normal/claims 20000x20000.png", png_claiming(20000, 20000));
+  const CliRun r = busi_infer("--format json --model " + quote(f.model) + " /dev/zero " +
+                           quote((f.dir / "normal").string()));
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+  EXPECT_NE(r.out.find("/dev/zero: is a character device, not a regular file"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("claims 20000x20000.png: PNG image of 20000x20000 pixels (1 channel of 8 bits) needs"),
+            std::string::npos)
+      << r.out;
+  const auto json = nlohmann::json::parse(r.out.substr(r.out.find('{')));
+  EXPECT_EQ(json["summary"]["classified"], 1) << r.out;
+  EXPECT_EQ(json["summary"]["failed"], 2) << r.out;
+  // Shared libraries included (Debian's OpenCV maps ~48 MB of them); it was 454 MB.
+  EXPECT_LT(json["summary"]["peak_rss_mb"].get<double>(), 100.0) << r.out;
+
+  const CliRun model = busi_infer("--model /dev/zero " + quote(f.dir.path().string()));
+  EXPECT_EQ(model.exit_code, 3) << model.out;
+  EXPECT_NE(model.out.find("/dev/zero: is a character device, not a regular file"), std::string::npos) << model.out;
+}
+
 TEST(Cli, MissingPathAndEmptyFolderAreReported) {
   Fixture f;
   std::filesystem::create_directories(f.dir / "nothing");

@@ -162,6 +162,51 @@ TEST(FpgaFaults, ADeviceThatNeverFinishesTimesOut) {
   EXPECT_NE(again.find("busy"), std::string::npos) << again;
 }
 
+// Red-team finding 5: with the board gone, every remaining image waited out its
+// own timeout (12 minutes for the development set at --batch 1). After
+// max_failures (3) device failures in a row the backend fails at once, saying
+// why, so the rest of a batch is reported "not attempted" within milliseconds.
+TEST(FpgaFaults, ADeadDeviceFailsFastAfterConsecutiveFailures) {
+  board b({random_paper_model(2, 21)});
+  auto fpga = b.fpga({{"timeout_ms", "300"}});
+  const auto images = random_images(fpga->model(), 10, 5);
+  ASSERT_NO_THROW(fpga->classify(images[0]));
+  b.emulator().stop();  // the board dies: nothing answers the DMAs any more
+  std::vector<std::string> messages;
+  std::vector<std::chrono::steady_clock::duration> took;
+  for (std::size_t i = 1; i < images.size(); ++i) {
+    const auto begin = std::chrono::steady_clock::now();
+    messages.push_back(error_of([&] { fpga->classify(images[i]); }));
+    took.push_back(std::chrono::steady_clock::now() - begin);
+  }
+  // The first failures wait for the board (a sync nobody acknowledges: 1 s each) ...
+  EXPECT_NE(messages[0].find("not acknowledged within 1000 ms"), std::string::npos) << messages[0];
+  for (std::size_t i = 0; i < 3; ++i)
+    EXPECT_EQ(messages[i].find("not attempted"), std::string::npos) << i << ": " << messages[i];
+  // ... then nothing waits: the remaining 6 images cost milliseconds, not 6 s.
+  for (std::size_t i = 3; i < messages.size(); ++i) {
+    EXPECT_NE(messages[i].find("fpga: not attempted: the device failed 3 runs in a row (last: "), std::string::npos)
+        << i << ": " << messages[i];
+    EXPECT_LT(took[i], std::chrono::milliseconds(50)) << i;
+  }
+  // A batch is one run: all its images fail with the same reason at once.
+  const auto batch = error_of([&] { fpga->classify_batch(images); });
+  EXPECT_NE(batch.find("not attempted"), std::string::npos) << batch;
+}
+
+TEST(FpgaFaults, MaxFailuresIsASetting) {
+  board_setup setup{random_paper_model(2, 22)};
+  setup.faults.never_finish = true;
+  board b(setup);
+  auto fpga = b.fpga({{"timeout_ms", "100"}, {"max_failures", "1"}});
+  const auto image = random_images(fpga->model(), 1, 1)[0];
+  EXPECT_NE(error_of([&] { fpga->classify(image); }).find("did not finish"), std::string::npos);
+  EXPECT_NE(error_of([&] { fpga->classify(image); }).find("not attempted: the device failed 1 runs in a row"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { b.fpga({{"max_failures", "0"}}); }).find("max_failures='0' is not a whole number in [1,"),
+            std::string::npos);
+}
+
 TEST(FpgaFaults, UnacknowledgedSyncTimesOut) {
   board_setup setup{random_paper_model(2, 17)};  // the first sync: 4 KiB of output area + one image
   setup.faults.no_sync_ack = true;

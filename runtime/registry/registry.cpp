@@ -41,7 +41,8 @@ const std::vector<BackendEntry>& backend_table() {
 #ifdef BUSI_HAS_FPGA
       {"fpga",
        ModelKind::quantized,
-       {"overlay", "device_root", "timeout_ms", "buffer_stack", "program", "fclk_mhz", "max_batch"},
+       {"overlay", "device_root", "timeout_ms", "buffer_stack", "program", "fclk_mhz", "max_batch",
+        "max_failures"},
        make_fpga_classifier},
 #endif
   };

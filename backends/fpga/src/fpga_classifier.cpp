@@ -8,6 +8,7 @@
 
 #include "busi/backend.hpp"
 #include "busi/error.hpp"
+#include "busi/limits.hpp"
 #include "fpga_manager.hpp"
 
 namespace busi::fpga {
@@ -34,6 +35,7 @@ fpga_classifier::fpga_classifier(std::shared_ptr<const Model> model, const Backe
   const std::filesystem::path root = settings.text("device_root", "/");
   const auto timeout = std::chrono::milliseconds(settings.whole_number("timeout_ms", 10000, 1, 3600000));
   max_batch_ = static_cast<std::size_t>(settings.whole_number("max_batch", 64, 1, 65536));
+  max_failures_ = static_cast<int>(settings.whole_number("max_failures", 3, 1, 1000000));
   const program_mode program = parse_program_mode(settings.one_of("program", "auto", {"auto", "always", "never"}));
 
   overlay_ = overlay_description::load(overlay_dir);
@@ -65,8 +67,18 @@ fpga_classifier::fpga_classifier(std::shared_ptr<const Model> model, const Backe
   alloc.stack = settings.text("buffer_stack", "auto");
   alloc.device_root = root;
   allocator_ = make_dma_allocator(alloc);
-  output_area_ = (max_batch_ * overlay_.output.packed_bytes() + 4095) / 4096 * 4096;
-  io_ = allocator_->allocate(output_area_ + max_batch_ * overlay_.input.packed_bytes());
+  // Port sizes are bounded by the overlay reader (kPortElements); the product
+  // with max_batch is checked here so the buffer size cannot wrap.
+  const auto out_total = limits::checked_mul(max_batch_, overlay_.output.packed_bytes());
+  const auto in_total = limits::checked_mul(max_batch_, overlay_.input.packed_bytes());
+  if (!out_total || !in_total || *out_total > limits::kDmaBufferBytes || *in_total > limits::kDmaBufferBytes ||
+      (*out_total + 4095) / 4096 * 4096 + *in_total > limits::kDmaBufferBytes)
+    throw error("overlay " + overlay_.name + ": max_batch " + std::to_string(max_batch_) + " x (" +
+                std::to_string(overlay_.input.packed_bytes()) + " input + " +
+                std::to_string(overlay_.output.packed_bytes()) + " output bytes) exceeds the DMA buffer limit of " +
+                std::to_string(limits::kDmaBufferBytes) + " bytes; lower max_batch");
+  output_area_ = (*out_total + 4095) / 4096 * 4096;
+  io_ = allocator_->allocate(output_area_ + *in_total);
 
   // The marker: every output element at the datatype's maximum. For top-1 that
   // is an index no model here has (>= classes); for logits, all classes at the
@@ -94,6 +106,23 @@ void fpga_classifier::infer(std::span<const Tensor8> inputs, std::span<RawOutput
 }
 
 void fpga_classifier::run_chunk(std::span<const Tensor8> inputs, std::span<RawOutput> out) {
+  // A device that failed max_failures_ runs in a row is not tried again: a
+  // dead or wedged board would otherwise cost every remaining image its timeout.
+  if (consecutive_failures_ >= max_failures_)
+    throw device_error(ECANCELED, "fpga: not attempted: the device failed " + std::to_string(consecutive_failures_) +
+                                      " runs in a row (last: " + last_failure_ +
+                                      "); make a new classifier once the board is back");
+  try {
+    run_on_device(inputs, out);
+    consecutive_failures_ = 0;
+  } catch (const device_error& e) {
+    ++consecutive_failures_;
+    last_failure_ = e.what();
+    throw;
+  }
+}
+
+void fpga_classifier::run_on_device(std::span<const Tensor8> inputs, std::span<RawOutput> out) {
   const std::size_t count = inputs.size();
   const std::size_t in_bytes = overlay_.input.packed_bytes(), out_bytes = overlay_.output.packed_bytes();
   std::lock_guard lock(device_mutex());

@@ -1,5 +1,7 @@
 """C++ errors arrive as busi_infer exceptions carrying the runtime's own message
 (the C++ tools print the same text after "<tool>: error: ")."""
+import os
+
 import numpy as np
 import pytest
 
@@ -108,7 +110,7 @@ def test_bad_arrays(classifier, array, message):
 
 
 def test_bad_arguments(classifier):
-    with pytest.raises(TypeError, match="expected an image path"):
+    with pytest.raises(busi_infer.ImageError, match="expected an image path"):  # issue 16: not a TypeError
         classifier.classify(42)
     with pytest.raises(busi_infer.ImageError, match="color_order 'xyz' not supported"):
         classifier.classify(np.zeros((8, 8), np.uint8), color_order="xyz")
@@ -152,3 +154,42 @@ def test_every_tool_shares_the_exit_codes(tool):
     bad = subprocess.run([exe, *args[:-1], "--no-such-option"], capture_output=True, text=True)
     assert bad.returncode == 2, bad.stderr
     assert bad.stderr.startswith(f"{tool}: error: unrecognised option '--no-such-option'"), bad.stderr
+
+
+# Issue 16 (red-team finding 6): hostile inputs from Python are busi_infer
+# errors with a message, promptly, never unbounded memory, a hang or a raw
+# TypeError / "Unable to cast".
+def test_device_files_and_fifos_are_refused_unread(tmp_path):
+    with pytest.raises(busi_infer.ImageError, match="/dev/zero: is a character device, not a regular file"):
+        busi_infer.load_image("/dev/zero")
+    with pytest.raises(busi_infer.ModelError, match="/dev/zero: is a character device, not a regular file"):
+        busi_infer.Model.load("/dev/zero")
+    fifo = tmp_path / "scan.png"
+    os.mkfifo(fifo)
+    with pytest.raises(busi_infer.ImageError, match="is a FIFO"):  # no writer: must not block
+        busi_infer.load_image(fifo)
+
+
+def test_huge_arrays_are_refused_before_any_copy(classifier):
+    huge = np.broadcast_to(np.zeros(1, np.uint8), (100000, 100000))  # 10 GB, no memory behind it
+    with pytest.raises(busi_infer.ImageError, match=r"image array: shape \(100000, 100000, 1\).*too large"):
+        classifier.classify(huge)
+    wide = np.broadcast_to(np.zeros((1, 1), np.uint8), (1, 2**32 + 3))  # was read as 1x3 (an int cast)
+    with pytest.raises(busi_infer.ImageError, match="too large"):
+        busi_infer.preprocess(wide)
+
+
+def test_bad_arguments_are_busi_errors(tmp_path, classifier):
+    with pytest.raises(busi_infer.ImageError, match="out of range"):
+        busi_infer.preprocess(np.zeros((8, 8), np.uint8), height=0)
+    with pytest.raises(busi_infer.ImageError, match="expected an image path .* got int"):
+        classifier.classify(123)
+    with pytest.raises(busi_infer.ModelError, match="model must be a .bqnn path .* not int"):
+        busi_infer.Classifier("cpu_int", model=123)
+    with pytest.raises(busi_infer.ImageError, match="cannot be encoded for the file system"):
+        classifier.classify("lone\ud800surrogate.png")
+    # Undecodable bytes in a file name come back as os.fsdecode gives them.
+    name = os.fsdecode(b"scan\x80.png")
+    with pytest.raises(busi_infer.ImageError) as info:
+        classifier.classify(str(tmp_path / name))
+    assert name + ": no such file" in str(info.value)
