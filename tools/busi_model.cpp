@@ -1,6 +1,7 @@
 // busi-model: look inside a .bqnn package, or write a deterministic random one.
 //   busi-model info MODEL.bqnn
 //   busi-model random [--weights 2] [--acts 4] [--seed 1] OUT.bqnn
+//   busi-model import MODEL.onnx -o OUT.bqnn [--name NAME]   (QONNX in; busi_model_import.cpp)
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -10,12 +11,14 @@
 #include "busi/error.hpp"
 #include "busi/model.hpp"
 #include "busi/random_model.hpp"
+#include "busi_model_import.hpp"
 
 namespace {
 
 const char* kUsage =
     "usage: busi-model info MODEL.bqnn\n"
-    "       busi-model random [--weights BITS] [--acts BITS] [--seed N] OUT.bqnn\n";
+    "       busi-model random [--weights BITS] [--acts BITS] [--seed N] OUT.bqnn\n"
+    "       busi-model import MODEL.onnx -o OUT.bqnn [--name NAME]\n";
 
 const char* type_name(busi::LayerType t) {
   return t == busi::LayerType::conv ? "conv" : t == busi::LayerType::dense ? "dense" : "maxpool";
@@ -77,6 +80,7 @@ int main(int argc, char** argv) {
   try {
     if (argc >= 3 && std::strcmp(argv[1], "info") == 0) return info(argv[2]);
     if (argc >= 2 && std::strcmp(argv[1], "random") == 0) return random(argc, argv);
+    if (argc >= 2 && std::strcmp(argv[1], "import") == 0) return run_import(argc, argv);
     std::cerr << kUsage;
     return 2;
   } catch (const std::exception& e) {
