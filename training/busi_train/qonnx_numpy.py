@@ -33,7 +33,9 @@ def quant(x, scale, zeropt, bits, signed, narrow, rounding_mode="ROUND"):
     else:
         lo, hi = 0, 2 ** bits - 1 - (1 if narrow else 0)
     v = x / scale + zeropt
-    r = {"ROUND": np.round, "FLOOR": np.floor, "CEIL": np.ceil}[rounding_mode.upper()](v)
+    r = {"ROUND": np.round, "HALF_EVEN": np.round, "FLOOR": np.floor, "CEIL": np.ceil,
+         "HALF_UP": lambda u: np.sign(u) * np.floor(np.abs(u) + 0.5),
+         "UP": lambda u: np.sign(u) * np.ceil(np.abs(u)), "DOWN": np.fix}[rounding_mode.upper()](v)
     return (np.clip(r, lo, hi) - zeropt) * scale
 
 

@@ -31,11 +31,14 @@ class qonnx_runner:
         from qonnx.core.modelwrapper import ModelWrapper
         from qonnx.util.cleanup import cleanup_model
         m = onnx.load(str(path))
-        for v in list(m.graph.input) + list(m.graph.output):
+        del m.graph.value_info[:]  # shapes recorded for batch 1 (Brevitas) are inferred anew
+        consts = {t.name for t in m.graph.initializer}
+        for v in [v for v in m.graph.input if v.name not in consts] + list(m.graph.output):
             v.type.tensor_type.shape.dim[0].dim_value = batch
         self.model = cleanup_model(ModelWrapper(m))
         self.batch = batch
-        self.input = self.model.graph.input[0].name
+        self.input = next(v.name for v in self.model.graph.input
+                          if self.model.get_initializer(v.name) is None)
         self.input_type = self.model.get_tensor_datatype(self.input)
         self.model.set_tensor_datatype(self.input, DataType["FLOAT32"])
         self.output = self.model.graph.output[0].name
@@ -82,7 +85,9 @@ def compare(qonnx_path, package_path, images, busi_infer):
     return {"images": len(images), "top1_equal": int((q_top == c_top).sum()),
             "logits_equal": int(logit_ok.sum()),
             "max_logit_error": float(np.abs(q_logits - c_logits).max()),
-            "qonnx_seconds": q_time, "top1_disagreements": np.nonzero(q_top != c_top)[0].tolist()}
+            "qonnx_seconds": q_time, "top1_disagreements": np.nonzero(q_top != c_top)[0].tolist(),
+            "logit_differences": np.nonzero(~logit_ok)[0].tolist(), "logits_tensor": runner.logits,
+            "qonnx_logits": q_logits, "cpu_int_logits": c_logits}
 
 
 def _logit_scale(package_path):
@@ -107,8 +112,9 @@ def main(argv=None):
     args = p.parse_args(argv)
     names, images = busi_images(data.data_root(), args.stride)
     r = compare(args.qonnx, args.package, images, busi_infer)
-    r["top1_disagreements"] = [names[i] for i in r["top1_disagreements"]]
-    print(r)
+    for key in ("top1_disagreements", "logit_differences"):
+        r[key] = [names[i] for i in r[key]]
+    print({k: v for k, v in r.items() if not k.endswith("_logits")})
 
 
 if __name__ == "__main__":
