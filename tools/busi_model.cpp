@@ -1,6 +1,7 @@
 // busi-model: look inside a .bqnn package, or write a deterministic random one.
 //   busi-model info MODEL.bqnn
 //   busi-model random [--weights 2] [--acts 4] [--seed 1] OUT.bqnn
+//   busi-model import MODEL.onnx -o OUT.bqnn [--name NAME]   (QONNX in; busi_model_import.cpp)
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -10,6 +11,7 @@
 #include "busi/error.hpp"
 #include "busi/model.hpp"
 #include "busi/random_model.hpp"
+#include "busi_model_import.hpp"
 #include "cli.hpp"
 
 namespace {
@@ -18,10 +20,13 @@ namespace po = boost::program_options;
 
 const char* const usage =
     "Usage: busi-model info MODEL.bqnn\n"
-    "       busi-model random [options] OUT.bqnn\n\n"
+    "       busi-model random [options] OUT.bqnn\n"
+    "       busi-model import MODEL.onnx -o OUT.bqnn [--name NAME]\n\n"
     "info: what a model package holds (layers, shapes, bit widths, provenance).\n"
     "random: writes a deterministic random placeholder of the paper's network\n"
-    "(untrained: its predictions are meaningless).\n";
+    "(untrained: its predictions are meaningless).\n"
+    "import: a QONNX graph (Brevitas's export_qonnx or ours) streamlined to an integer package\n"
+    "(busi-model import --help for its options).\n";
 
 const char* type_name(busi::LayerType t) {
   return t == busi::LayerType::conv ? "conv" : t == busi::LayerType::dense ? "dense" : "maxpool";
@@ -95,6 +100,7 @@ int run(int argc, char** argv) {
     return busi::cli::exit_ok;
   }
   if (command == "random") return random(argc - 1, argv + 1);
+  if (command == "import") return run_import(argc, argv);
   if (command == "info") {
     std::string path;
     po::options_description none;
@@ -102,8 +108,8 @@ int run(int argc, char** argv) {
     if (!parse(argc - 1, argv + 1, none, path, vm)) return busi::cli::exit_ok;
     return info(path);
   }
-  throw busi::cli::usage_error(command.empty() ? "no command given (info or random)"
-                                               : "unknown command '" + command + "' (info or random)");
+  throw busi::cli::usage_error(command.empty() ? "no command given (info, random or import)"
+                                               : "unknown command '" + command + "' (info, random or import)");
 }
 
 }  // namespace
