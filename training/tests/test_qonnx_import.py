@@ -11,7 +11,9 @@
 Only numpy and onnx (Debian's); the qonnx/Brevitas checks are in test_field_tools.py.
 """
 import hashlib
+import os
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -21,8 +23,6 @@ from onnx import TensorProto, helper, numpy_helper
 from busi_train import int_reference, qonnx_numpy
 from busi_train.qonnx_import import import_error, import_qonnx
 from conftest import tool
-
-from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 DOMAIN = "qonnx.custom_op.general"
@@ -61,6 +61,9 @@ def test_busi_model_import_writes_what_python_writes(tmp_path):
     r = subprocess.run([exe, "import", str(bad), "-o", str(tmp_path / "x.bqnn")], capture_output=True, text=True)
     assert r.returncode == 1 and r.stderr.startswith("busi-model: error: ") and "protobuf" in r.stderr
     assert not (tmp_path / "x.bqnn").exists()
+    env = dict(os.environ, BUSI_PYTHON=str(tmp_path / "no-python"))
+    r = subprocess.run([exe, "import", str(src), "-o", str(out)], capture_output=True, text=True, env=env)
+    assert r.returncode == 1 and "cannot run" in r.stderr and "BUSI_PYTHON" in r.stderr, r.stderr
 
 
 # --- small graphs of the family ----------------------------------------------
