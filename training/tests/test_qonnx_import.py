@@ -80,7 +80,9 @@ class graph:
     def const(self, value):
         self.n += 1
         name = f"c{self.n}"
-        self.inits.append(numpy_helper.from_array(np.asarray(value, np.float32), name))
+        value = np.asarray(value)
+        value = value if value.dtype == np.int64 else value.astype(np.float32)
+        self.inits.append(numpy_helper.from_array(value, name))
         return name
 
     def node(self, op, inputs, domain="", **attrs):
@@ -136,7 +138,8 @@ def random_images(rng, n, size=14):
 
 
 def tiny_network(seed, wbits=2, abits=4, w_narrow=True, a_signed=False, a_narrow=False, mode="ROUND",
-                 per_channel=True, negative_bn=True, input_quant=False, gemm=False):
+                 per_channel=True, negative_bn=True, input_quant=False, gemm=False, reshape=False,
+                 topk=False):
     """conv(1->4) BN Relu Quant, MaxPool, conv(4->5) BN Relu Quant, Flatten,
     dense BN Relu Quant, dense -> 3 logits (the convolutions' Quant signed and
     without Relu when a_signed)."""
@@ -175,7 +178,10 @@ def tiny_network(seed, wbits=2, abits=4, w_narrow=True, a_signed=False, a_narrow
         activation(a_signed)
         if pool:
             g.then("MaxPool", kernel_shape=[2, 2], strides=[2, 2])
-    g.then("Flatten", axis=1)
+    if reshape:
+        g.then("Reshape", np.array([1, -1], np.int64))
+    else:
+        g.then("Flatten", axis=1)
     w = weights(rng, (6, 5 * 4 * 4), wbits, w_narrow)
     s = wscale(6, (-1, 1))
     if gemm:
@@ -186,6 +192,9 @@ def tiny_network(seed, wbits=2, abits=4, w_narrow=True, a_signed=False, a_narrow
     activation(False)  # the logits take unsigned levels: a signed input would offset them
     w = weights(rng, (3, 6), wbits, w_narrow)
     g.linear("MatMul", (w * 0.05).T, np.float32(0.05), wbits, narrow=w_narrow)
+    if topk:  # the class index, as the paper's graph ends; the logits stay the test's output
+        g.nodes.append(helper.make_node("TopK", [g.x, g.const(np.array([1], np.int64))], ["v", "i"],
+                                        name="TopK_end", axis=-1))
     return g.model()
 
 
@@ -200,6 +209,7 @@ CASES = {
     "HALF_UP": dict(mode="HALF_UP"), "FLOOR": dict(mode="FLOOR"), "CEIL": dict(mode="CEIL"),
     "input QuantIdentity": dict(input_quant=True),
     "Gemm transB": dict(gemm=True),
+    "Reshape and a final TopK": dict(reshape=True, topk=True),
 }
 
 
