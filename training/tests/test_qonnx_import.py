@@ -179,7 +179,7 @@ def tiny_network(seed, wbits=2, abits=4, w_narrow=True, a_signed=False, a_narrow
         if pool:
             g.then("MaxPool", kernel_shape=[2, 2], strides=[2, 2])
     if reshape:
-        g.then("Reshape", np.array([1, -1], np.int64))
+        g.then("Reshape", np.array([0, -1], np.int64))  # 0: keep the batch
     else:
         g.then("Flatten", axis=1)
     w = weights(rng, (6, 5 * 4 * 4), wbits, w_narrow)
