@@ -1,7 +1,7 @@
 """Executes the QONNX graphs export.py writes, in numpy and float64 (no qonnx/FINN here).
 
 The node types export.qonnx_model emits, and the few more Brevitas's export_qonnx
-writes for the same network (Identity, Transpose, Mul, Gemm, Constant): in
+writes for the same network (Identity, Transpose, Mul, Gemm, Constant, Reshape): in
 float64 it is the exact-arithmetic reading of a graph, against which the float32
 of qonnx/onnxruntime can be judged at near-ties. Quant follows the QONNX definition
 (qonnx.custom_op.general.quant): q = clip(round(x/scale + zeropt), min, max),
@@ -87,6 +87,8 @@ def run(model, x):
             n, c, h, w = i[0].shape
             h2, w2 = h // k, w // k
             out = [i[0][:, :, :h2 * k, :w2 * k].reshape(n, c, h2, k, w2, k).max(axis=(3, 5))]
+        elif op == "Reshape":
+            out = [i[0].reshape([d if d != 0 else i[0].shape[k] for k, d in enumerate(i[1].astype(int))])]
         elif op == "Flatten":
             out = [i[0].reshape(i[0].shape[0], -1)]
         elif op == "TopK":

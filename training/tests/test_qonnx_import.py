@@ -11,7 +11,9 @@
 Only numpy and onnx (Debian's); the qonnx/Brevitas checks are in test_field_tools.py.
 """
 import hashlib
+import os
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -21,8 +23,6 @@ from onnx import TensorProto, helper, numpy_helper
 from busi_train import int_reference, qonnx_numpy
 from busi_train.qonnx_import import import_error, import_qonnx
 from conftest import tool
-
-from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 DOMAIN = "qonnx.custom_op.general"
@@ -61,6 +61,9 @@ def test_busi_model_import_writes_what_python_writes(tmp_path):
     r = subprocess.run([exe, "import", str(bad), "-o", str(tmp_path / "x.bqnn")], capture_output=True, text=True)
     assert r.returncode == 1 and r.stderr.startswith("busi-model: error: ") and "protobuf" in r.stderr
     assert not (tmp_path / "x.bqnn").exists()
+    env = dict(os.environ, BUSI_PYTHON=str(tmp_path / "no-python"))
+    r = subprocess.run([exe, "import", str(src), "-o", str(out)], capture_output=True, text=True, env=env)
+    assert r.returncode == 1 and "cannot run" in r.stderr and "BUSI_PYTHON" in r.stderr, r.stderr
 
 
 # --- small graphs of the family ----------------------------------------------
@@ -77,7 +80,9 @@ class graph:
     def const(self, value):
         self.n += 1
         name = f"c{self.n}"
-        self.inits.append(numpy_helper.from_array(np.asarray(value, np.float32), name))
+        value = np.asarray(value)
+        value = value if value.dtype == np.int64 else value.astype(np.float32)
+        self.inits.append(numpy_helper.from_array(value, name))
         return name
 
     def node(self, op, inputs, domain="", **attrs):
@@ -133,7 +138,8 @@ def random_images(rng, n, size=14):
 
 
 def tiny_network(seed, wbits=2, abits=4, w_narrow=True, a_signed=False, a_narrow=False, mode="ROUND",
-                 per_channel=True, negative_bn=True, input_quant=False, gemm=False):
+                 per_channel=True, negative_bn=True, input_quant=False, gemm=False, reshape=False,
+                 topk=False):
     """conv(1->4) BN Relu Quant, MaxPool, conv(4->5) BN Relu Quant, Flatten,
     dense BN Relu Quant, dense -> 3 logits (the convolutions' Quant signed and
     without Relu when a_signed)."""
@@ -172,7 +178,10 @@ def tiny_network(seed, wbits=2, abits=4, w_narrow=True, a_signed=False, a_narrow
         activation(a_signed)
         if pool:
             g.then("MaxPool", kernel_shape=[2, 2], strides=[2, 2])
-    g.then("Flatten", axis=1)
+    if reshape:
+        g.then("Reshape", np.array([0, -1], np.int64))  # 0: keep the batch
+    else:
+        g.then("Flatten", axis=1)
     w = weights(rng, (6, 5 * 4 * 4), wbits, w_narrow)
     s = wscale(6, (-1, 1))
     if gemm:
@@ -183,6 +192,9 @@ def tiny_network(seed, wbits=2, abits=4, w_narrow=True, a_signed=False, a_narrow
     activation(False)  # the logits take unsigned levels: a signed input would offset them
     w = weights(rng, (3, 6), wbits, w_narrow)
     g.linear("MatMul", (w * 0.05).T, np.float32(0.05), wbits, narrow=w_narrow)
+    if topk:  # the class index, as the paper's graph ends; the logits stay the test's output
+        g.nodes.append(helper.make_node("TopK", [g.x, g.const(np.array([1], np.int64))], ["v", "i"],
+                                        name="TopK_end", axis=-1))
     return g.model()
 
 
@@ -197,6 +209,7 @@ CASES = {
     "HALF_UP": dict(mode="HALF_UP"), "FLOOR": dict(mode="FLOOR"), "CEIL": dict(mode="CEIL"),
     "input QuantIdentity": dict(input_quant=True),
     "Gemm transB": dict(gemm=True),
+    "Reshape and a final TopK": dict(reshape=True, topk=True),
 }
 
 
