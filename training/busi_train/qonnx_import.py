@@ -578,6 +578,10 @@ def _finish_logits(x, layers):
     return float(abs(A[0]))
 
 
+# tools/cli.hpp's exit_fatal: nothing could be done (a bad or unsupported model).
+EXIT_FATAL = 3
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="busi-model import", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -587,12 +591,9 @@ def main(argv=None):
     args = p.parse_args(argv)
     try:
         body, summary = import_qonnx(args.model, args.name, source_name=Path(args.model).name)
-    except (import_error, OSError) as e:
+    except (import_error, OSError, ValueError) as e:  # ValueError: package.build_package's checks
         print(f"busi-model: error: {args.model}: {e}", file=sys.stderr)
-        return 1
-    except ValueError as e:  # package.build_package's checks
-        print(f"busi-model: error: {args.model}: {e}", file=sys.stderr)
-        return 1
+        return EXIT_FATAL
     Path(args.output).write_bytes(body)
     kinds = [f"{l['type']}" + (f" w{l['weight_bits']}" if "weight_bits" in l else "")
              + (f"a{l['act_bits']}" if "act_bits" in l else "") for l in summary["layers"]]

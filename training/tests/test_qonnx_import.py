@@ -59,11 +59,11 @@ def test_busi_model_import_writes_what_python_writes(tmp_path):
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(src.read_bytes()[:1000])
     r = subprocess.run([exe, "import", str(bad), "-o", str(tmp_path / "x.bqnn")], capture_output=True, text=True)
-    assert r.returncode == 1 and r.stderr.startswith("busi-model: error: ") and "protobuf" in r.stderr
+    assert r.returncode == 3 and r.stderr.startswith("busi-model: error: ") and "protobuf" in r.stderr
     assert not (tmp_path / "x.bqnn").exists()
     env = dict(os.environ, BUSI_PYTHON=str(tmp_path / "no-python"))
     r = subprocess.run([exe, "import", str(src), "-o", str(out)], capture_output=True, text=True, env=env)
-    assert r.returncode == 1 and "cannot run" in r.stderr and "BUSI_PYTHON" in r.stderr, r.stderr
+    assert r.returncode == 3 and "cannot run" in r.stderr and "BUSI_PYTHON" in r.stderr, r.stderr
 
 
 # --- small graphs of the family ----------------------------------------------
