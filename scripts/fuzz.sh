@@ -22,7 +22,8 @@ CC=clang CXX=clang++ cmake -S "$source" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDe
 targets=(image model hwh overlay)
 cmake --build "$build" -j"$(nproc)" --target "${targets[@]/#/fuzz_}"
 
-export ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+# A small quarantine: ASan's default 256 MB would count against the 512 MB RSS limit.
+export ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=0:quarantine_size_mb=32 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 common=(-rss_limit_mb=512 -malloc_limit_mb=512 -timeout=10)
 for t in "${targets[@]}"; do
   fuzzer="$build/fuzz/fuzz_$t"
