@@ -2,7 +2,9 @@
 # Builds the libFuzzer targets (fuzz/) with clang under AddressSanitizer and
 # UndefinedBehaviorSanitizer, replays every committed regression input, then
 # fuzzes each target for SECONDS from its committed seed corpus with a 512 MB
-# RSS limit (the board's memory) and a 10 s per-input limit (a hang).
+# RSS limit (the board's memory) and a 10 s per-input limit (a hang); then runs
+# the loaders' unit tests (model, image, image_decode, fpga_parts) under the
+# same sanitizers.
 # Usage: scripts/fuzz.sh [build-dir] [seconds]   (default build-fuzz, 30 s or $BUSI_FUZZ_SECONDS)
 # Exits 77 (ctest's skip) when clang is not installed.
 set -euo pipefail
@@ -49,3 +51,15 @@ for t in "${targets[@]}"; do
     "peak RSS $(grep -E "stat::peak_rss_mb" "$log" | awk '{print $2}') MB"
 done
 echo "fuzz: all ${#targets[@]} targets ran clean"
+
+# The loaders' unit tests under the same sanitizers.
+tests=(model_test image_test image_decode_test fpga_parts_test)
+cmake --build "$build" -j"$(nproc)" --target "${tests[@]/#/sanitized_}"
+for t in "${tests[@]}"; do
+  if ! "$build/fuzz/sanitized_$t" --gtest_brief=1 > "$build/sanitized_$t.log" 2>&1; then
+    tail -n 60 "$build/sanitized_$t.log"
+    echo "sanitized_$t: FAILED under AddressSanitizer/UndefinedBehaviorSanitizer"
+    exit 1
+  fi
+  echo "sanitized_$t: $(grep -E "^\[  PASSED  \]" "$build/sanitized_$t.log") under ASan+UBSan"
+done
