@@ -2,7 +2,9 @@
 # Builds the libFuzzer targets (fuzz/) with clang under AddressSanitizer and
 # UndefinedBehaviorSanitizer, replays every committed regression input, then
 # fuzzes each target for SECONDS from its committed seed corpus with a 512 MB
-# RSS limit (the board's memory) and a 10 s per-input limit (a hang).
+# RSS limit (the board's memory) and a 10 s per-input limit (a hang); then runs
+# the loaders' unit tests (model, image, image_decode, fpga_parts) under the
+# same sanitizers.
 # Usage: scripts/fuzz.sh [build-dir] [seconds]   (default build-fuzz, 30 s or $BUSI_FUZZ_SECONDS)
 # Exits 77 (ctest's skip) when clang is not installed.
 set -euo pipefail
@@ -22,7 +24,8 @@ CC=clang CXX=clang++ cmake -S "$source" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDe
 targets=(image model hwh overlay)
 cmake --build "$build" -j"$(nproc)" --target "${targets[@]/#/fuzz_}"
 
-export ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+# A small quarantine: ASan's default 256 MB would count against the 512 MB RSS limit.
+export ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=0:quarantine_size_mb=32 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 common=(-rss_limit_mb=512 -malloc_limit_mb=512 -timeout=10)
 for t in "${targets[@]}"; do
   fuzzer="$build/fuzz/fuzz_$t"
@@ -48,3 +51,15 @@ for t in "${targets[@]}"; do
     "peak RSS $(grep -E "stat::peak_rss_mb" "$log" | awk '{print $2}') MB"
 done
 echo "fuzz: all ${#targets[@]} targets ran clean"
+
+# The loaders' unit tests under the same sanitizers.
+tests=(model_test image_test image_decode_test fpga_parts_test)
+cmake --build "$build" -j"$(nproc)" --target "${tests[@]/#/sanitized_}"
+for t in "${tests[@]}"; do
+  if ! "$build/fuzz/sanitized_$t" --gtest_brief=1 > "$build/sanitized_$t.log" 2>&1; then
+    tail -n 60 "$build/sanitized_$t.log"
+    echo "sanitized_$t: FAILED under AddressSanitizer/UndefinedBehaviorSanitizer"
+    exit 1
+  fi
+  echo "sanitized_$t: $(grep -E "^\[  PASSED  \]" "$build/sanitized_$t.log") under ASan+UBSan"
+done

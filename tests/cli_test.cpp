@@ -104,6 +104,53 @@ std::vector<uint8_t> png_claiming(uint32_t width, uint32_t height) {
   return png;
 }
 
+// A package with its JSON header replaced (length and CRC-32 re-signed).
+std::vector<uint8_t> with_header(const std::vector<uint8_t>& bytes, const std::string& header) {
+  const uint32_t old_length = bytes[12] | bytes[13] << 8 | bytes[14] << 16 | uint32_t(bytes[15]) << 24;
+  std::vector<uint8_t> out(bytes.begin(), bytes.begin() + 12);
+  for (int i = 0; i < 4; ++i) out.push_back(uint8_t(header.size() >> (8 * i)));
+  out.insert(out.end(), header.begin(), header.end());
+  out.insert(out.end(), bytes.begin() + 16 + old_length, bytes.end() - 4);
+  uint32_t crc = 0xFFFFFFFFu;
+  for (uint8_t b : out) {
+    crc ^= b;
+    for (int k = 0; k < 8; ++k) crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
+  }
+  crc ^= 0xFFFFFFFFu;
+  for (int i = 0; i < 4; ++i) out.push_back(uint8_t(crc >> (8 * i)));
+  return out;
+}
+
+// Issue 16, findings 1 and 2 through the CLI: a provenance nested 100,000 deep
+// (SIGSEGV before), a weight count that wraps to 0 and a fractional offset.
+TEST(Cli, HostileModelsAreFatalWithTheReasonNotACrash) {
+  Fixture f;
+  const auto good = random_model(paper_network_spec(2, 4), 11).serialize();
+  const uint32_t length = good[12] | good[13] << 8 | good[14] << 16 | uint32_t(good[15]) << 24;
+  const auto header = nlohmann::json::parse(good.begin() + 16, good.begin() + 16 + length);
+  auto deep = header;
+  deep["provenance"] = "DEEP";
+  auto text = deep.dump();
+  text.replace(text.find("\"DEEP\""), 6, std::string(100000, '[') + std::string(100000, ']'));
+  auto wrap = header;
+  wrap["layers"][0]["out_channels"] = 1 << 20;
+  wrap["layers"][0]["in_channels"] = 1 << 18;
+  wrap["layers"][0]["kernel"] = 8192;
+  wrap["layers"][0]["weights"]["size"] = 0;
+  auto fraction = header;
+  fraction["layers"][0]["weights"]["offset"] = 0.9;
+  const std::pair<std::vector<uint8_t>, std::string> cases[] = {
+      {with_header(good, text), "header nests arrays/objects deeper than 64 levels"},
+      {with_header(good, wrap.dump()), "layer 0: 1048576 x 262144 x 8192 x 8192 weights exceed the limit"},
+      {with_header(good, fraction.dump()), "layer 0: \"weights.offset\" = 0.9 is not a whole number"}};
+  for (const auto& [bytes, reason] : cases) {
+    test::write_file(f.dir / "hostile.bqnn", bytes);
+    const CliRun r = busi_infer("--model " + quote((f.dir / "hostile.bqnn").string()) + " " + quote(f.dir.path().string()));
+    EXPECT_EQ(r.exit_code, 3) << r.out;
+    EXPECT_NE(r.out.find("hostile.bqnn: " + reason), std::string::npos) << r.out;
+  }
+}
+
 // Issue 16: /dev/zero, and a 100-byte PNG claiming 20000x20000 pixels (454 MB
 // before it was refused), are reported without reading or decoding them, and
 // cost the other images nothing; /dev/zero as the model is fatal at once.

@@ -168,7 +168,7 @@ TEST(FpgaFaults, ADeviceThatNeverFinishesTimesOut) {
 // why, so the rest of a batch is reported "not attempted" within milliseconds.
 TEST(FpgaFaults, ADeadDeviceFailsFastAfterConsecutiveFailures) {
   board b({random_paper_model(2, 21)});
-  auto fpga = b.fpga({{"timeout_ms", "300"}});
+  auto fpga = b.fpga();  // a dead board fails at its first sync (1 s), before timeout_ms matters
   const auto images = random_images(fpga->model(), 10, 5);
   ASSERT_NO_THROW(fpga->classify(images[0]));
   b.emulator().stop();  // the board dies: nothing answers the DMAs any more
@@ -192,6 +192,26 @@ TEST(FpgaFaults, ADeadDeviceFailsFastAfterConsecutiveFailures) {
   // A batch is one run: all its images fail with the same reason at once.
   const auto batch = error_of([&] { fpga->classify_batch(images); });
   EXPECT_NE(batch.find("not attempted"), std::string::npos) << batch;
+}
+
+// Red-team findings 1 and 4 through the backend: a .hwh nested 200,000 deep,
+// and a device root whose dev/mem ends before the SLCR (set_fclk0 hit SIGBUS).
+TEST(FpgaFaults, HostileHwhAndShortDevMemAreErrorsNotCrashes) {
+  board b({random_paper_model(2, 23)});
+  b.emulator().stop();
+  const auto hwh = b.overlay() / "busi-w2a4.hwh";
+  const auto real_hwh = test::read_file(hwh);
+  std::string deep;
+  for (int i = 0; i < 200000; ++i) deep += "<a>";
+  std::ofstream(hwh, std::ios::trunc) << deep;
+  auto message = error_of([&] { b.fpga(); });
+  EXPECT_NE(message.find("busi-w2a4.hwh: malformed XML"), std::string::npos) << message;
+  test::write_file(hwh, real_hwh);
+  std::filesystem::resize_file(b.root() / "dev/mem", 0x1000);
+  message = error_of([&] { b.fpga(); });
+  EXPECT_NE(message.find("dev/mem is a file of 4096 bytes, too short for SLCR registers at 0xf8000000"),
+            std::string::npos)
+      << message;
 }
 
 TEST(FpgaFaults, MaxFailuresIsASetting) {

@@ -193,3 +193,40 @@ def test_bad_arguments_are_busi_errors(tmp_path, classifier):
     with pytest.raises(busi_infer.ImageError) as info:
         classifier.classify(str(tmp_path / name))
     assert name + ": no such file" in str(info.value)
+
+
+def _with_header(package, edit):
+    """The package with its JSON header edited, length and CRC re-signed."""
+    import json
+    import struct
+    import zlib
+    length = struct.unpack("<I", package[12:16])[0]
+    text = edit(json.loads(package[16:16 + length]))
+    body = package[:12] + struct.pack("<I", len(text)) + text + package[16 + length:-4]
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def test_hostile_models_are_model_errors(tmp_path):
+    """Issue 16, findings 1 and 2 from Python: deep nesting, wrapping counts, fractions."""
+    import json
+
+    def deep(h):
+        h["provenance"] = "DEEP"
+        return json.dumps(h).encode().replace(b'"DEEP"', b"[" * 100000 + b"]" * 100000)
+
+    def wrap(h):
+        h["layers"][0].update(out_channels=1 << 20, in_channels=1 << 18, kernel=8192)
+        h["layers"][0]["weights"]["size"] = 0
+        return json.dumps(h).encode()
+
+    def fraction(h):
+        h["layers"][0]["weights"]["offset"] = 5.5
+        return json.dumps(h).encode()
+
+    good = MODEL.read_bytes()
+    for edit, reason in [(deep, "deeper than 64 levels"), (wrap, "weights exceed the limit"),
+                         (fraction, '"weights.offset" = 5.5 is not a whole number')]:
+        path = tmp_path / "hostile.bqnn"
+        path.write_bytes(_with_header(good, edit))
+        with pytest.raises(busi_infer.ModelError, match=reason):
+            busi_infer.Model.load(path)
