@@ -194,6 +194,19 @@ TEST(Cli, CorruptModelIsFatalWithItsName) {
   EXPECT_NE(r.out.find("bad.bqnn: truncated"), std::string::npos) << r.out;
 }
 
+TEST(Cli, ModelOfTheWrongKindIsFatal) {
+  // A float package for an integer backend: a model error naming the file, not
+  // a silent switch to the backend's default model.
+  Fixture f;
+  RandomModelSpec spec = paper_network_spec(2, 4);
+  spec.kind = ModelKind::floating;
+  test::write_file(f.dir / "float.bqnn", random_model(spec, 3).serialize());
+  const CliRun r = busi_infer("--model " + quote((f.dir / "float.bqnn").string()) + " " + quote(f.dir.path().string()));
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_NE(r.out.find("float.bqnn: backend cpu_int runs quantized models, but this one is float"), std::string::npos)
+      << r.out;
+}
+
 TEST(Cli, JsonAndThreadsGiveTheSameAnswers) {
   Fixture f;
   const CliRun one = busi_infer("--format json --model " + quote(f.model) + " " + quote(f.dir.path().string()));

@@ -163,6 +163,25 @@ TEST_P(Conformance, UnknownSettingsAndWrongModelKindsAreRejected) {
   EXPECT_THROW(make_classifier(GetParam(), wrong), model_error);
 }
 
+// The typed settings reader every backend reads its settings through.
+TEST(BackendSettings, ErrorsNameTheKeyTheValueAndWhatIsAllowed) {
+  const std::vector<std::string> known = {"timeout_ms", "program", "overlay"};
+  EXPECT_EQ(error_of([&] { BackendSettings("fpga", {{"fclk", "1"}}, known); }),
+            "backend fpga has no setting 'fclk'; known: timeout_ms, program, overlay");
+  EXPECT_EQ(error_of([&] { BackendSettings("cpu_ref", {{"isa", "avx2"}}, {}); }),
+            "backend cpu_ref has no setting 'isa' (it takes none)");
+  const BackendSettings settings("fpga", {{"timeout_ms", "250"}, {"program", "never"}}, known);
+  EXPECT_EQ(settings.whole_number("timeout_ms", 10000, 1, 3600000), 250);
+  EXPECT_EQ(settings.whole_number("max", 64, 1, 65536), 64);  // absent: the fallback
+  EXPECT_EQ(settings.one_of("program", "auto", {"auto", "always", "never"}), "never");
+  EXPECT_EQ(settings.text("overlay", "none"), "none");
+  for (const char* bad : {"0", "3600001", "12ms", "", " 5", "1e3"})
+    EXPECT_EQ(error_of([&] { BackendSettings("fpga", {{"timeout_ms", bad}}, known).whole_number("timeout_ms", 1, 1, 3600000); }),
+              std::string("backend fpga: setting timeout_ms='") + bad + "' is not a whole number in [1, 3600000]");
+  EXPECT_EQ(error_of([&] { BackendSettings("fpga", {{"program", "maybe"}}, known).one_of("program", "auto", {"auto", "always", "never"}); }),
+            "backend fpga: setting program='maybe' is not one of auto, always, never");
+}
+
 INSTANTIATE_TEST_SUITE_P(EveryBackend, Conformance, ::testing::ValuesIn(available_backends()),
                          [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
 

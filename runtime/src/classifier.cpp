@@ -4,6 +4,7 @@
 #include "busi/classifier.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 
 #include "busi/backend.hpp"
@@ -108,14 +109,11 @@ long long BackendSettings::whole_number(const std::string& key, long long fallba
   const auto it = values_.find(key);
   if (it == values_.end()) return fallback;
   const std::string& text = it->second;
-  std::size_t used = 0;
+  // Decimal digits with an optional minus, nothing else (no spaces, no '+', no exponent).
   long long value = 0;
-  try {
-    value = std::stoll(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (text.empty() || used != text.size() || value < low || value > high)
+  const auto [end, failure] = std::from_chars(text.data(), text.data() + text.size(), value);
+  const bool whole = failure == std::errc() && end == text.data() + text.size();
+  if (text.empty() || !whole || value < low || value > high)
     throw error("backend " + backend_ + ": setting " + key + "='" + text + "' is not a whole number in [" +
                 std::to_string(low) + ", " + std::to_string(high) + "]");
   return value;

@@ -254,7 +254,7 @@ std::string prediction_repr(const busi::Prediction& p) {
 
 // busi::error and its subclasses become busi_infer.Error (a RuntimeError) and
 // its subclasses with the C++ message unchanged; busi::device_error becomes
-// DeviceError, also an OSError carrying errno when the runtime had one.
+// DeviceError, also an OSError carrying its errno (device_error always has one).
 void register_errors(py::module_& m) {
   static py::handle error, model_error, image_error, device_error;
   error = PyErr_NewExceptionWithDoc("busi_infer.Error", "Base of every error busi-infer raises on purpose.",
@@ -288,7 +288,7 @@ void register_errors(py::module_& m) {
     } catch (const busi::device_error& e) {
       // Built from the message alone so str() is the C++ message, not "[Errno n] ...".
       py::object exc = py::reinterpret_borrow<py::object>(device_error)(text(e.what()));
-      if (e.code().value() != 0) exc.attr("errno") = e.code().value();
+      exc.attr("errno") = e.code().value();  // never 0: device_error maps 0 to EIO
       PyErr_SetObject(device_error.ptr(), exc.ptr());
     } catch (const busi::model_error& e) {
       raise(model_error, e.what());
