@@ -45,6 +45,12 @@ RECIPES = {
     "robust": {"augment": "scanner", "sampling": "balanced", "class_weights": False, "seg_weight": 0.5},
     # The same without the second task (what the masks add).
     "robust-noseg": {"augment": "scanner", "sampling": "balanced", "class_weights": False, "seg_weight": 0.0},
+    # robust, but BUS-BRA images teach only benign vs malignant: their loss is
+    # taken over the two lesion logits, so a source without normal images cannot
+    # teach "this scanner's look means a lesion" (fold 1 of robust showed BUSI
+    # lesions called normal and every BUS-BRA image called abnormal).
+    "robust-lesion-loss": {"augment": "scanner", "sampling": "balanced", "class_weights": False,
+                           "seg_weight": 0.5, "lesion_only_loss": ["busbra"]},
 }
 SCHEDULE = {"float_epochs": 10, "qat_epochs": 6, "epoch_images": 1000, "batch": 16,
             "float_lr": 1e-3, "qat_lr": 2e-4, "lr_min": 1e-5, "wbits": 2, "abits": 4, "calib_images": 64}
@@ -63,6 +69,18 @@ def sampling_weights(labels, source):
             sel = in_class & (source == s)
             w[sel] = 1.0 / (len(srcs) * sel.sum())
     return torch.tensor(w / w.sum())
+
+
+def classification_loss(logits, labels, sources_of, weight, lesion_only_sources):
+    """Cross-entropy per image, averaged over the batch; images of the sources in
+    lesion_only_sources (which hold no normal images) are scored on benign vs
+    malignant only, the normal logit left out."""
+    full = F.cross_entropy(logits, labels, weight=weight, reduction="none")
+    lesion_only = torch.tensor([s in lesion_only_sources for s in sources_of])
+    if not lesion_only.any():
+        return full.mean()
+    lesion = F.cross_entropy(logits[:, 1:], (labels - 1).clamp_min(0), reduction="none")
+    return torch.where(lesion_only, lesion, full).mean()
 
 
 def segmentation_loss(mask_logits, masks):
@@ -193,7 +211,8 @@ class split_run:
                     else:
                         x, masks = aug_paper(imgs, gen), None
                     logits, features = model.forward_features(x)
-                    loss = F.cross_entropy(logits, torch.from_numpy(ds.labels[pick]), weight=ce_w)
+                    loss = classification_loss(logits, torch.from_numpy(ds.labels[pick]), ds.source[pick], ce_w,
+                                               self.recipe.get("lesion_only_loss", ()))
                     if decoder:
                         loss = loss + self.recipe["seg_weight"] * segmentation_loss(decoder(features), masks)
                     opt.zero_grad()

@@ -166,3 +166,16 @@ def test_referral_is_cross_fitted_fold_by_fold():
     assert len(c["temperature"]) == 4 and len(c["threshold"]) == 4
     assert len(set(c["threshold"])) > 1  # each fold's own fit, not one shared value
     assert cv.cross_fitted_referral(ds, folds[:1]) is None
+
+
+def test_lesion_only_loss_ignores_the_normal_logit_of_busbra_images():
+    logits = torch.tensor([[5.0, 0.0, 1.0], [5.0, 0.0, 1.0]], requires_grad=True)
+    labels = torch.tensor([2, 2])
+    loss = cv.classification_loss(logits, labels, np.array(["busi", "busbra"]), None, ["busbra"])
+    loss.backward()
+    assert logits.grad[1, 0] == 0 and logits.grad[0, 0] > 0  # only BUSI's image pushes 'normal' down
+    expected = (torch.nn.functional.cross_entropy(logits[:1].detach(), labels[:1])
+                + torch.nn.functional.cross_entropy(logits[1:, 1:].detach(), torch.tensor([1]))) / 2
+    assert loss.item() == pytest.approx(expected.item())
+    plain = cv.classification_loss(logits, labels, np.array(["busi", "busbra"]), None, ())
+    assert plain.item() == pytest.approx(torch.nn.functional.cross_entropy(logits.detach(), labels).item())
