@@ -24,19 +24,8 @@ int run(int argc, char** argv) {
       ("help,h", "show this help and exit")
       ("output,o", po::value(&out_path), "the HTML file to write (required)")
       ("title", po::value(&title)->default_value(title), "the page title");
-  po::options_description hidden;
-  hidden.add_options()("report", po::value(&report_paths)->composing());
-  po::options_description all;
-  all.add(visible).add(hidden);
-  po::positional_options_description positional;
-  positional.add("report", -1);
   po::variables_map vm;
-  po::store(po::command_line_parser(argc, argv).options(all).positional(positional).run(), vm);
-  if (vm.count("help")) {
-    std::cout << visible << "\n" << busi::cli::exit_codes_help;
-    return busi::cli::exit_ok;
-  }
-  po::notify(vm);
+  if (!busi::cli::parse_command_line(argc, argv, visible, report_paths, vm)) return busi::cli::exit_ok;
   if (out_path.empty()) throw busi::cli::usage_error("no output file given (-o OUT.html)");
   if (report_paths.empty()) throw busi::cli::usage_error("no report given");
   std::vector<busi::EvaluationReport> reports;

@@ -83,20 +83,11 @@ int run(int argc, char** argv) {
       ("per-image", "the JSON report also holds every image's prediction and latency")
       ("csv", po::value(&csv_path), "write one CSV row per run")
       ("html", po::value(&html_path), "write the dashboard (self-contained HTML)");
-  po::options_description hidden;
-  hidden.add_options()("input", po::value(&input_names)->composing());
-  po::options_description all;
-  all.add(visible).add(hidden);
-  po::positional_options_description positional;
-  positional.add("input", -1);
   po::variables_map vm;
-  po::store(po::command_line_parser(argc, argv).options(all).positional(positional).run(), vm);
-  if (vm.count("help")) {
-    std::cout << visible << "\n" << busi::cli::exit_codes_help
-              << "\nExample:\n  busi-eval --backends cpu_int,cpu_ref --json out.json --html out.html ../shared/busi\n";
+  if (!busi::cli::parse_command_line(
+          argc, argv, visible, input_names, vm,
+          "\nExample:\n  busi-eval --backends cpu_int,cpu_ref --json out.json --html out.html ../shared/busi\n"))
     return busi::cli::exit_ok;
-  }
-  po::notify(vm);
   const bool per_image = vm.count("per-image") != 0;
   options.backends = split(backends, ',');
   options.models.assign(models.begin(), models.end());

@@ -76,24 +76,13 @@ std::optional<Options> parse_command_line(int argc, char** argv) {
       ("verify", po::value<std::string>(),
        "also run every image on this backend (e.g. cpu_int) and report any disagreement")
       ("no-progress", "no progress bar (it is shown only when stderr is a terminal anyway)");
-  po::options_description hidden;
-  hidden.add_options()("input", po::value(&o.inputs)->composing());
-  po::options_description all;
-  all.add(visible).add(hidden);
-  po::positional_options_description positional;
-  positional.add("input", -1);
-
   po::variables_map vm;
-  po::store(po::command_line_parser(argc, argv).options(all).positional(positional).run(), vm);
-  if (vm.count("help")) {
-    std::cout << visible << "\n" << busi::cli::exit_codes_help
-              << "\nExamples:\n"
-                 "  busi-infer ../shared/busi\n"
-                 "  busi-infer --backend fpga --overlay overlays/busi-w2a4 --verify cpu_int images/\n"
-                 "  busi-infer --format json --threads 2 scan.png > result.json\n";
+  if (!busi::cli::parse_command_line(argc, argv, visible, o.inputs, vm,
+                                     "\nExamples:\n"
+                                     "  busi-infer ../shared/busi\n"
+                                     "  busi-infer --backend fpga --overlay overlays/busi-w2a4 --verify cpu_int images/\n"
+                                     "  busi-infer --format json --threads 2 scan.png > result.json\n"))
     return std::nullopt;
-  }
-  po::notify(vm);
   if (vm.count("verify")) o.verify = vm["verify"].as<std::string>();
   o.progress = !vm.count("no-progress") && isatty(STDERR_FILENO);
   if (o.inputs.empty()) throw busi::cli::usage_error("no image or folder given (see --help)");

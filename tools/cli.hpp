@@ -60,4 +60,25 @@ inline std::pair<std::string, std::string> key_value(const std::string& text, co
   return {text.substr(0, eq), text.substr(eq + 1)};
 }
 
+// Parses argv: the `visible` options, and every positional argument into
+// `positionals`. With --help, prints `visible`, the exit codes and `examples`
+// and returns false; otherwise stores, notifies and returns true.
+inline bool parse_command_line(int argc, char** argv, const po::options_description& visible,
+                               std::vector<std::string>& positionals, po::variables_map& vm,
+                               const std::string& examples = "") {
+  po::options_description hidden;
+  hidden.add_options()("positional", po::value(&positionals)->composing());
+  po::options_description all;
+  all.add(visible).add(hidden);
+  po::positional_options_description positional;
+  positional.add("positional", -1);
+  po::store(po::command_line_parser(argc, argv).options(all).positional(positional).run(), vm);
+  if (vm.count("help")) {
+    std::cout << visible << "\n" << exit_codes_help << examples;
+    return false;
+  }
+  po::notify(vm);
+  return true;
+}
+
 }  // namespace busi::cli

@@ -207,22 +207,32 @@ bool jpeg_decode(jpeg_decompress_struct& cinfo, JpegErrors& errors, std::span<co
   return true;
 }
 
-cv::Mat decode_jpeg(std::span<const uint8_t> bytes, const std::string& name, target_size target) {
+// A libjpeg decompressor whose errors long-jump back into the jpeg_* function
+// that set errors.jump (jpeg_on_error), destroyed with this object.
+struct JpegDecompressor {
   jpeg_decompress_struct cinfo{};
   JpegErrors errors;
-  cinfo.err = jpeg_std_error(&errors.pub);
-  errors.pub.error_exit = jpeg_on_error;
-  errors.pub.output_message = jpeg_on_message;
-  jpeg_create_decompress(&cinfo);
+  JpegDecompressor() {
+    cinfo.err = jpeg_std_error(&errors.pub);
+    errors.pub.error_exit = jpeg_on_error;
+    errors.pub.output_message = jpeg_on_message;
+    jpeg_create_decompress(&cinfo);
+  }
+  ~JpegDecompressor() { jpeg_destroy_decompress(&cinfo); }
+  JpegDecompressor(const JpegDecompressor&) = delete;
+  JpegDecompressor& operator=(const JpegDecompressor&) = delete;
+};
+
+cv::Mat decode_jpeg(std::span<const uint8_t> bytes, const std::string& name, target_size target) {
+  JpegDecompressor jpeg;
   cv::Mat out;
   JpegRefusal refusal = JpegRefusal::none;
   image_header header;
-  const bool ok = jpeg_decode(cinfo, errors, bytes, out, refusal, header, target);
-  jpeg_destroy_decompress(&cinfo);
+  const bool ok = jpeg_decode(jpeg.cinfo, jpeg.errors, bytes, out, refusal, header, target);
   if (refusal == JpegRefusal::too_large) check_decode_budget(header, name);
   if (refusal == JpegRefusal::cmyk)
     throw image_error(name + ": CMYK JPEG not supported (this build decodes gray and colour JPEG only)");
-  if (!ok) throw image_error(name + ": not a readable image (corrupt JPEG: " + errors.message + ")");
+  if (!ok) throw image_error(name + ": not a readable image (corrupt JPEG: " + jpeg.errors.message + ")");
   return out;
 }
 
@@ -236,16 +246,10 @@ bool jpeg_read_header_only(jpeg_decompress_struct& cinfo, JpegErrors& errors, st
 }
 
 image_header read_jpeg_header(std::span<const uint8_t> bytes, const std::string& name) {
-  jpeg_decompress_struct cinfo{};
-  JpegErrors errors;
-  cinfo.err = jpeg_std_error(&errors.pub);
-  errors.pub.error_exit = jpeg_on_error;
-  errors.pub.output_message = jpeg_on_message;
-  jpeg_create_decompress(&cinfo);
+  JpegDecompressor jpeg;
   image_header header;
-  const bool ok = jpeg_read_header_only(cinfo, errors, bytes, header);
-  jpeg_destroy_decompress(&cinfo);
-  if (!ok) throw image_error(name + ": not a readable image (corrupt JPEG: " + errors.message + ")");
+  if (!jpeg_read_header_only(jpeg.cinfo, jpeg.errors, bytes, header))
+    throw image_error(name + ": not a readable image (corrupt JPEG: " + jpeg.errors.message + ")");
   return header;
 }
 
