@@ -51,7 +51,8 @@ int main(int argc, char** argv) {
   ClassifierOptions options;
   options.model = model;
   options.settings = {{"overlay", overlay.string()}, {"device_root", (dir / "root").string()}};
-  fpga::fpga_classifier classifier(options);
+  const auto made = make_classifier("fpga", options);
+  auto& classifier = dynamic_cast<fpga::fpga_classifier&>(*made);
   std::printf("%s\n\n", classifier.describe().c_str());
 
   std::vector<Tensor8> images(64);

@@ -32,8 +32,13 @@ packages=(
   # tests
   libgtest-dev libgmock-dev
 )
+# Added to an existing sysroot without rebuilding it (so a sysroot shared by
+# several checkouts is never removed under another's build): the .hwh reader's
+# XML library, linked statically.
+extras=(libpugixml-dev libpugixml1v5)
+extras_marker=usr/include/pugixml.hpp
 stamp="$root/.busi-armhf-packages"
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "${packages[*]}" ]; then
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "${packages[*]}" ] && [ -f "$root/$extras_marker" ]; then
   echo "install-armhf-deps: sysroot $root is up to date"
   exit 0
 fi
@@ -51,6 +56,18 @@ apt_opts=(
   -o APT::Install-Recommends=false -o APT::Install-Suggests=false
   -o Debug::NoLocking=1 -o APT::Sandbox::User="$(id -un)"
 )
+add_extras() {
+  apt-get "${apt_opts[@]}" install -y -q --download-only "${extras[@]}" >"$state/extras.log" 2>&1 ||
+    { cat "$state/extras.log" >&2; exit 1; }
+  for p in "${extras[@]}"; do
+    dpkg-deb -x "$(ls "$state"/cache/archives/"${p}"_*_armhf.deb | head -1)" "$root"
+  done
+  echo "install-armhf-deps: added ${extras[*]} to $root"
+}
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "${packages[*]}" ]; then
+  add_extras
+  exit 0
+fi
 start=$(date +%s)
 # A failed index (e.g. a security mirror caught mid-sync) is reported but not
 # fatal as long as the main suite's armhf index came down.
@@ -80,5 +97,6 @@ done
 for alt in blas lapack; do
   ln -sfn "$alt/lib$alt.so.3" "$root/usr/lib/arm-linux-gnueabihf/lib$alt.so.3"
 done
+add_extras
 echo "${packages[*]}" > "$stamp"
 echo "install-armhf-deps: ${#debs[@]} packages ($(du -sm "$state/cache/archives" | cut -f1) MB) unpacked to $root ($(du -sm "$root" | cut -f1) MB) in $(( $(date +%s) - start )) s"

@@ -11,6 +11,8 @@ packages=(
   libopencv-dev libboost-program-options-dev nlohmann-json3-dev zlib1g-dev
   # the built-in image decoder (the board package's)
   libpng-dev libjpeg62-turbo-dev
+  # the fpga backend's .hwh reader (linked statically)
+  libpugixml-dev
   # tests
   libgtest-dev libgmock-dev python3-pytest
   # cpu_ref float baseline
@@ -19,6 +21,8 @@ packages=(
   libxrt-dev
   # Python bindings
   pybind11-dev python3-dev python3-numpy
+  # the virtual environment for the PyPI packages (scripts/install-python-deps.sh)
+  python3-venv
   # training, export, equivalence checks
   python3-torch python3-torchvision python3-opencv python3-onnx
   # notebook example run headless
@@ -27,6 +31,8 @@ packages=(
   crossbuild-essential-armhf qemu-user
   # dashboard test
   chromium
+  # libFuzzer targets for the loaders (scripts/fuzz.sh)
+  clang libclang-rt-14-dev
 )
 
 missing=()
@@ -35,12 +41,15 @@ for p in "${packages[@]}"; do
 done
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#packages[@]} packages present"
-  exit 0
+else
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -q
+  $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO="sudo"
-echo "install-deps: installing ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -q
-$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+# What Debian lacks (qonnx, brevitas, onnxruntime, scikit-build-core), pinned in
+# requirements/python.txt, into the virtual environment .venv.
+"$(dirname "$0")/install-python-deps.sh"

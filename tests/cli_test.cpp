@@ -86,6 +86,95 @@ TEST(Cli, BadImagesAreReportedAndTheRestClassified) {
   EXPECT_NE(r.out.find("sensitivity"), std::string::npos) << r.out;
 }
 
+// A valid PNG whose IHDR claims width x height (a bitwise CRC-32 re-signs it).
+std::vector<uint8_t> png_claiming(uint32_t width, uint32_t height) {
+  std::vector<uint8_t> png;
+  cv::imencode(".png", cv::Mat(4, 4, CV_8UC1, cv::Scalar(1)), png);
+  for (int i = 0; i < 4; ++i) {
+    png[16 + i] = uint8_t(width >> (24 - 8 * i));
+    png[20 + i] = uint8_t(height >> (24 - 8 * i));
+  }
+  uint32_t crc = 0xFFFFFFFFu;
+  for (std::size_t i = 12; i < 29; ++i) {  // "IHDR" and its 13 bytes
+    crc ^= png[i];
+    for (int k = 0; k < 8; ++k) crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
+  }
+  crc ^= 0xFFFFFFFFu;
+  for (int i = 0; i < 4; ++i) png[29 + i] = uint8_t(crc >> (24 - 8 * i));
+  return png;
+}
+
+// A package with its JSON header replaced (length and CRC-32 re-signed).
+std::vector<uint8_t> with_header(const std::vector<uint8_t>& bytes, const std::string& header) {
+  const uint32_t old_length = bytes[12] | bytes[13] << 8 | bytes[14] << 16 | uint32_t(bytes[15]) << 24;
+  std::vector<uint8_t> out(bytes.begin(), bytes.begin() + 12);
+  for (int i = 0; i < 4; ++i) out.push_back(uint8_t(header.size() >> (8 * i)));
+  out.insert(out.end(), header.begin(), header.end());
+  out.insert(out.end(), bytes.begin() + 16 + old_length, bytes.end() - 4);
+  uint32_t crc = 0xFFFFFFFFu;
+  for (uint8_t b : out) {
+    crc ^= b;
+    for (int k = 0; k < 8; ++k) crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
+  }
+  crc ^= 0xFFFFFFFFu;
+  for (int i = 0; i < 4; ++i) out.push_back(uint8_t(crc >> (8 * i)));
+  return out;
+}
+
+// Issue 16, findings 1 and 2 through the CLI: a provenance nested 100,000 deep
+// (SIGSEGV before), a weight count that wraps to 0 and a fractional offset.
+TEST(Cli, HostileModelsAreFatalWithTheReasonNotACrash) {
+  Fixture f;
+  const auto good = random_model(paper_network_spec(2, 4), 11).serialize();
+  const uint32_t length = good[12] | good[13] << 8 | good[14] << 16 | uint32_t(good[15]) << 24;
+  const auto header = nlohmann::json::parse(good.begin() + 16, good.begin() + 16 + length);
+  auto deep = header;
+  deep["provenance"] = "DEEP";
+  auto text = deep.dump();
+  text.replace(text.find("\"DEEP\""), 6, std::string(100000, '[') + std::string(100000, ']'));
+  auto wrap = header;
+  wrap["layers"][0]["out_channels"] = 1 << 20;
+  wrap["layers"][0]["in_channels"] = 1 << 18;
+  wrap["layers"][0]["kernel"] = 8192;
+  wrap["layers"][0]["weights"]["size"] = 0;
+  auto fraction = header;
+  fraction["layers"][0]["weights"]["offset"] = 0.9;
+  const std::pair<std::vector<uint8_t>, std::string> cases[] = {
+      {with_header(good, text), "header nests arrays/objects deeper than 64 levels"},
+      {with_header(good, wrap.dump()), "layer 0: 1048576 x 262144 x 8192 x 8192 weights exceed the limit"},
+      {with_header(good, fraction.dump()), "layer 0: \"weights.offset\" = 0.9 is not a whole number"}};
+  for (const auto& [bytes, reason] : cases) {
+    test::write_file(f.dir / "hostile.bqnn", bytes);
+    const CliRun r = busi_infer("--model " + quote((f.dir / "hostile.bqnn").string()) + " " + quote(f.dir.path().string()));
+    EXPECT_EQ(r.exit_code, 3) << r.out;
+    EXPECT_NE(r.out.find("hostile.bqnn: " + reason), std::string::npos) << r.out;
+  }
+}
+
+// Issue 16: /dev/zero, and a 100-byte PNG claiming 20000x20000 pixels (454 MB
+// before it was refused), are reported without reading or decoding them, and
+// cost the other images nothing; /dev/zero as the model is fatal at once.
+TEST(Cli, HostileFilesAreRefusedCheaplyAndTheRestClassified) {
+  Fixture f;
+  test::write_file(f.dir / "normal/claims 20000x20000.png", png_claiming(20000, 20000));
+  const CliRun r = busi_infer("--format json --model " + quote(f.model) + " /dev/zero " +
+                           quote((f.dir / "normal").string()));
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+  EXPECT_NE(r.out.find("/dev/zero: is a character device, not a regular file"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("claims 20000x20000.png: PNG image of 20000x20000 pixels (1 channel of 8 bits) needs"),
+            std::string::npos)
+      << r.out;
+  const auto json = nlohmann::json::parse(r.out.substr(r.out.find('{')));
+  EXPECT_EQ(json["summary"]["classified"], 1) << r.out;
+  EXPECT_EQ(json["summary"]["failed"], 2) << r.out;
+  // Shared libraries included (Debian's OpenCV maps ~48 MB of them); it was 454 MB.
+  EXPECT_LT(json["summary"]["peak_rss_mb"].get<double>(), 100.0) << r.out;
+
+  const CliRun model = busi_infer("--model /dev/zero " + quote(f.dir.path().string()));
+  EXPECT_EQ(model.exit_code, 3) << model.out;
+  EXPECT_NE(model.out.find("/dev/zero: is a character device, not a regular file"), std::string::npos) << model.out;
+}
+
 TEST(Cli, MissingPathAndEmptyFolderAreReported) {
   Fixture f;
   std::filesystem::create_directories(f.dir / "nothing");
@@ -105,6 +194,19 @@ TEST(Cli, CorruptModelIsFatalWithItsName) {
   EXPECT_NE(r.out.find("bad.bqnn: truncated"), std::string::npos) << r.out;
 }
 
+TEST(Cli, ModelOfTheWrongKindIsFatal) {
+  // A float package for an integer backend: a model error naming the file, not
+  // a silent switch to the backend's default model.
+  Fixture f;
+  RandomModelSpec spec = paper_network_spec(2, 4);
+  spec.kind = ModelKind::floating;
+  test::write_file(f.dir / "float.bqnn", random_model(spec, 3).serialize());
+  const CliRun r = busi_infer("--model " + quote((f.dir / "float.bqnn").string()) + " " + quote(f.dir.path().string()));
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_NE(r.out.find("float.bqnn: backend cpu_int runs quantized models, but this one is float"), std::string::npos)
+      << r.out;
+}
+
 TEST(Cli, JsonAndThreadsGiveTheSameAnswers) {
   Fixture f;
   const CliRun one = busi_infer("--format json --model " + quote(f.model) + " " + quote(f.dir.path().string()));
@@ -113,8 +215,14 @@ TEST(Cli, JsonAndThreadsGiveTheSameAnswers) {
   const auto a = nlohmann::json::parse(one.out), b = nlohmann::json::parse(two.out);
   ASSERT_EQ(a["images"].size(), 5u);
   EXPECT_EQ(a["images"], b["images"]);
+  EXPECT_EQ(a["schema_version"], 2);
   EXPECT_EQ(a["summary"]["failed"], 2);
   EXPECT_EQ(a["summary"]["labelled"], 3);
+  // The metrics object busi-eval writes for each run (docs/evaluation.md).
+  EXPECT_EQ(a["summary"]["confusion"]["classes"], nlohmann::json({"normal", "benign", "malignant"}));
+  EXPECT_EQ(a["summary"]["confusion"]["rows_true_columns_predicted"][1].size(), 3u);
+  for (const char* key : {"accuracy", "correct", "recall", "sensitivity", "specificity"})
+    EXPECT_TRUE(a["summary"].contains(key)) << key;
   // Sorted: benign/broken.png, benign/empty.png, benign/img (1).png, ...
   EXPECT_NE(a["images"][0]["error"].get<std::string>().find("broken.png"), std::string::npos);
   EXPECT_EQ(a["images"][2]["logits"].size(), 3u);

@@ -7,63 +7,14 @@
 #include "busi/classifier.hpp"
 #include "busi/error.hpp"
 #include "busi/random_model.hpp"
+#include "float_reference.hpp"
 #include "test_support.hpp"
-
-namespace busi {
-std::unique_ptr<Classifier> make_cpu_ref_classifier(const ClassifierOptions&);
-}
 
 namespace {
 
-// The obvious float network: valid convs, floor max-pools, dense layers over
-// the CHW-flattened tensor, ReLU on every hidden layer; double accumulators.
-std::vector<double> reference_logits(const busi::Model& model, const std::vector<uint8_t>& pixels) {
-  std::vector<double> x(pixels.begin(), pixels.end());
-  busi::Shape s = model.input;
-  for (const auto& layer : model.layers) {
-    std::vector<double> y;
-    if (layer.type == busi::LayerType::maxpool) {
-      const int p = layer.pool, oh = s.height / p, ow = s.width / p;
-      for (int c = 0; c < s.channels; ++c)
-        for (int i = 0; i < oh; ++i)
-          for (int j = 0; j < ow; ++j) {
-            double m = -INFINITY;
-            for (int a = 0; a < p; ++a)
-              for (int b = 0; b < p; ++b)
-                m = std::max(m, x[(std::size_t(c) * s.height + i * p + a) * s.width + j * p + b]);
-            y.push_back(m);
-          }
-      s = {s.channels, oh, ow};
-    } else if (layer.type == busi::LayerType::conv) {
-      const int k = layer.kernel, oh = s.height - k + 1, ow = s.width - k + 1;
-      for (int o = 0; o < layer.out_channels; ++o)
-        for (int i = 0; i < oh; ++i)
-          for (int j = 0; j < ow; ++j) {
-            double acc = layer.float_bias[o];
-            for (int c = 0; c < s.channels; ++c)
-              for (int a = 0; a < k; ++a)
-                for (int b = 0; b < k; ++b)
-                  acc += double(layer.float_weights[((std::size_t(o) * s.channels + c) * k + a) * k + b]) *
-                         x[(std::size_t(c) * s.height + i + a) * s.width + j + b];
-            y.push_back(layer.act_bits ? std::max(acc, 0.0) : acc);
-          }
-      s = {layer.out_channels, oh, ow};
-    } else {
-      for (int o = 0; o < layer.out_channels; ++o) {
-        double acc = layer.float_bias[o];
-        for (std::size_t i = 0; i < x.size(); ++i) acc += double(layer.float_weights[o * x.size() + i]) * x[i];
-        y.push_back(layer.act_bits ? std::max(acc, 0.0) : acc);
-      }
-      s = {layer.out_channels, 1, 1};
-    }
-    x = std::move(y);
-  }
-  return x;
-}
-
 void expect_agrees(busi::Classifier& classifier, const busi::Model& model, uint64_t seed) {
   busi::Tensor8 input{model.input.height, model.input.width, busi::random_pixels(model.input.size(), seed)};
-  const auto expected = reference_logits(model, input.pixels);
+  const auto expected = busi::test::float_reference_logits(model, input.pixels);
   const auto got = classifier.classify(input);
   ASSERT_EQ(got.scores.size(), expected.size());
   EXPECT_TRUE(got.logits.empty());
@@ -84,7 +35,7 @@ busi::Model random_float(busi::RandomModelSpec spec, uint64_t seed) {
   return busi::random_model(spec, seed);
 }
 
-TEST(cpu_ref, odd_shapes_match_the_scalar_reference) {
+TEST(CpuRef, OddShapesMatchTheScalarReference) {
   busi::RandomModelSpec spec;
   spec.input = {1, 23, 19};
   spec.convs = {{3, 3, 2}, {5, 2, 0}, {7, 3, 0}};  // kernel 2 and a conv without pool
@@ -93,38 +44,38 @@ TEST(cpu_ref, odd_shapes_match_the_scalar_reference) {
   // Through the package format, as a float export reaches the backend.
   const auto original = random_float(spec, 7);
   auto model = std::make_shared<const busi::Model>(busi::Model::parse(original.serialize(), "odd float model"));
-  auto classifier = busi::make_cpu_ref_classifier({.model = model});
+  auto classifier = busi::make_classifier("cpu_ref", busi::ClassifierOptions{.model = model});
   EXPECT_EQ(classifier->backend(), "cpu_ref");
   EXPECT_NE(classifier->describe().find("oneDNN"), std::string::npos);
   for (uint64_t seed = 1; seed <= 5; ++seed) expect_agrees(*classifier, *model, seed);
 }
 
-TEST(cpu_ref, odd_pool_drops_the_trailing_row_and_column) {
+TEST(CpuRef, OddPoolDropsTheTrailingRowAndColumn) {
   busi::RandomModelSpec spec;
   spec.input = {1, 16, 13};
   spec.convs = {{4, 3, 3}};  // 14x11 -> pool 3 -> 4x3, dropping 2 rows and 2 columns
   spec.dense = {};
   auto model = std::make_shared<const busi::Model>(random_float(spec, 3));
-  auto classifier = busi::make_cpu_ref_classifier({.model = model});
+  auto classifier = busi::make_classifier("cpu_ref", busi::ClassifierOptions{.model = model});
   for (uint64_t seed = 10; seed < 14; ++seed) expect_agrees(*classifier, *model, seed);
 }
 
-TEST(cpu_ref, paper_network_matches_the_scalar_reference) {
+TEST(CpuRef, PaperNetworkMatchesTheScalarReference) {
   auto spec = busi::paper_network_spec(32, 32);
   auto model = std::make_shared<const busi::Model>(random_float(spec, 11));
-  auto classifier = busi::make_cpu_ref_classifier({.model = model});
+  auto classifier = busi::make_classifier("cpu_ref", busi::ClassifierOptions{.model = model});
   for (uint64_t seed = 100; seed < 103; ++seed) expect_agrees(*classifier, *model, seed);
 }
 
-TEST(cpu_ref, bad_inputs_are_clear_errors) {
+TEST(CpuRef, BadInputsAreClearErrors) {
   auto spec = busi::paper_network_spec(2, 4);
   auto quantized = std::make_shared<const busi::Model>(busi::random_model(spec, 1));
-  EXPECT_THROW(busi::make_cpu_ref_classifier({.model = quantized}), busi::model_error);
+  EXPECT_THROW(busi::make_classifier("cpu_ref", busi::ClassifierOptions{.model = quantized}), busi::model_error);
 
   spec.kind = busi::ModelKind::floating;
   auto model = std::make_shared<const busi::Model>(busi::random_model(spec, 1));
-  EXPECT_THROW(busi::make_cpu_ref_classifier({.model = model, .settings = {{"isa", "avx2"}}}), busi::error);
-  auto classifier = busi::make_cpu_ref_classifier({.model = model});
+  EXPECT_THROW(busi::make_classifier("cpu_ref", busi::ClassifierOptions{.model = model, .settings = {{"isa", "avx2"}}}), busi::error);
+  auto classifier = busi::make_classifier("cpu_ref", busi::ClassifierOptions{.model = model});
   busi::Tensor8 small{254, 255, std::vector<uint8_t>(254 * 255)};
   try {
     classifier->classify(small);

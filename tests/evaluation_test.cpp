@@ -16,6 +16,7 @@
 #include "busi/dashboard.hpp"
 #include "busi/error.hpp"
 #include "busi/evaluation.hpp"
+#include "busi/pipeline.hpp"
 #include "busi/random_model.hpp"
 #include "test_support.hpp"
 
@@ -50,7 +51,7 @@ busi::RandomModelSpec small_spec(busi::ModelKind kind) {
   return spec;
 }
 
-class evaluation_test : public ::testing::Test {
+class Evaluation : public ::testing::Test {
  protected:
   void SetUp() override {
     // 4 normal, 5 benign, 3 malignant images of random noise, 50x45 RGB.
@@ -92,7 +93,7 @@ class evaluation_test : public ::testing::Test {
   fs::path float_path_, quantized_path_;
 };
 
-TEST(evaluation, sha256_matches_known_digests) {
+TEST(EvaluationParts, Sha256MatchesKnownDigests) {
   busi::test::TempDir dir;
   busi::test::write_file(dir / "empty", {});
   busi::test::write_file(dir / "abc", {'a', 'b', 'c'});
@@ -104,12 +105,12 @@ TEST(evaluation, sha256_matches_known_digests) {
   EXPECT_THROW(busi::sha256_file(dir / "absent"), busi::error);
 }
 
-TEST(evaluation, precision_labels) {
+TEST(EvaluationParts, PrecisionLabels) {
   EXPECT_EQ(busi::precision_label(busi::random_model(small_spec(busi::ModelKind::quantized), 1)), "w2a4");
   EXPECT_EQ(busi::precision_label(busi::random_model(small_spec(busi::ModelKind::floating), 1)), "fp32");
 }
 
-TEST_F(evaluation_test, unlabelled_images_are_named) {
+TEST_F(Evaluation, UnlabelledImagesAreNamed) {
   fs::create_directories(dir_ / "data" / "unsorted");
   fs::copy_file(dir_ / "data" / "normal" / "normal (0).png", dir_ / "data" / "unsorted" / "mystery.png");
   try {
@@ -120,7 +121,7 @@ TEST_F(evaluation_test, unlabelled_images_are_named) {
   }
 }
 
-TEST_F(evaluation_test, every_backend_sees_the_same_inputs_and_is_scored) {
+TEST_F(Evaluation, EveryBackendSeesTheSameInputsAndIsScored) {
   const auto data = images();
   ASSERT_EQ(data.inputs.size(), 12u);
   const auto report = busi::evaluate(data, options());
@@ -160,7 +161,7 @@ TEST_F(evaluation_test, every_backend_sees_the_same_inputs_and_is_scored) {
   }
 }
 
-TEST_F(evaluation_test, json_and_csv_round_trip) {
+TEST_F(Evaluation, JsonAndCsvRoundTrip) {
   auto report = busi::evaluate(images(), options());
   report.inputs = {(dir_ / "data").string()};
   const std::string json = busi::report_json(report, true);
@@ -177,6 +178,25 @@ TEST_F(evaluation_test, json_and_csv_round_trip) {
     EXPECT_EQ(back.runs[i].energy.estimate, report.runs[i].energy.estimate);
   }
   EXPECT_THROW(busi::parse_report_json("{\"runs\": 3}", "bad.json"), busi::error);
+
+  // The versioned schema (docs/evaluation.md): version 2 writes the confusion
+  // object busi-infer writes too; version 1 reports (a bare matrix) still read;
+  // a newer version is refused by name.
+  auto doc = nlohmann::json::parse(json);
+  EXPECT_EQ(doc["schema_version"], busi::result_schema_version);
+  const auto& confusion = doc["runs"][0]["confusion"];
+  EXPECT_EQ(confusion["classes"], nlohmann::json(report.runs[0].confusion.class_names()));
+  EXPECT_EQ(confusion["rows_true_columns_predicted"].size(), 3u);
+  EXPECT_EQ(doc["runs"][0]["labelled"], report.runs[0].confusion.total());
+  auto v1 = doc;
+  v1.erase("schema_version");
+  for (auto& run : v1["runs"]) run["confusion"] = run["confusion"]["rows_true_columns_predicted"];
+  EXPECT_EQ(busi::parse_report_json(v1.dump(), "v1.json").runs[0].confusion.correct(),
+            report.runs[0].confusion.correct());
+  doc["schema_version"] = busi::result_schema_version + 1;
+  EXPECT_NE(busi::test::error_of([&] { busi::parse_report_json(doc.dump(), "future.json"); })
+                .find("future.json: report schema version 3 is newer than this build reads (2)"),
+            std::string::npos);
 
   const std::string csv = busi::report_csv(report);
   std::istringstream lines(csv);
@@ -202,7 +222,7 @@ TEST_F(evaluation_test, json_and_csv_round_trip) {
   EXPECT_EQ(rows, report.runs.size());
 }
 
-TEST_F(evaluation_test, dashboard_shows_every_run) {
+TEST_F(Evaluation, DashboardShowsEveryRun) {
   const auto report = busi::evaluate(images(), options());
   const std::string html = busi::render_dashboard({report});
   EXPECT_EQ(html.find("http"), std::string::npos);  // nothing to fetch
@@ -228,7 +248,7 @@ TEST_F(evaluation_test, dashboard_shows_every_run) {
 
 // The command: a --list subset of the folder, every output written, and errors
 // reported with a non-zero exit.
-TEST_F(evaluation_test, busi_eval_command_writes_reports) {
+TEST_F(Evaluation, BusiEvalCommandWritesReports) {
   std::ofstream(dir_ / "list.txt")
       << "normal/normal (1).png\n# a comment\nbenign/benign (2).png\nmalignant/malignant (0).png\n";
   const std::string common =
@@ -246,6 +266,7 @@ TEST_F(evaluation_test, busi_eval_command_writes_reports) {
   const auto json_bytes = busi::test::read_file(dir_ / "r.json");
   const auto json = nlohmann::json::parse(json_bytes.begin(), json_bytes.end());
   EXPECT_EQ(json["images"], 3);
+  EXPECT_EQ(json["schema_version"], busi::result_schema_version);
   EXPECT_EQ(json["runs"][0]["backend"], "cpu_int");
   EXPECT_TRUE(json["runs"][0]["power"]["watts"].is_null());
   EXPECT_FALSE(busi::test::read_file(dir_ / "r.csv").empty());
@@ -264,7 +285,7 @@ TEST_F(evaluation_test, busi_eval_command_writes_reports) {
 
 // Headless Chromium parses and paints the page: its DOM holds the charts and
 // figures, and the screenshot holds bars in the backends' colours.
-TEST_F(evaluation_test, dashboard_renders_in_headless_chromium) {
+TEST_F(Evaluation, DashboardRendersInHeadlessChromium) {
   const fs::path chromium = "/usr/bin/chromium";
   if (BUSI_CROSS_BUILD) GTEST_SKIP() << "cross build: the page is rendered by the host's build";
   if (!fs::exists(chromium))

@@ -49,4 +49,26 @@ set -e
 cat "$work/fail.txt"
 [ "$status" -ne 0 ] || { echo "expected a non-zero exit from a board that never finishes"; exit 1; }
 grep -q "did not finish within" "$work/fail.txt"
+
+# A dead board at --batch 1 (issue 16): after 3 failed runs the rest of the
+# images are reported "not attempted" at once instead of each waiting 300 ms.
+mkdir "$work/many"
+kill "$emu_pid"; wait "$emu_pid" 2>/dev/null || true  # a fresh board, idle, that will never finish
+"$pynq_emu" --root "$work/board" --overlay "$work/overlay" --fault never-finish > "$work/emu.log" 2>&1 &
+emu_pid=$!
+for _ in $(seq 100); do grep -q "board ready" "$work/emu.log" && break; sleep 0.1; done
+for i in 1 2 3 4 5 6 7 8; do cp "$work/images/$(ls "$work/images" | head -1)" "$work/many/img$i.png"; done
+set +e
+start=$(date +%s%N)
+"$busi_infer" --backend fpga --overlay "$work/overlay" --device-root "$work/board" --set timeout_ms=300 \
+  --batch 1 "$work/many" > "$work/dead.txt" 2>&1
+status=$?
+elapsed_ms=$(( ($(date +%s%N) - start) / 1000000 ))
+set -e
+cat "$work/dead.txt"
+[ "$status" -eq 1 ] || { echo "expected exit 1 (images failed), got $status"; exit 1; }
+[ "$(grep -c "fpga: not attempted: the device failed 3 runs in a row" "$work/dead.txt")" -ge 5 ] ||
+  { echo "expected the last 5 of 8 images reported as not attempted"; exit 1; }
+grep -q "0 of 8 images classified" "$work/dead.txt"
+echo "8 images on a dead board: ${elapsed_ms} ms"
 echo "fpga CLI against pynq-emu: ok"

@@ -9,6 +9,7 @@
 
 #include "busi/error.hpp"
 #include "busi/random_model.hpp"
+#include "emulated_board.hpp"
 #include "fpga_classifier.hpp"
 #include "fpga_manager.hpp"
 #include "pynq_emulator.hpp"
@@ -29,82 +30,6 @@ std::vector<Tensor8> random_images(const Model& model, std::size_t count, uint64
     images[i] = {model.input.height, model.input.width, random_pixels(model.input.size(), seed + i)};
   return images;
 }
-
-struct board_setup {
-  std::shared_ptr<const Model> model;
-  bool logits = false;
-  std::string folding = "folding_fast.json";
-  emu::fault_options faults;
-  std::size_t dma_bytes = 16u << 20;
-};
-
-// An overlay folder (the shipped description, renamed to the model under
-// test, with emulated .hwh/.bit) and a running emulated board.
-class board {
- public:
-  explicit board(const board_setup& setup) : model_(setup.model) {
-    namespace fs = std::filesystem;
-    overlay_ = dir_ / "overlay";
-    fs::create_directories(overlay_);
-    const fs::path shipped = fs::path(BUSI_SOURCE_DIR) / "overlays/busi-w2a4";
-    for (const char* f : {"folding_3fps.json", "folding_fast.json"}) fs::copy(shipped / f, overlay_ / f);
-    nlohmann::json j = nlohmann::json::parse(std::ifstream(shipped / "overlay.json"));
-    j["model"] = model_->name;
-    j["folding"] = setup.folding;
-    if (setup.logits) {
-      // FINN without the TopK: the last MVAU's accumulators, PE = 1.
-      const int classes = int(model_->num_classes());
-      j["output"] = {{"dma", "odma0"},
-                     {"kind", "logits"},
-                     {"datatype", "INT32"},
-                     {"shape_normal", {1, classes}},
-                     {"shape_folded", {1, classes, 1}},
-                     {"shape_packed", {1, classes, 4}}};
-    }
-    std::ofstream(overlay_ / "overlay.json") << j.dump(2);
-    emu::write_emulated_hardware(overlay_description::load(overlay_));
-    root_ = dir_ / "root";
-    emu::emulator_options options;
-    options.root = root_;
-    options.overlay_dir = overlay_;
-    options.model = model_;
-    options.dma_bytes = setup.dma_bytes;
-    options.faults = setup.faults;
-    emulator_ = std::make_unique<emu::pynq_emulator>(options);
-    emulator_->start();
-  }
-
-  ClassifierOptions options(std::map<std::string, std::string> extra = {}) const {
-    ClassifierOptions o;
-    o.model = model_;
-    o.settings = {{"overlay", overlay_.string()}, {"device_root", root_.string()}};
-#if defined(__arm__) || defined(__aarch64__)
-    // ARM builds run their tests under qemu (scripts/test-armhf.sh), where the
-    // emulated accelerator computes a 64-image batch for longer than the
-    // backend's default 10 s wait.
-    o.settings["timeout_ms"] = "600000";
-#endif
-    for (auto& [k, v] : extra) o.settings[k] = v;
-    return o;
-  }
-  std::unique_ptr<Classifier> fpga(std::map<std::string, std::string> extra = {}) const {
-    return make_classifier("fpga", options(std::move(extra)));
-  }
-  std::unique_ptr<Classifier> cpu_int() const {
-    ClassifierOptions o;
-    o.model = model_;
-    return make_classifier("cpu_int", o);
-  }
-  emu::pynq_emulator& emulator() { return *emulator_; }
-  const std::filesystem::path& overlay() const { return overlay_; }
-  const std::filesystem::path& root() const { return root_; }
-
- private:
-  test::TempDir dir_;
-  std::shared_ptr<const Model> model_;
-  std::filesystem::path overlay_, root_;
-  std::unique_ptr<emu::pynq_emulator> emulator_;
-};
 
 bool has_note(const emu::pynq_emulator& e, const std::string& text) {
   for (const auto& n : e.diagnostics())
@@ -235,6 +160,71 @@ TEST(FpgaFaults, ADeviceThatNeverFinishesTimesOut) {
   // The device is still busy: the next call says so instead of starting over it.
   const auto again = error_of([&] { fpga->classify(random_images(fpga->model(), 1, 1)[0]); });
   EXPECT_NE(again.find("busy"), std::string::npos) << again;
+}
+
+// Red-team finding 5: with the board gone, every remaining image waited out its
+// own timeout (12 minutes for the development set at --batch 1). After
+// max_failures (3) device failures in a row the backend fails at once, saying
+// why, so the rest of a batch is reported "not attempted" within milliseconds.
+TEST(FpgaFaults, ADeadDeviceFailsFastAfterConsecutiveFailures) {
+  board b({random_paper_model(2, 21)});
+  auto fpga = b.fpga();  // a dead board fails at its first sync (1 s), before timeout_ms matters
+  const auto images = random_images(fpga->model(), 10, 5);
+  ASSERT_NO_THROW(fpga->classify(images[0]));
+  b.emulator().stop();  // the board dies: nothing answers the DMAs any more
+  std::vector<std::string> messages;
+  std::vector<std::chrono::steady_clock::duration> took;
+  for (std::size_t i = 1; i < images.size(); ++i) {
+    const auto begin = std::chrono::steady_clock::now();
+    messages.push_back(error_of([&] { fpga->classify(images[i]); }));
+    took.push_back(std::chrono::steady_clock::now() - begin);
+  }
+  // The first failures wait for the board (a sync nobody acknowledges: 1 s each) ...
+  EXPECT_NE(messages[0].find("not acknowledged within 1000 ms"), std::string::npos) << messages[0];
+  for (std::size_t i = 0; i < 3; ++i)
+    EXPECT_EQ(messages[i].find("not attempted"), std::string::npos) << i << ": " << messages[i];
+  // ... then nothing waits: the remaining 6 images cost milliseconds, not 6 s.
+  for (std::size_t i = 3; i < messages.size(); ++i) {
+    EXPECT_NE(messages[i].find("fpga: not attempted: the device failed 3 runs in a row (last: "), std::string::npos)
+        << i << ": " << messages[i];
+    EXPECT_LT(took[i], std::chrono::milliseconds(50)) << i;
+  }
+  // A batch is one run: all its images fail with the same reason at once.
+  const auto batch = error_of([&] { fpga->classify_batch(images); });
+  EXPECT_NE(batch.find("not attempted"), std::string::npos) << batch;
+}
+
+// Red-team findings 1 and 4 through the backend: a .hwh nested 200,000 deep,
+// and a device root whose dev/mem ends before the SLCR (set_fclk0 hit SIGBUS).
+TEST(FpgaFaults, HostileHwhAndShortDevMemAreErrorsNotCrashes) {
+  board b({random_paper_model(2, 23)});
+  b.emulator().stop();
+  const auto hwh = b.overlay() / "busi-w2a4.hwh";
+  const auto real_hwh = test::read_file(hwh);
+  std::string deep;
+  for (int i = 0; i < 200000; ++i) deep += "<a>";
+  std::ofstream(hwh, std::ios::trunc) << deep;
+  auto message = error_of([&] { b.fpga(); });
+  EXPECT_NE(message.find("busi-w2a4.hwh: malformed XML"), std::string::npos) << message;
+  test::write_file(hwh, real_hwh);
+  std::filesystem::resize_file(b.root() / "dev/mem", 0x1000);
+  message = error_of([&] { b.fpga(); });
+  EXPECT_NE(message.find("dev/mem is a file of 4096 bytes, too short for SLCR registers at 0xf8000000"),
+            std::string::npos)
+      << message;
+}
+
+TEST(FpgaFaults, MaxFailuresIsASetting) {
+  board_setup setup{random_paper_model(2, 22)};
+  setup.faults.never_finish = true;
+  board b(setup);
+  auto fpga = b.fpga({{"timeout_ms", "100"}, {"max_failures", "1"}});
+  const auto image = random_images(fpga->model(), 1, 1)[0];
+  EXPECT_NE(error_of([&] { fpga->classify(image); }).find("did not finish"), std::string::npos);
+  EXPECT_NE(error_of([&] { fpga->classify(image); }).find("not attempted: the device failed 1 runs in a row"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { b.fpga({{"max_failures", "0"}}); }).find("max_failures='0' is not a whole number in [1,"),
+            std::string::npos);
 }
 
 TEST(FpgaFaults, UnacknowledgedSyncTimesOut) {

@@ -197,8 +197,14 @@ TEST(ImageDecode, HugeDimensionsAreRefusedFromTheHeader) {
   chunk(ihdr);
   chunk({'I', 'D', 'A', 'T'});  // the header is read up to the first IDAT
   chunk({'I', 'E', 'N', 'D'});
-  EXPECT_NE(decode_error(png, ImageDecoder::builtin).find("x.img: image of 30000x30000 pixels is too large"),
-            std::string::npos);
+  for (ImageDecoder decoder : {ImageDecoder::opencv, ImageDecoder::builtin}) {
+    if (!has_decoder(decoder)) continue;
+    EXPECT_NE(decode_error(png, decoder).find("x.img: PNG image of 30000x30000 pixels (1 channel of 8 bits) needs " +
+                                              std::to_string(900000000 + 30000 * sizeof(void*)) +  // + row pointers
+                                              " bytes to decode, over the limit of 25165824 bytes"),
+              std::string::npos)
+        << decode_error(png, decoder);
+  }
 
   std::vector<uint8_t> jpg;
   cv::imencode(".jpg", cv::Mat(16, 16, CV_8UC1, cv::Scalar(9)), jpg);
@@ -208,7 +214,112 @@ TEST(ImageDecode, HugeDimensionsAreRefusedFromTheHeader) {
   // SOF0: marker, length (2), precision (1), height (2), width (2)
   sof[5] = sof[7] = 0x75;  // 0x7530 = 30000
   sof[6] = sof[8] = 0x30;
-  EXPECT_NE(decode_error(jpg, ImageDecoder::builtin).find("x.img: image of 30000x30000 pixels is too large"),
+  for (ImageDecoder decoder : {ImageDecoder::opencv, ImageDecoder::builtin}) {
+    if (!has_decoder(decoder)) continue;
+    EXPECT_NE(decode_error(jpg, decoder).find("x.img: JPEG image of 30000x30000 pixels (1 channel of 8 bits) needs "
+                                              "900000000 bytes"),
+              std::string::npos)
+        << decode_error(jpg, decoder);
+  }
+}
+
+// Red-team finding 3: the limit counted pixels, not bytes, and the OpenCV path
+// decoded before it checked: a 10000x10000 RGBA16 PNG was classified at 1.33 GB
+// RSS and a 20000x20000 PNG cost 454 MB before it was refused. Now both paths
+// refuse by decoded bytes, from the header, before decoding.
+TEST(ImageDecode, RefusedByDecodedBytesNotPixelsOnEveryPath) {
+  // 1800x1800 BGRA16: 3.2 M pixels (far under the old 100 M pixel limit) but 25.9 MB
+  // (and a row pointer per row).
+  std::vector<uint8_t> rgba16, gray8;
+  cv::imencode(".png", cv::Mat(1800, 1800, CV_16UC4, cv::Scalar(1000, 2000, 3000, 65535)), rgba16);
+  // The same pixel count in 8-bit gray: 3.2 MB, accepted.
+  cv::imencode(".png", cv::Mat(1800, 1800, CV_8UC1, cv::Scalar(7)), gray8);
+  for (ImageDecoder decoder : {ImageDecoder::opencv, ImageDecoder::builtin}) {
+    if (!has_decoder(decoder)) continue;
+    SCOPED_TRACE(decoder == ImageDecoder::opencv ? "opencv" : "builtin");
+    EXPECT_NE(decode_error(rgba16, decoder).find("x.img: PNG image of 1800x1800 pixels (4 channels of 16 bits) needs " +
+                                                 std::to_string(25920000 + 1800 * sizeof(void*)) + " bytes to decode"),
+              std::string::npos)
+        << decode_error(rgba16, decoder);
+    EXPECT_EQ(decode_error(gray8, decoder), "");
+  }
+}
+
+// A progressive JPEG keeps every coefficient of the image while it decodes
+// (2 bytes per sample): counted, so one that fits as a baseline JPEG is refused.
+TEST(ImageDecode, ProgressiveJpegCountsItsCoefficientBuffers) {
+  // 10 MB of pixels, and 500 x 313 blocks of 64 2-byte coefficients: 30,032,000 bytes.
+  const cv::Mat gray(2500, 4000, CV_8UC1, cv::Scalar(90));
+  std::vector<uint8_t> baseline, progressive;
+  cv::imencode(".jpg", gray, baseline);
+  cv::imencode(".jpg", gray, progressive, {cv::IMWRITE_JPEG_PROGRESSIVE, 1});
+  for (ImageDecoder decoder : {ImageDecoder::opencv, ImageDecoder::builtin}) {
+    if (!has_decoder(decoder)) continue;
+    SCOPED_TRACE(decoder == ImageDecoder::opencv ? "opencv" : "builtin");
+    EXPECT_EQ(decode_error(baseline, decoder), "");
+    EXPECT_NE(decode_error(progressive, decoder).find("x.img: JPEG image of 4000x2500 pixels (1 channel of 8 bits) "
+                                                      "needs 30032000 bytes"),
+              std::string::npos)
+        << decode_error(progressive, decoder);
+  }
+}
+
+// A JPEG too large to decode whole is decoded DCT-scaled to no less than the
+// model's size instead of being refused (load_image passes the model size),
+// by both decoders alike; without a target size (decode_image) it is refused.
+TEST(ImageDecode, LargeJpegIsDecodedScaledToTheModelSize) {
+  REQUIRE_BOTH_DECODERS();
+  cv::Mat colour(4000, 8000, CV_8UC3);  // 96 MB decoded whole; 24.0 MB at 1/2
+  cv::randu(colour, 0, 255);
+  cv::Mat gray(7000, 7000, CV_8UC1);    // 49 MB whole; 12.25 MB at 1/2
+  cv::randu(gray, 0, 255);
+  for (const cv::Mat& image : {colour, gray}) {
+    std::vector<uint8_t> jpg;
+    cv::imencode(".jpg", image, jpg, {cv::IMWRITE_JPEG_QUALITY, 60});
+    EXPECT_NE(decode_error(jpg, ImageDecoder::builtin).find("over the limit"), std::string::npos);
+    const DecodedImage want = decode_image(jpg, "x.jpg", ImageDecoder::opencv, 255, 255);
+    const DecodedImage got = decode_image(jpg, "x.jpg", ImageDecoder::builtin, 255, 255);
+    const int denominator = 2;  // the first scale within 24 MiB
+    EXPECT_EQ(got.width, image.cols / denominator);
+    EXPECT_EQ(got.height, image.rows / denominator);
+    EXPECT_EQ(got.channels, image.channels());
+    EXPECT_EQ(want.width, got.width);
+    EXPECT_EQ(want.channels, got.channels);
+    EXPECT_TRUE(want.pixels == got.pixels) << "the two decoders scale differently";
+  }
+  // Never below the model's size: a target as large as the image leaves nothing to scale to.
+  std::vector<uint8_t> jpg;
+  cv::imencode(".jpg", gray, jpg, {cv::IMWRITE_JPEG_QUALITY, 20});  // under the 32 MiB file limit
+  test::TempDir dir;  // load_image asks for the model's size
+  test::write_file(dir / "big.jpg", jpg);
+  EXPECT_EQ(load_image(dir / "big.jpg", 255, 255).pixels.size(), 255u * 255u);
+  EXPECT_NE(decode_error(jpg, ImageDecoder::builtin).find("over the limit"), std::string::npos);
+  EXPECT_THROW(decode_image(jpg, "x.jpg", ImageDecoder::builtin, 7000, 7000), image_error);
+}
+
+// OpenCV would decode OpenEXR (asking for 1.09 GB on 20-45 bytes and writing
+// temporary files), TIFF, WebP, ...: none of them is sized before decoding, so
+// none is decoded. BMP and PNM are sized from their headers and kept.
+TEST(ImageDecode, FormatsThatCannotBeSizedFirstAreRefusedByName) {
+  if (!has_decoder(ImageDecoder::opencv)) GTEST_SKIP() << "this build lacks the opencv image decoder";
+  const std::vector<uint8_t> exr = {0x76, 0x2f, 0x31, 0x01, 2, 0, 0, 0, 'c', 'h', 'a', 'n', 'n', 'e', 'l', 's', 0};
+  EXPECT_NE(decode_error(exr, ImageDecoder::opencv).find("x.img: OpenEXR images are not accepted"), std::string::npos)
+      << decode_error(exr, ImageDecoder::opencv);
+  std::vector<uint8_t> tiff, bmp, pgm;
+  cv::imencode(".tiff", cv::Mat(8, 8, CV_8UC1, cv::Scalar(3)), tiff);
+  EXPECT_NE(decode_error(tiff, ImageDecoder::opencv).find("x.img: TIFF images are not accepted"), std::string::npos);
+  cv::imencode(".bmp", cv::Mat(8, 8, CV_8UC3, cv::Scalar(3, 4, 5)), bmp);
+  EXPECT_EQ(decode_error(bmp, ImageDecoder::opencv), "");
+  cv::imencode(".pgm", cv::Mat(8, 8, CV_16UC1, cv::Scalar(3000)), pgm);
+  EXPECT_EQ(decode_image(pgm, "x.pgm", ImageDecoder::opencv).bytes_per_channel, 2);
+  // A BMP header claiming 30000x30000 is refused from the header.
+  bmp[18] = bmp[22] = 0x30;
+  bmp[19] = bmp[23] = 0x75;
+  EXPECT_NE(decode_error(bmp, ImageDecoder::opencv).find("x.img: BMP image of 30000x30000 pixels"), std::string::npos)
+      << decode_error(bmp, ImageDecoder::opencv);
+  const std::string big_pgm = "P5\n# a comment\n30000 30000\n65535\n";
+  EXPECT_NE(decode_error({big_pgm.begin(), big_pgm.end()}, ImageDecoder::opencv)
+                .find("x.img: PNM image of 30000x30000 pixels (1 channel of 16 bits)"),
             std::string::npos);
 }
 

@@ -5,7 +5,10 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include <sys/stat.h>
+
 #include "busi/error.hpp"
+#include "busi/limits.hpp"
 #include "test_support.hpp"
 
 namespace busi {
@@ -59,7 +62,8 @@ TEST(Image, OnePixelAndLargeImagesAreResized) {
   cv::imwrite((dir / "one.png").string(), cv::Mat(1, 1, CV_8UC1, cv::Scalar(77)));
   const auto one = load_image(dir / "one.png", 255, 255).pixels;
   EXPECT_EQ(std::count(one.begin(), one.end(), 77), 255 * 255);
-  cv::imwrite((dir / "big.png").string(), cv::Mat(3000, 4000, CV_8UC3, cv::Scalar(10, 20, 30)));
+  // 2160x3840 BGR, 24.9 MB decoded: within limits::kDecodeBytes (25.2 MB).
+  cv::imwrite((dir / "big.png").string(), cv::Mat(2160, 3840, CV_8UC3, cv::Scalar(10, 20, 30)));
   EXPECT_EQ(load_image(dir / "big.png", 255, 255).pixels.size(), 255u * 255u);
 }
 
@@ -83,11 +87,33 @@ TEST(Image, BadFilesGetMessagesNamingFileAndReason) {
   EXPECT_EQ(load_error(dir / "ok.jpg"), "");
 }
 
+// Red-team finding 3: /dev/zero as an image grew to gigabytes (the size cap
+// skipped non-regular files), and a FIFO with no writer blocked forever.
+TEST(Image, NonRegularAndOversizedFilesAreRefusedUnread) {
+  TempDir dir;
+  EXPECT_NE(load_error("/dev/zero").find("/dev/zero: is a character device, not a regular file"), std::string::npos);
+  const auto fifo = dir / "fifo.png";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  EXPECT_NE(load_error(fifo).find("fifo.png: is a FIFO (named pipe), not a regular file"), std::string::npos);
+  const auto big = dir / "big.png";
+  test::write_file(big, {0x89, 'P', 'N', 'G'});
+  std::filesystem::resize_file(big, limits::kImageFileBytes + 1);  // sparse: no disk used
+  EXPECT_NE(load_error(big).find("big.png: file of 33554433 bytes is too large (limit 33554432 bytes)"),
+            std::string::npos)
+      << load_error(big);
+}
+
 TEST(Image, BadViewsAreRejected) {
   uint8_t px[4] = {};
   EXPECT_THROW(preprocess(ImageView{nullptr, 2, 2, 1, 0, 1}, 255, 255), image_error);
   EXPECT_THROW(preprocess(ImageView{px, 2, 2, 2, 0, 1}, 255, 255), image_error);  // 2 channels
   EXPECT_THROW(preprocess(ImageView{px, 2, 2, 1, 1, 1}, 255, 255), image_error);  // stride < row
+  EXPECT_THROW(preprocess(ImageView{px, 2, 2, 1, 0, 1}, 0, 255), image_error);    // no model size
+  // Views are limited by bytes too: 3000x3000 BGRA16 is 72 MB (checked before a byte is read).
+  const auto message = test::error_of([&] { preprocess(ImageView{px, 3000, 3000, 4, 0, 2}, 255, 255); });
+  EXPECT_NE(message.find("image view: 3000x3000 pixels (72000000 bytes) is too large (limit 25165824 bytes)"),
+            std::string::npos)
+      << message;
 }
 
 TEST(Image, CollectsImagesRecursivelySorted) {

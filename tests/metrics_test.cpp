@@ -23,7 +23,7 @@ busi::ConfusionMatrix example() {
   return m;
 }
 
-TEST(metrics, confusion_counts_and_rates) {
+TEST(Metrics, ConfusionCountsAndRates) {
   const auto m = example();
   EXPECT_EQ(m.total(), 40u);
   EXPECT_EQ(m.correct(), 29u);
@@ -37,7 +37,7 @@ TEST(metrics, confusion_counts_and_rates) {
   EXPECT_EQ(m.recalls().size(), 3u);
 }
 
-TEST(metrics, abnormal_means_any_abnormal_prediction) {
+TEST(Metrics, AbnormalMeansAnyAbnormalPrediction) {
   const auto rates = example().normal_vs_abnormal();
   // Abnormal images: 20 benign + 10 malignant; 2 of them predicted normal.
   EXPECT_EQ(rates.true_positive, 28u);
@@ -49,7 +49,7 @@ TEST(metrics, abnormal_means_any_abnormal_prediction) {
   EXPECT_THROW(example().normal_vs_abnormal("healthy"), busi::error);
 }
 
-TEST(metrics, empty_denominators_are_nan) {
+TEST(Metrics, EmptyDenominatorsAreNan) {
   busi::ConfusionMatrix m(classes);
   EXPECT_TRUE(std::isnan(m.accuracy()));
   m.add(1, 1);
@@ -60,21 +60,21 @@ TEST(metrics, empty_denominators_are_nan) {
   EXPECT_NE(m.to_text().find("n/a"), std::string::npos);
 }
 
-TEST(metrics, out_of_range_classes_are_errors) {
+TEST(Metrics, OutOfRangeClassesAreErrors) {
   busi::ConfusionMatrix m(classes);
   EXPECT_THROW(m.add(3, 0), busi::error);
   EXPECT_THROW(m.add(0, -1), busi::error);
   EXPECT_THROW(busi::ConfusionMatrix({}), busi::error);
 }
 
-TEST(metrics, text_table_shows_counts_and_recall) {
+TEST(Metrics, TextTableShowsCountsAndRecall) {
   const std::string text = example().to_text();
   EXPECT_NE(text.find("malignant"), std::string::npos);
   EXPECT_NE(text.find("75.0%"), std::string::npos);
   EXPECT_NE(text.find("15"), std::string::npos);
 }
 
-TEST(metrics, percentiles_interpolate_linearly) {
+TEST(Metrics, PercentilesInterpolateLinearly) {
   EXPECT_DOUBLE_EQ(busi::percentile({2, 1}, 50), 1.5);
   std::vector<double> ramp;
   for (int i = 1; i <= 101; ++i) ramp.push_back(i);
@@ -95,7 +95,7 @@ TEST(metrics, percentiles_interpolate_linearly) {
   EXPECT_THROW(busi::summarize_latencies({}), busi::error);
 }
 
-TEST(metrics, labels_come_from_the_nearest_class_folder) {
+TEST(Metrics, LabelsComeFromTheNearestClassFolder) {
   EXPECT_EQ(busi::label_from_path("/data/busi/benign/benign (3).png", classes), 1);
   EXPECT_EQ(busi::label_from_path("malignant/x/y.png", classes), 2);
   EXPECT_EQ(busi::label_from_path("/normal/benign/z.png", classes), 1);

@@ -2,7 +2,13 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+
+#include <functional>
+#include <nlohmann/json.hpp>
+
 #include "busi/error.hpp"
+#include "busi/limits.hpp"
 #include "busi/random_model.hpp"
 #include "test_support.hpp"
 
@@ -137,6 +143,94 @@ TEST(ModelPackage, ValidateNamesTheBrokenLayer) {
     m.preprocess = "rgb-bilinear";
     expect_invalid(m, "pre-processing 'rgb-bilinear' not implemented");
   }
+}
+
+// The header of a package, as JSON, and the package rebuilt around an edited
+// header (length and CRC fixed, so the edit reaches the check under test).
+nlohmann::json header_of(const std::vector<uint8_t>& bytes) {
+  const uint32_t length = bytes[12] | bytes[13] << 8 | bytes[14] << 16 | uint32_t(bytes[15]) << 24;
+  return nlohmann::json::parse(bytes.begin() + 16, bytes.begin() + 16 + length);
+}
+std::vector<uint8_t> with_header(const std::vector<uint8_t>& bytes, const std::string& header) {
+  const uint32_t old_length = bytes[12] | bytes[13] << 8 | bytes[14] << 16 | uint32_t(bytes[15]) << 24;
+  std::vector<uint8_t> out(bytes.begin(), bytes.begin() + 12);
+  for (int i = 0; i < 4; ++i) out.push_back(uint8_t(header.size() >> (8 * i)));
+  out.insert(out.end(), header.begin(), header.end());
+  out.insert(out.end(), bytes.begin() + 16 + old_length, bytes.end());
+  fix_crc(out);
+  return out;
+}
+
+// Red-team finding 1: provenance nested 100,000 deep overflowed the stack in
+// nlohmann's dump() (SIGSEGV).
+TEST(ModelHostile, DeeplyNestedHeaderIsRefused) {
+  const auto good = random_model(paper_network_spec(2, 4), 1).serialize();
+  auto h = header_of(good);
+  h["provenance"] = "DEEP";
+  auto text = h.dump();
+  text.replace(text.find("\"DEEP\""), 6, std::string(100000, '[') + std::string(100000, ']'));
+  const auto msg = parse_error(with_header(good, text));
+  EXPECT_NE(msg.find("m.bqnn: header nests arrays/objects deeper than 64 levels"), std::string::npos) << msg;
+  // ... while nesting within the limit, and brackets inside strings, are fine.
+  auto ok = header_of(good);
+  ok["provenance"] = nlohmann::json::parse(std::string(20, '[') + "\"]]]{{{\"" + std::string(20, ']'));
+  EXPECT_EQ(parse_error(with_header(good, ok.dump())), "");
+}
+
+// Red-team finding 2: out x in x k x k wrapped size_t to 0, so a model with
+// no weight bytes validated, then cpu_ref died of SIGFPE inside oneDNN.
+TEST(ModelHostile, WeightCountThatWouldWrapIsRefused) {
+  const auto good = random_model(paper_network_spec(2, 4), 1).serialize();
+  auto h = header_of(good);
+  auto& conv = h["layers"][0];
+  ASSERT_EQ(conv["type"], "conv");
+  conv["out_channels"] = 1 << 20;
+  conv["in_channels"] = 1 << 18;
+  conv["kernel"] = 8192;
+  conv["weights"]["size"] = 0;  // 2^20 * 2^18 * 8192^2 = 2^64: 0 in size_t
+  const auto msg = parse_error(with_header(good, h.dump()));
+  EXPECT_NE(msg.find("layer 0: 1048576 x 262144 x 8192 x 8192 weights exceed the limit of 4194304"), std::string::npos)
+      << msg;
+}
+
+// Red-team finding 2: 1e300 as an offset was undefined behaviour; 0.9 and 5.5
+// were truncated and accepted.
+TEST(ModelHostile, NumbersMustBeWholeAndInRangeNamingTheKey) {
+  const auto good = random_model(paper_network_spec(2, 4), 1).serialize();
+  const auto expect = [&](const std::function<void(nlohmann::json&)>& edit, const std::string& needle) {
+    auto h = header_of(good);
+    edit(h);
+    const auto msg = parse_error(with_header(good, h.dump()));
+    EXPECT_NE(msg.find(needle), std::string::npos) << needle << ": " << msg;
+  };
+  for (double bad : {1e300, 0.9, 5.5, -1.0}) {
+    SCOPED_TRACE(bad);
+    expect([&](nlohmann::json& h) { h["layers"][0]["weights"]["offset"] = bad; }, "\"weights.offset\" = ");
+    expect([&](nlohmann::json& h) { h["layers"][0]["weights"]["size"] = bad; }, "\"weights.size\" = ");
+    expect([&](nlohmann::json& h) { h["layers"][0]["kernel"] = bad; }, "\"kernel\" = ");
+    expect([&](nlohmann::json& h) { h["input"]["height"] = bad; }, "\"height\" = ");
+  }
+  expect([](nlohmann::json& h) { h["layers"][0]["weights"]["offset"] = 0.9; },
+         "layer 0: \"weights.offset\" = 0.9 is not a whole number");
+  expect([](nlohmann::json& h) { h["layers"][0]["kernel"] = "3"; }, "\"kernel\" = \"3\" is not a whole number");
+  expect([](nlohmann::json& h) { h["logit_scale"] = 1e300; }, "\"logit_scale\" = 1e+300 is not a positive finite");
+}
+
+// Red-team finding 3: /dev/zero as a model grew to gigabytes (no size cap).
+TEST(ModelHostile, NonRegularAndOversizedFilesAreRefusedUnread) {
+  TempDir dir;
+  auto msg = test::error_of([] { Model::load("/dev/zero"); });
+  EXPECT_NE(msg.find("/dev/zero: is a character device, not a regular file"), std::string::npos) << msg;
+  const auto fifo = dir / "fifo.bqnn";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  msg = test::error_of([&] { Model::load(fifo); });  // no writer: must not block
+  EXPECT_NE(msg.find("fifo.bqnn: is a FIFO (named pipe), not a regular file"), std::string::npos) << msg;
+  const auto big = dir / "big.bqnn";
+  test::write_file(big, {});
+  std::filesystem::resize_file(big, limits::kModelFileBytes + 1);  // sparse: no disk used
+  msg = test::error_of([&] { Model::load(big); });
+  EXPECT_NE(msg.find("big.bqnn: file of 16777217 bytes is too large (limit 16777216 bytes)"), std::string::npos)
+      << msg;
 }
 
 TEST(ModelPackage, LoadNamesMissingFile) {

@@ -1,6 +1,7 @@
 // Power sources against fake sysfs trees (powercap RAPL, hwmon INA2xx/PMBus),
 // external meter commands and logs, and labelled estimates.
 #include <gtest/gtest.h>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <fstream>
@@ -14,7 +15,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-class power_test : public ::testing::Test {
+class PowerMeters : public ::testing::Test {
  protected:
   void SetUp() override {
     std::random_device rd;
@@ -37,7 +38,7 @@ class power_test : public ::testing::Test {
   busi::PowerOptions options_;
 };
 
-TEST_F(power_test, no_source_is_not_a_number) {
+TEST_F(PowerMeters, NoSourceIsNotANumber) {
   auto meter = busi::make_power_meter("auto", options_);
   EXPECT_EQ(meter->source(), "n/a");
   meter->start();
@@ -50,7 +51,7 @@ TEST_F(power_test, no_source_is_not_a_number) {
   EXPECT_FALSE(busi::make_power_meter("none", options_)->stop().available());
 }
 
-TEST_F(power_test, rapl_sums_packages_and_undoes_wraparound) {
+TEST_F(PowerMeters, RaplSumsPackagesAndUndoesWraparound) {
   const std::string pkg0 = "sys/class/powercap/intel-rapl:0/", pkg1 = "sys/class/powercap/intel-rapl:1/";
   write(pkg0 + "name", "package-0");
   write(pkg0 + "energy_uj", "1000000");
@@ -79,7 +80,7 @@ TEST_F(power_test, rapl_sums_packages_and_undoes_wraparound) {
   EXPECT_NEAR(r.watts, r.joules / r.seconds, 1e-9);
 }
 
-TEST_F(power_test, unreadable_rapl_counter_is_a_clear_error) {
+TEST_F(PowerMeters, UnreadableRaplCounterIsAClearError) {
   write("sys/class/powercap/intel-rapl:0/name", "package-0");
   write("sys/class/powercap/intel-rapl:0/max_energy_range_uj", "1000");
   // A folder where the counter should be: opens, but reads no number (as a
@@ -98,7 +99,7 @@ TEST_F(power_test, unreadable_rapl_counter_is_a_clear_error) {
   EXPECT_NE(meter->stop().note.find("energy_uj"), std::string::npos);
 }
 
-TEST_F(power_test, missing_explicit_sources_throw) {
+TEST_F(PowerMeters, MissingExplicitSourcesThrow) {
   EXPECT_THROW(busi::make_power_meter("rapl", options_), busi::device_error);
   EXPECT_THROW(busi::make_power_meter("hwmon", options_), busi::device_error);
   EXPECT_THROW(busi::make_power_meter("hwmon:ina226", options_), busi::device_error);
@@ -109,7 +110,7 @@ TEST_F(power_test, missing_explicit_sources_throw) {
   EXPECT_THROW(busi::make_power_meter("command:echo 3 V", options_), busi::device_error);
 }
 
-TEST_F(power_test, a_meter_command_that_never_answers_times_out) {
+TEST_F(PowerMeters, AMeterCommandThatNeverAnswersTimesOut) {
   options_.command_timeout = std::chrono::milliseconds(300);
   const auto begin = std::chrono::steady_clock::now();
   try {
@@ -125,7 +126,7 @@ TEST_F(power_test, a_meter_command_that_never_answers_times_out) {
   EXPECT_NEAR(meter->stop().watts, 2.5, 1e-9);
 }
 
-TEST_F(power_test, hwmon_ina226_power_input_is_sampled) {
+TEST_F(PowerMeters, HwmonIna226PowerInputIsSampled) {
   write("sys/class/hwmon/hwmon0/name", "coretemp");
   write("sys/class/hwmon/hwmon0/temp1_input", "45000");
   write("sys/class/hwmon/hwmon1/name", "amdgpu");
@@ -145,7 +146,7 @@ TEST_F(power_test, hwmon_ina226_power_input_is_sampled) {
   EXPECT_EQ(busi::make_power_meter("hwmon:hwmon2", options_)->source(), "hwmon (hwmon2 ina226, power1_input)");
 }
 
-TEST_F(power_test, hwmon_current_times_voltage_and_pmbus_rails) {
+TEST_F(PowerMeters, HwmonCurrentTimesVoltageAndPmbusRails) {
   write("sys/class/hwmon/hwmon3/name", "ina219");
   write("sys/class/hwmon/hwmon3/curr1_input", "400");  // mA
   write("sys/class/hwmon/hwmon3/in1_input", "5000");   // mV
@@ -166,7 +167,7 @@ TEST_F(power_test, hwmon_current_times_voltage_and_pmbus_rails) {
   EXPECT_NEAR(r.watts, 1.25, 1e-9);
 }
 
-TEST_F(power_test, hwmon_energy_counter_is_differenced) {
+TEST_F(PowerMeters, HwmonEnergyCounterIsDifferenced) {
   write("sys/class/hwmon/hwmon0/name", "ina238");
   write("sys/class/hwmon/hwmon0/power1_input", "1");
   write("sys/class/hwmon/hwmon0/energy1_input", "10000000");
@@ -177,7 +178,7 @@ TEST_F(power_test, hwmon_energy_counter_is_differenced) {
   EXPECT_NEAR(meter->stop().joules, 0.75, 1e-9);
 }
 
-TEST_F(power_test, external_command_in_watts_or_joules) {
+TEST_F(PowerMeters, ExternalCommandInWattsOrJoules) {
   auto watts = busi::make_power_meter("command:echo 3.25 W", options_);
   watts->start();
   pause();
@@ -194,7 +195,7 @@ TEST_F(power_test, external_command_in_watts_or_joules) {
   EXPECT_NEAR(joules->stop().joules, 4.5, 1e-9);
 }
 
-TEST_F(power_test, external_log_is_averaged_over_the_window) {
+TEST_F(PowerMeters, ExternalLogIsAveragedOverTheWindow) {
   const fs::path log = root_ / "meter.log";
   const auto now = [] {
     return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -222,7 +223,7 @@ TEST_F(power_test, external_log_is_averaged_over_the_window) {
   EXPECT_THROW(busi::make_power_meter("log:" + (root_ / "absent.log").string(), options_)->start(), busi::device_error);
 }
 
-TEST_F(power_test, estimates_are_labelled) {
+TEST_F(PowerMeters, EstimatesAreLabelled) {
   auto meter = busi::make_power_meter("estimate:1.718:paper W2A4 report", options_);
   meter->start();
   const auto r = meter->stop();
@@ -245,12 +246,46 @@ TEST_F(power_test, estimates_are_labelled) {
   EXPECT_THROW(busi::read_vivado_power_report(root_ / "not_a_report.txt"), busi::error);
 }
 
-TEST_F(power_test, description_lists_candidates) {
+TEST_F(PowerMeters, DescriptionListsCandidates) {
   write("sys/class/hwmon/hwmon0/name", "coretemp");
   const auto lines = busi::describe_power_sources(options_);
   ASSERT_EQ(lines.size(), 2u);
   EXPECT_NE(lines[0].find("rapl"), std::string::npos);
   EXPECT_NE(lines[1].find("not a known power monitor"), std::string::npos);
+}
+
+}  // namespace
+
+namespace {
+
+// One hierarchy: a device_error is a busi::error, always carries an errno, and
+// its message says the condition ("...: Input/output error"), never ": Success".
+TEST(DeviceError, IsABusiErrorThatCarriesErrno) {
+  const busi::device_error opened(EACCES, "cannot open /dev/mem");
+  EXPECT_EQ(std::string(opened.what()), "cannot open /dev/mem: Permission denied");
+  EXPECT_EQ(opened.code().value(), EACCES);
+  const busi::error& as_base = opened;
+  EXPECT_NE(dynamic_cast<const busi::device_error*>(&as_base), nullptr);
+  const busi::device_error no_errno(0, "the accelerator wrote nothing");
+  EXPECT_EQ(no_errno.code().value(), EIO);
+  EXPECT_EQ(std::string(no_errno.what()), "the accelerator wrote nothing: Input/output error");
+}
+
+TEST(DeviceError, MeterCommandFailuresNameTheCondition) {
+  busi::PowerOptions options;
+  const auto message = [&](const std::string& spec) {
+    try {
+      busi::make_power_meter(spec, options);
+    } catch (const busi::error& e) {  // caught as the base
+      EXPECT_NE(dynamic_cast<const busi::device_error*>(&e), nullptr) << spec;
+      return std::string(e.what());
+    }
+    return std::string("(no exception)");
+  };
+  EXPECT_EQ(message("command:exit 3"), "power command 'exit 3': exited with status 3: Input/output error");
+  EXPECT_EQ(message("command:echo hello"), "power command 'echo hello': output 'hello\n' is not a number: Bad message");
+  for (const char* spec : {"command:exit 3", "command:echo hello", "command:echo 3 V"})
+    EXPECT_EQ(message(spec).find("Success"), std::string::npos) << spec;
 }
 
 }  // namespace

@@ -7,48 +7,43 @@
 
 #include "busi/dashboard.hpp"
 #include "busi/error.hpp"
+#include "cli.hpp"
 
 namespace {
 
-const char* kUsage = "usage: busi-dashboard [--title TEXT] -o OUT.html REPORT.json...\n";
+namespace po = boost::program_options;
 
 int run(int argc, char** argv) {
   std::string out_path, title = "busi-infer evaluation";
+  std::vector<std::string> report_paths;
+  po::options_description visible(
+      "Usage: busi-dashboard [options] -o OUT.html REPORT.json...\n\n"
+      "One self-contained HTML page from busi-eval JSON reports (several reports,\n"
+      "e.g. the board's and a PC's, share the charts).\n\nOptions");
+  visible.add_options()
+      ("help,h", "show this help and exit")
+      ("output,o", po::value(&out_path), "the HTML file to write (required)")
+      ("title", po::value(&title)->default_value(title), "the page title");
+  po::variables_map vm;
+  if (!busi::cli::parse_command_line(argc, argv, visible, report_paths, vm)) return busi::cli::exit_ok;
+  if (out_path.empty()) throw busi::cli::usage_error("no output file given (-o OUT.html)");
+  if (report_paths.empty()) throw busi::cli::usage_error("no report given");
   std::vector<busi::EvaluationReport> reports;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if ((arg == "-o" || arg == "--title") && i + 1 < argc) {
-      (arg == "-o" ? out_path : title) = argv[++i];
-    } else if (arg == "-h" || arg == "--help") {
-      std::cout << kUsage;
-      return 0;
-    } else if (!arg.empty() && arg[0] == '-') {
-      throw busi::error("unknown option " + arg + "\n" + kUsage);
-    } else {
-      std::ifstream in(arg);
-      if (!in) throw busi::error(arg + ": cannot open");
-      std::stringstream text;
-      text << in.rdbuf();
-      reports.push_back(busi::parse_report_json(text.str(), arg));
-    }
-  }
-  if (out_path.empty() || reports.empty()) {
-    std::cerr << kUsage;
-    return 2;
+  for (const auto& path : report_paths) {
+    std::ifstream in(path);
+    if (!in) throw busi::error(path + ": cannot open");
+    std::stringstream text;
+    text << in.rdbuf();
+    reports.push_back(busi::parse_report_json(text.str(), path));
   }
   std::ofstream out(out_path, std::ios::binary);
   out << busi::render_dashboard(reports, title);
   if (!out) throw busi::error("cannot write " + out_path);
-  return 0;
+  return busi::cli::exit_ok;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const std::exception& e) {
-    std::cerr << "busi-dashboard: error: " << e.what() << "\n";
-    return 1;
-  }
+  return busi::cli::guarded_main("busi-dashboard", [&] { return run(argc, argv); });
 }

@@ -10,31 +10,12 @@
 #include "busi/dashboard.hpp"
 #include "busi/error.hpp"
 #include "busi/evaluation.hpp"
+#include "busi/pipeline.hpp"
+#include "cli.hpp"
+
+namespace po = boost::program_options;
 
 namespace {
-
-const char* kUsage = R"(usage: busi-eval [options] PATH...
-Evaluates the images under PATH (folders named after the classes: normal/,
-benign/, malignant/) on each backend, with the same pre-processed inputs.
-
-  --backends LIST        comma-separated backends (default: every one compiled in)
-  --list FILE            only the images listed in FILE, one path per line relative to
-                         the single PATH (e.g. training/splits/val.txt)
-  --model FILE           a model package; repeat for several. Each backend runs every
-                         given model of its kind (quantized: cpu_int, fpga; float:
-                         cpu_ref), or the default model of its kind when none is given
-  --set BACKEND.KEY=VAL  a backend setting (e.g. --set fpga.overlay=overlays/w2a4)
-  --power SPEC           power source for every backend (default auto): none, auto,
-                         rapl, hwmon[:NAME], command:CMD, log:PATH,
-                         estimate:WATTS[:WHY], estimate-report:VIVADO_POWER.rpt
-  --power-for B=SPEC     power source for backend B only (e.g. fpga=estimate-report:power.rpt)
-  --list-power           print the power sources found on this machine and exit
-  --sysfs-root DIR       read /sys under DIR (default /)
-  --warmup N             untimed classifications before each run (default 1)
-  --json FILE            write the report as JSON (--per-image adds predictions and latencies)
-  --csv FILE             write one CSV row per run
-  --html FILE            write the dashboard (self-contained HTML)
-)";
 
 std::vector<std::string> split(const std::string& s, char sep) {
   std::vector<std::string> out;
@@ -51,20 +32,13 @@ void write_text(const std::string& path, const std::string& text) {
   if (!out) throw busi::error("cannot write " + path);
 }
 
-std::string percent(double v) {
-  if (std::isnan(v)) return "n/a";
-  std::ostringstream s;
-  s << std::fixed << std::setprecision(1) << 100 * v << "%";
-  return s.str();
-}
-
 void print_run(const busi::BackendRun& run) {
   const auto rates = run.confusion.normal_vs_abnormal();
   std::cout << "== " << run.backend << " " << run.precision << " (" << run.model_name << ")\n"
             << "   " << run.description << "\n"
-            << "accuracy " << percent(run.confusion.accuracy()) << " (" << run.confusion.correct() << "/"
-            << run.confusion.total() << "), normal-vs-abnormal sensitivity " << percent(rates.sensitivity())
-            << ", specificity " << percent(rates.specificity()) << "\n"
+            << "accuracy " << busi::percent_text(run.confusion.accuracy()) << " (" << run.confusion.correct() << "/"
+            << run.confusion.total() << "), normal-vs-abnormal sensitivity " << busi::percent_text(rates.sensitivity())
+            << ", specificity " << busi::percent_text(rates.specificity()) << "\n"
             << run.confusion.to_text() << std::fixed << std::setprecision(3) << "latency ms p50 " << run.latency.p50_ms
             << " p90 " << run.latency.p90_ms << " p99 " << run.latency.p99_ms << ", throughput " << std::setprecision(1)
             << run.throughput << " img/s\n";
@@ -76,71 +50,71 @@ void print_run(const busi::BackendRun& run) {
   std::cout << "\n";
 }
 
+const char* const usage =
+    "Usage: busi-eval [options] PATH...\n\n"
+    "Evaluates the images under PATH (folders named after the classes: normal/,\n"
+    "benign/, malignant/) on each backend, with the same pre-processed inputs, and\n"
+    "prints a table; writes the report as JSON (docs/evaluation.md), CSV and HTML.\n\nOptions";
+
 int run(int argc, char** argv) {
   busi::EvaluationOptions options;
-  std::vector<std::filesystem::path> inputs;
-  std::string json_path, csv_path, html_path, list_path;
-  bool per_image = false, list_power = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    const auto value = [&]() -> std::string {
-      if (i + 1 >= argc) throw busi::error(arg + " needs a value");
-      return argv[++i];
-    };
-    if (arg == "-h" || arg == "--help") {
-      std::cout << kUsage;
-      return 0;
-    } else if (arg == "--backends") {
-      options.backends = split(value(), ',');
-    } else if (arg == "--list") {
-      list_path = value();
-    } else if (arg == "--model") {
-      options.models.push_back(value());
-    } else if (arg == "--set") {
-      const std::string v = value();
-      const auto dot = v.find('.'), eq = v.find('=');
-      if (dot == std::string::npos || eq == std::string::npos || eq < dot)
-        throw busi::error("--set " + v + ": expected BACKEND.KEY=VALUE");
-      options.settings[v.substr(0, dot)][v.substr(dot + 1, eq - dot - 1)] = v.substr(eq + 1);
-    } else if (arg == "--power") {
-      options.power = value();
-    } else if (arg == "--power-for") {
-      const std::string v = value();
-      const auto eq = v.find('=');
-      if (eq == std::string::npos) throw busi::error("--power-for " + v + ": expected BACKEND=SPEC");
-      options.backend_power[v.substr(0, eq)] = v.substr(eq + 1);
-    } else if (arg == "--list-power") {
-      list_power = true;
-    } else if (arg == "--sysfs-root") {
-      options.power_options.sysfs_root = value();
-    } else if (arg == "--warmup") {
-      options.warmup = std::stoi(value());
-    } else if (arg == "--json") {
-      json_path = value();
-    } else if (arg == "--csv") {
-      csv_path = value();
-    } else if (arg == "--html") {
-      html_path = value();
-    } else if (arg == "--per-image") {
-      per_image = true;
-    } else if (!arg.empty() && arg[0] == '-') {
-      throw busi::error("unknown option " + arg + "\n" + kUsage);
-    } else {
-      inputs.push_back(arg);
-    }
+  std::vector<std::string> input_names, models, sets, power_for;
+  std::string backends, json_path, csv_path, html_path, list_path, sysfs_root;
+  po::options_description visible(usage);
+  visible.add_options()
+      ("help,h", "show this help and exit")
+      ("backends", po::value(&backends), "comma-separated backends (default: every one compiled in)")
+      ("list", po::value(&list_path),
+       "only the images listed in FILE, one path per line relative to the single PATH (e.g. training/splits/val.txt)")
+      ("model", po::value(&models)->composing(),
+       "a model package; repeat for several. Each backend runs every given model of its kind (quantized: cpu_int, "
+       "fpga; float: cpu_ref), or the default model of its kind when none is given")
+      ("set", po::value(&sets)->composing(), "a backend setting BACKEND.KEY=VALUE (e.g. fpga.overlay=overlays/w2a4)")
+      ("power", po::value(&options.power)->default_value(options.power),
+       "power source for every backend: none, auto, rapl, hwmon[:NAME], command:CMD, log:PATH, "
+       "estimate:WATTS[:WHY], estimate-report:VIVADO_POWER.rpt")
+      ("power-for", po::value(&power_for)->composing(),
+       "power source for one backend, BACKEND=SPEC (e.g. fpga=estimate-report:power.rpt)")
+      ("list-power", "print the power sources found on this machine and exit")
+      ("sysfs-root", po::value(&sysfs_root), "read /sys under DIR (default /)")
+      ("warmup", po::value(&options.warmup)->default_value(options.warmup),
+       "untimed classifications before each run")
+      ("json", po::value(&json_path), "write the report as JSON (schema in docs/evaluation.md)")
+      ("per-image", "the JSON report also holds every image's prediction and latency")
+      ("csv", po::value(&csv_path), "write one CSV row per run")
+      ("html", po::value(&html_path), "write the dashboard (self-contained HTML)");
+  po::variables_map vm;
+  if (!busi::cli::parse_command_line(
+          argc, argv, visible, input_names, vm,
+          "\nExample:\n  busi-eval --backends cpu_int,cpu_ref --json out.json --html out.html ../shared/busi\n"))
+    return busi::cli::exit_ok;
+  const bool per_image = vm.count("per-image") != 0;
+  options.backends = split(backends, ',');
+  options.models.assign(models.begin(), models.end());
+  if (!sysfs_root.empty()) options.power_options.sysfs_root = sysfs_root;
+  for (const auto& set : sets) {
+    const auto [target, value] = busi::cli::key_value(set, "--set", "BACKEND.KEY=VALUE");
+    const auto dot = target.find('.');
+    if (dot == std::string::npos || dot == 0 || dot + 1 == target.size())
+      throw busi::cli::usage_error("--set takes BACKEND.KEY=VALUE, not '" + set + "'");
+    options.settings[target.substr(0, dot)][target.substr(dot + 1)] = value;
   }
-  if (list_power) {
+  for (const auto& spec : power_for) {
+    const auto [backend, value] = busi::cli::key_value(spec, "--power-for", "BACKEND=SPEC");
+    options.backend_power[backend] = value;
+  }
+  if (options.warmup < 0) throw busi::cli::usage_error("--warmup must be 0 or more");
+  if (vm.count("list-power")) {
     for (const auto& line : busi::describe_power_sources(options.power_options)) std::cout << line << "\n";
-    return 0;
+    return busi::cli::exit_ok;
   }
-  if (inputs.empty()) {
-    std::cerr << kUsage;
-    return 2;
-  }
+  if (input_names.empty()) throw busi::cli::usage_error("no image folder given");
+  const std::vector<std::filesystem::path> inputs(input_names.begin(), input_names.end());
   if (options.backends.empty()) options.backends = busi::available_backends();
   std::vector<std::filesystem::path> images_to_load = inputs;
   if (!list_path.empty()) {
-    if (inputs.size() != 1) throw busi::error("--list takes exactly one PATH, the folder its lines are relative to");
+    if (inputs.size() != 1)
+      throw busi::cli::usage_error("--list takes exactly one PATH, the folder its lines are relative to");
     std::ifstream list(list_path);
     if (!list) throw busi::error("--list " + list_path + ": cannot open");
     images_to_load.clear();
@@ -177,16 +151,11 @@ int run(int argc, char** argv) {
   if (!json_path.empty()) write_text(json_path, busi::report_json(report, per_image));
   if (!csv_path.empty()) write_text(csv_path, busi::report_csv(report));
   if (!html_path.empty()) write_text(html_path, busi::render_dashboard({report}));
-  return 0;
+  return busi::cli::exit_ok;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const std::exception& e) {
-    std::cerr << "busi-eval: error: " << e.what() << "\n";
-    return 1;
-  }
+  return busi::cli::guarded_main("busi-eval", [&] { return run(argc, argv); });
 }

@@ -9,47 +9,26 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <boost/program_options.hpp>
 #include <chrono>
 #include <cmath>
-#include <condition_variable>
 #include <cstdio>
 #include <fstream>
 #include <iomanip>
 #include <iostream>
-#include <mutex>
-#include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
-#include <thread>
 
 #include "busi/classifier.hpp"
 #include "busi/error.hpp"
 #include "busi/metrics.hpp"
+#include "busi/pipeline.hpp"
+#include "cli.hpp"
 
 namespace po = boost::program_options;
 namespace fs = std::filesystem;
-using json = nlohmann::json;
 
 namespace {
-
-// Exit codes (documented in --help and docs/cli.md).
-enum Exit : int {
-  kOk = 0,               // every image classified
-  kSomeImagesFailed = 1, // at least one image could not be read; the others are reported
-  kUsage = 2,            // bad command line
-  kFatal = 3,            // no results at all: bad model, unknown backend, device failure
-  kDisagreement = 4,     // --verify found an image the two backends classify differently
-};
-
-const char* kExitCodes =
-    "Exit codes:\n"
-    "  0  every image was classified\n"
-    "  1  some images (or paths) could not be read; the others were classified and reported\n"
-    "  2  bad command line\n"
-    "  3  nothing could be classified: bad model, unknown backend, device failure\n"
-    "  4  --verify: the two backends disagreed on at least one image\n";
 
 struct Options {
   std::string backend = "cpu_int";
@@ -62,24 +41,6 @@ struct Options {
   bool progress = true;
   std::vector<std::string> inputs;
 };
-
-// What happened to one image.
-struct Result {
-  fs::path file;
-  std::optional<busi::Prediction> prediction;
-  std::string error;               // set when the image failed
-  int label = -1;                  // true class from the folder name, -1 if none
-  std::optional<busi::Prediction> verify;  // the --verify backend's answer
-  double latency_ms = 0;           // decode + pre-process + inference
-  bool done = false;
-};
-
-bool disagrees(const Result& r) {
-  if (!r.prediction || !r.verify) return false;
-  if (r.prediction->class_index != r.verify->class_index) return true;
-  // Both integer backends with logits: they must agree exactly.
-  return !r.prediction->logits.empty() && !r.verify->logits.empty() && r.prediction->logits != r.verify->logits;
-}
 
 std::optional<Options> parse_command_line(int argc, char** argv) {
   Options o;
@@ -115,35 +76,23 @@ std::optional<Options> parse_command_line(int argc, char** argv) {
       ("verify", po::value<std::string>(),
        "also run every image on this backend (e.g. cpu_int) and report any disagreement")
       ("no-progress", "no progress bar (it is shown only when stderr is a terminal anyway)");
-  po::options_description hidden;
-  hidden.add_options()("input", po::value(&o.inputs)->composing());
-  po::options_description all;
-  all.add(visible).add(hidden);
-  po::positional_options_description positional;
-  positional.add("input", -1);
-
   po::variables_map vm;
-  po::store(po::command_line_parser(argc, argv).options(all).positional(positional).run(), vm);
-  if (vm.count("help")) {
-    std::cout << visible << "\n" << kExitCodes
-              << "\nExamples:\n"
-                 "  busi-infer ../shared/busi\n"
-                 "  busi-infer --backend fpga --overlay overlays/busi-w2a4 --verify cpu_int images/\n"
-                 "  busi-infer --format json --threads 2 scan.png > result.json\n";
+  if (!busi::cli::parse_command_line(argc, argv, visible, o.inputs, vm,
+                                     "\nExamples:\n"
+                                     "  busi-infer ../shared/busi\n"
+                                     "  busi-infer --backend fpga --overlay overlays/busi-w2a4 --verify cpu_int images/\n"
+                                     "  busi-infer --format json --threads 2 scan.png > result.json\n"))
     return std::nullopt;
-  }
-  po::notify(vm);
   if (vm.count("verify")) o.verify = vm["verify"].as<std::string>();
   o.progress = !vm.count("no-progress") && isatty(STDERR_FILENO);
-  if (o.inputs.empty()) throw po::error("no image or folder given (see --help)");
+  if (o.inputs.empty()) throw busi::cli::usage_error("no image or folder given (see --help)");
   if (o.format != "table" && o.format != "csv" && o.format != "json")
-    throw po::error("--format must be table, csv or json, not '" + o.format + "'");
-  if (o.threads < 1 || o.threads > 256) throw po::error("--threads must be between 1 and 256");
-  if (o.batch < 1 || o.batch > 4096) throw po::error("--batch must be between 1 and 4096");
+    throw busi::cli::usage_error("--format must be table, csv or json, not '" + o.format + "'");
+  if (o.threads < 1 || o.threads > 256) throw busi::cli::usage_error("--threads must be between 1 and 256");
+  if (o.batch < 1 || o.batch > 4096) throw busi::cli::usage_error("--batch must be between 1 and 4096");
   for (const auto& s : sets) {
-    const auto eq = s.find('=');
-    if (eq == std::string::npos || eq == 0) throw po::error("--set takes KEY=VALUE, not '" + s + "'");
-    o.settings[s.substr(0, eq)] = s.substr(eq + 1);
+    const auto [key, value] = busi::cli::key_value(s, "--set");
+    o.settings[key] = value;
   }
   if (!overlay.empty()) o.settings["overlay"] = overlay;
   if (!device_root.empty()) o.settings["device_root"] = device_root;
@@ -160,15 +109,6 @@ busi::ClassifierOptions options_for(const std::string& backend, const Options& o
   return options;
 }
 
-std::string percent(double v) {
-  if (std::isnan(v)) return "n/a";
-  std::ostringstream s;
-  s << std::fixed << std::setprecision(1) << 100 * v << "%";
-  return s.str();
-}
-
-json rate(double v) { return std::isnan(v) ? json(nullptr) : json(v); }
-
 class Printer {
  public:
   Printer(const Options& o, const busi::Model& model) : o_(o), model_(model) {}
@@ -181,16 +121,16 @@ class Printer {
     std::cout << ",error\n";
   }
 
-  void line(const Result& r) {
+  void line(const busi::ImageResult& r) {
     if (o_.format == "json") return;  // printed whole at the end
     if (o_.format == "csv") {
-      std::cout << csv_quote(r.file.string()) << "," << (r.prediction ? r.prediction->class_name : "");
+      std::cout << busi::csv_field(r.file.string()) << "," << (r.prediction ? r.prediction->class_name : "");
       for (std::size_t c = 0; c < model_.num_classes(); ++c) {
         std::cout << ",";
         if (r.prediction && c < r.prediction->scores.size()) std::cout << r.prediction->scores[c];
       }
       if (o_.verify) std::cout << "," << (r.verify ? r.verify->class_name : "");
-      std::cout << "," << csv_quote(r.error) << "\n";
+      std::cout << "," << busi::csv_field(r.error) << "\n";
       return;
     }
     std::cout << r.file.string() << "\t";
@@ -201,17 +141,11 @@ class Printer {
     std::cout << std::left << std::setw(10) << r.prediction->class_name << std::right;
     for (std::size_t c = 0; c < r.prediction->scores.size(); ++c)
       std::cout << "  " << model_.class_names[c] << " " << std::fixed << std::setprecision(3) << r.prediction->scores[c];
-    if (r.verify && disagrees(r)) std::cout << "\tDISAGREES: " << *o_.verify << " says " << r.verify->class_name;
+    if (r.verify && busi::disagrees(r)) std::cout << "\tDISAGREES: " << *o_.verify << " says " << r.verify->class_name;
     std::cout << "\n";
   }
 
  private:
-  static std::string csv_quote(const std::string& s) {
-    if (s.find_first_of(",\"\n") == std::string::npos) return s;
-    std::string q = "\"";
-    for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
-    return q + "\"";
-  }
   const Options& o_;
   const busi::Model& model_;
 };
@@ -258,200 +192,98 @@ double anon_rss_mb() {
 int run(const Options& o) {
   // The model and one classifier per thread are made before any image is read,
   // so a bad model or a missing device fails at once with no partial output.
-  const busi::ModelKind kind = busi::backend_model_kind(o.backend);
-  auto model = std::make_shared<const busi::Model>(
-      busi::Model::load(o.model.empty() ? busi::default_model_path(kind) : fs::path(o.model)));
+  busi::InferReport report;
+  report.backend = o.backend;
+  report.verify_backend = o.verify;
+  report.threads = o.threads;
+  report.model = busi::load_model_for(o.backend, o.model);
   std::vector<std::unique_ptr<busi::Classifier>> workers, twins;
   for (int t = 0; t < o.threads; ++t) {
-    workers.push_back(busi::make_classifier(o.backend, options_for(o.backend, o, model)));
-    if (o.verify) twins.push_back(busi::make_classifier(*o.verify, options_for(*o.verify, o, model)));
+    workers.push_back(busi::make_classifier(o.backend, options_for(o.backend, o, report.model)));
+    if (o.verify) twins.push_back(busi::make_classifier(*o.verify, options_for(*o.verify, o, report.model)));
   }
+  report.description = workers.front()->describe();
 
   // Gather the images; a missing path or an empty folder is reported, not fatal.
-  std::vector<Result> results;
-  std::vector<std::string> path_errors;
+  std::vector<fs::path> files;
   for (const auto& input : o.inputs) {
     try {
-      const auto files = busi::collect_images(input);
-      if (files.empty()) path_errors.push_back(input + ": no images found (folder is empty)");
-      for (const auto& f : files) results.push_back({f});
+      const auto found = busi::collect_images(input);
+      if (found.empty()) report.path_errors.push_back(input + ": no images found (folder is empty)");
+      files.insert(files.end(), found.begin(), found.end());
     } catch (const busi::error& e) {
-      path_errors.push_back(e.what());
+      report.path_errors.push_back(e.what());
     }
   }
-  for (const auto& e : path_errors) std::cerr << "busi-infer: " << e << "\n";
-  for (auto& r : results) r.label = busi::label_from_path(r.file, model->class_names);
+  for (const auto& e : report.path_errors) std::cerr << "busi-infer: " << e << "\n";
 
-  Printer printer(o, *model);
+  const busi::Model& model = *report.model;
+  Printer printer(o, model);
   printer.header();
-  Progress progress(o.progress, results.size());
-  std::mutex mutex;
-  std::size_t next_to_print = 0, finished = 0;
-  std::atomic<std::size_t> next_batch{0};
+  Progress progress(o.progress, files.size());
   const auto start = std::chrono::steady_clock::now();
   auto seconds_since_start = [&] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   };
-
-  auto worker = [&](int t) {
-    busi::Classifier& classifier = *workers[t];
-    const int h = model->input.height, w = model->input.width;
-    for (;;) {
-      const std::size_t first = next_batch.fetch_add(o.batch);
-      if (first >= results.size()) break;
-      const std::size_t last = std::min(results.size(), first + o.batch);
-      const auto t0 = std::chrono::steady_clock::now();
-      std::vector<busi::Tensor8> inputs;
-      std::vector<std::size_t> index;
-      for (std::size_t i = first; i < last; ++i) {
-        try {
-          inputs.push_back(busi::load_image(results[i].file, h, w));
-          index.push_back(i);
-        } catch (const std::exception& e) {
-          results[i].error = e.what();
-        }
-      }
-      if (!inputs.empty()) {
-        try {
-          auto predictions = classifier.classify_batch(inputs);
-          std::optional<std::vector<busi::Prediction>> checks;
-          if (o.verify) checks = twins[t]->classify_batch(inputs);
-          for (std::size_t k = 0; k < index.size(); ++k) {
-            results[index[k]].prediction = std::move(predictions[k]);
-            if (checks) results[index[k]].verify = std::move((*checks)[k]);
-          }
-        } catch (const std::exception& e) {
-          for (auto i : index) results[i].error = e.what();
-        }
-      }
-      const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-      std::lock_guard lock(mutex);
-      for (std::size_t i = first; i < last; ++i) {
-        results[i].latency_ms = ms / double(last - first);
-        results[i].done = true;
-      }
-      finished += last - first;
-      // Print in input order as soon as the next results are complete.
-      while (next_to_print < results.size() && results[next_to_print].done) printer.line(results[next_to_print++]);
-      std::cout.flush();
-      progress.update(finished, seconds_since_start());
-    }
+  busi::FileRunOptions run_options;
+  run_options.batch = o.batch;
+  run_options.on_result = [&](const busi::ImageResult& r) { printer.line(r); };
+  run_options.on_progress = [&](std::size_t done) {
+    std::cout.flush();
+    progress.update(done, seconds_since_start());
   };
-  std::vector<std::thread> threads;
-  for (int t = 1; t < o.threads; ++t) threads.emplace_back(worker, t);
-  worker(0);
-  for (auto& th : threads) th.join();
-  const double seconds = seconds_since_start();
+  std::vector<busi::Classifier*> classifiers, verifiers;
+  for (auto& w : workers) classifiers.push_back(w.get());
+  for (auto& w : twins) verifiers.push_back(w.get());
+  report.images = busi::classify_files(files, classifiers, verifiers, run_options);
+  report.seconds = seconds_since_start();
+  report.peak_rss_mb = peak_rss_mb();
+  report.anon_rss_mb_at_end = anon_rss_mb();
 
-  // Summary.
-  busi::ConfusionMatrix confusion(model->class_names);
-  std::size_t failed = 0, labelled = 0, disagreements = 0;
-  std::vector<double> latencies;
-  for (const auto& r : results) {
-    if (!r.prediction) {
-      ++failed;
-      continue;
-    }
-    latencies.push_back(r.latency_ms);
-    if (disagrees(r)) ++disagreements;
-    if (r.label >= 0) {
-      confusion.add(r.label, r.prediction->class_index);
-      ++labelled;
-    }
-  }
-  const std::size_t classified = results.size() - failed;
-  const std::string describe = workers.front()->describe();
-
+  const std::size_t classified = report.classified(), failed = report.images.size() - classified;
+  const std::size_t disagreements = report.disagreements();
   if (o.format == "json") {
-    json images = json::array();
-    for (const auto& r : results) {
-      json j = {{"file", r.file.string()}};
-      if (r.prediction) {
-        j["class"] = r.prediction->class_name;
-        j["class_index"] = r.prediction->class_index;
-        if (!r.prediction->scores.empty()) j["scores"] = r.prediction->scores;
-        if (!r.prediction->logits.empty()) j["logits"] = r.prediction->logits;
-        if (r.verify) j["verify"] = {{"class", r.verify->class_name}, {"agrees", !disagrees(r)}};
-      } else {
-        j["error"] = r.error;
-      }
-      if (r.label >= 0) j["label"] = model->class_names[r.label];
-      images.push_back(std::move(j));
-    }
-    json summary = {{"backend", o.backend},        {"describe", describe},
-                    {"model", model->name},        {"model_path", model->source.string()},
-                    {"images", results.size()},    {"classified", classified},
-                    {"failed", failed},            {"path_errors", path_errors},
-                    {"seconds", seconds},          {"images_per_second", classified / seconds},
-                    {"threads", o.threads},        {"peak_rss_mb", peak_rss_mb()},
-                    {"anon_rss_mb_at_end", rate(anon_rss_mb())}};
-    if (o.verify) summary["verify"] = {{"backend", *o.verify}, {"disagreements", disagreements}};
-    if (labelled) {
-      const auto binary = confusion.normal_vs_abnormal();
-      json matrix = json::array();
-      for (std::size_t t = 0; t < model->num_classes(); ++t) {
-        json row = json::array();
-        for (std::size_t p = 0; p < model->num_classes(); ++p) row.push_back(confusion.count(int(t), int(p)));
-        matrix.push_back(row);
-      }
-      json recall;
-      for (std::size_t c = 0; c < model->num_classes(); ++c) recall[model->class_names[c]] = rate(confusion.recall(int(c)));
-      summary["labelled"] = labelled;
-      summary["accuracy"] = rate(confusion.accuracy());
-      summary["recall"] = recall;
-      summary["confusion"] = {{"classes", model->class_names}, {"rows_true_columns_predicted", matrix}};
-      summary["normal_vs_abnormal"] = {{"sensitivity", rate(binary.sensitivity())},
-                                       {"specificity", rate(binary.specificity())}};
-    }
-    std::cout << json{{"images", images}, {"summary", summary}}.dump(2) << "\n";
+    std::cout << busi::infer_report_json(report);
   } else {
     // The table summary goes to stdout after the lines; for csv it goes to stderr
     // so stdout stays one clean table.
     std::ostream& out = o.format == "csv" ? std::cerr : std::cout;
-    out << "\n" << classified << " of " << results.size() << " images classified";
+    const double seconds = report.seconds;
+    out << "\n" << classified << " of " << report.images.size() << " images classified";
     if (failed) out << ", " << failed << " failed";
     out << " in " << std::fixed << std::setprecision(2) << seconds << " s (" << std::setprecision(1)
         << classified / seconds << " images/s, " << o.threads << " thread" << (o.threads > 1 ? "s" : "")
-        << "), peak memory " << peak_rss_mb() << " MB\n"
-        << describe << "; model " << model->name << "\n";
+        << "), peak memory " << report.peak_rss_mb << " MB\n"
+        << report.description << "; model " << model.name << "\n";
     if (o.verify)
       out << "verify against " << *o.verify << ": " << disagreements << " disagreement"
           << (disagreements == 1 ? "" : "s") << "\n";
-    if (labelled) {
+    const busi::ConfusionMatrix confusion = report.confusion();
+    if (confusion.total() > 0) {
       const auto binary = confusion.normal_vs_abnormal();
-      out << "accuracy " << percent(confusion.accuracy()) << " (" << confusion.correct() << "/" << labelled
-          << " labelled by folder name)\n"
-          << confusion.to_text() << "normal vs abnormal: sensitivity " << percent(binary.sensitivity()) << " ("
-          << binary.true_positive << "/" << binary.true_positive + binary.false_negative << "), specificity "
-          << percent(binary.specificity()) << " (" << binary.true_negative << "/"
+      out << "accuracy " << busi::percent_text(confusion.accuracy()) << " (" << confusion.correct() << "/"
+          << confusion.total() << " labelled by folder name)\n"
+          << confusion.to_text() << "normal vs abnormal: sensitivity " << busi::percent_text(binary.sensitivity())
+          << " (" << binary.true_positive << "/" << binary.true_positive + binary.false_negative << "), specificity "
+          << busi::percent_text(binary.specificity()) << " (" << binary.true_negative << "/"
           << binary.true_negative + binary.false_positive << ")\n";
     }
     if (failed) {
       out << failed << " image" << (failed == 1 ? "" : "s") << " failed:\n";
-      for (const auto& r : results)
+      for (const auto& r : report.images)
         if (!r.prediction) out << "  " << r.error << "\n";
     }
   }
-  if (failed || !path_errors.empty()) return kSomeImagesFailed;
-  if (disagreements) return kDisagreement;
-  return kOk;
+  if (failed || !report.path_errors.empty()) return busi::cli::exit_some_failed;
+  if (disagreements) return busi::cli::exit_disagreement;
+  return busi::cli::exit_ok;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::optional<Options> options;
-  try {
-    options = parse_command_line(argc, argv);
-    if (!options) return kOk;
-  } catch (const std::exception& e) {
-    std::cerr << "busi-infer: error: " << e.what() << "\n";
-    return kUsage;
-  }
-  try {
-    return run(*options);
-  } catch (const std::exception& e) {
-    std::cerr << "busi-infer: error: " << e.what() << "\n";
-    return kFatal;
-  }
+  return busi::cli::guarded_main("busi-infer", [&] {
+    std::optional<Options> options = parse_command_line(argc, argv);
+    return options ? run(*options) : int(busi::cli::exit_ok);
+  });
 }

@@ -1,6 +1,7 @@
 // busi-model: look inside a .bqnn package, or write a deterministic random one.
 //   busi-model info MODEL.bqnn
 //   busi-model random [--weights 2] [--acts 4] [--seed 1] OUT.bqnn
+//   busi-model import MODEL.onnx -o OUT.bqnn [--name NAME]   (QONNX in; busi_model_import.cpp)
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -10,12 +11,22 @@
 #include "busi/error.hpp"
 #include "busi/model.hpp"
 #include "busi/random_model.hpp"
+#include "busi_model_import.hpp"
+#include "cli.hpp"
 
 namespace {
 
-const char* kUsage =
-    "usage: busi-model info MODEL.bqnn\n"
-    "       busi-model random [--weights BITS] [--acts BITS] [--seed N] OUT.bqnn\n";
+namespace po = boost::program_options;
+
+const char* const usage =
+    "Usage: busi-model info MODEL.bqnn\n"
+    "       busi-model random [options] OUT.bqnn\n"
+    "       busi-model import MODEL.onnx -o OUT.bqnn [--name NAME]\n\n"
+    "info: what a model package holds (layers, shapes, bit widths, provenance).\n"
+    "random: writes a deterministic random placeholder of the paper's network\n"
+    "(untrained: its predictions are meaningless).\n"
+    "import: a QONNX graph (Brevitas's export_qonnx or ours) streamlined to an integer package\n"
+    "(busi-model import --help for its options).\n";
 
 const char* type_name(busi::LayerType t) {
   return t == busi::LayerType::conv ? "conv" : t == busi::LayerType::dense ? "dense" : "maxpool";
@@ -42,23 +53,34 @@ int info(const std::string& path) {
   return 0;
 }
 
+// Parses `command`'s arguments (argv after the command word) with `options`
+// and one positional FILE; returns false after printing help.
+bool parse(int argc, char** argv, po::options_description& options, std::string& file, po::variables_map& vm) {
+  po::options_description all;
+  all.add(options).add_options()("help,h", "show this help and exit")("file", po::value(&file));
+  po::positional_options_description positional;
+  positional.add("file", 1);
+  po::store(po::command_line_parser(argc, argv).options(all).positional(positional).run(), vm);
+  if (vm.count("help")) {
+    std::cout << usage << "\n" << po::options_description("Options").add(options) << "\n" << busi::cli::exit_codes_help;
+    return false;
+  }
+  po::notify(vm);
+  if (file.empty()) throw busi::cli::usage_error("no model file given");
+  return true;
+}
+
 int random(int argc, char** argv) {
   int weights = 2, acts = 4;
   uint64_t seed = 1;
   std::string out;
-  for (int i = 2; i < argc; ++i) {
-    const std::string arg = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) throw busi::error(arg + " needs a value");
-      return argv[++i];
-    };
-    if (arg == "--weights") weights = std::stoi(value());
-    else if (arg == "--acts") acts = std::stoi(value());
-    else if (arg == "--seed") seed = std::stoull(value());
-    else if (out.empty() && arg[0] != '-') out = arg;
-    else throw busi::error("unexpected argument '" + arg + "'");
-  }
-  if (out.empty()) throw busi::error("missing output path");
+  po::options_description options;
+  options.add_options()
+      ("weights", po::value(&weights)->default_value(weights), "weight bits (2, 4 or 8)")
+      ("acts", po::value(&acts)->default_value(acts), "hidden activation bits (2, 4 or 8)")
+      ("seed", po::value(&seed)->default_value(seed), "random seed");
+  po::variables_map vm;
+  if (!parse(argc, argv, options, out, vm)) return busi::cli::exit_ok;
   auto model = busi::random_model(busi::paper_network_spec(weights, acts), seed);
   model.name = "placeholder-random-w" + std::to_string(weights) + "a" + std::to_string(acts);
   model.provenance_json = R"({"placeholder":true,"note":"random weights, not trained: predictions are meaningless",)"
@@ -71,16 +93,27 @@ int random(int argc, char** argv) {
   return 0;
 }
 
+int run(int argc, char** argv) {
+  const std::string command = argc >= 2 ? argv[1] : "";
+  if (command == "-h" || command == "--help") {
+    std::cout << usage << "\n" << busi::cli::exit_codes_help;
+    return busi::cli::exit_ok;
+  }
+  if (command == "random") return random(argc - 1, argv + 1);
+  if (command == "import") return run_import(argc, argv);
+  if (command == "info") {
+    std::string path;
+    po::options_description none;
+    po::variables_map vm;
+    if (!parse(argc - 1, argv + 1, none, path, vm)) return busi::cli::exit_ok;
+    return info(path);
+  }
+  throw busi::cli::usage_error(command.empty() ? "no command given (info, random or import)"
+                                               : "unknown command '" + command + "' (info, random or import)");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
-    if (argc >= 3 && std::strcmp(argv[1], "info") == 0) return info(argv[2]);
-    if (argc >= 2 && std::strcmp(argv[1], "random") == 0) return random(argc, argv);
-    std::cerr << kUsage;
-    return 2;
-  } catch (const std::exception& e) {
-    std::cerr << "busi-model: error: " << e.what() << "\n";
-    return 1;
-  }
+  return busi::cli::guarded_main("busi-model", [&] { return run(argc, argv); });
 }

@@ -1,7 +1,9 @@
 // The cpu_int classifier: picks an ISA once, at construction, and runs the
 // prepared engine for every image.
+#include <iterator>
 #include <sstream>
 
+#include "busi/backend.hpp"
 #include "busi/classifier.hpp"
 #include "busi/error.hpp"
 #include "engine.hpp"
@@ -27,110 +29,94 @@ std::unique_ptr<engine> make_neon_engine(const Model& model);
 #endif
 
 namespace {
-constexpr isa all_isas[] = {isa::avx512vnni, isa::avx2, isa::neon, isa::scalar};
 
-bool cpu_supports(isa which) {
-  switch (which) {
-    case isa::scalar:
-      return true;
+// What this CPU can run (only the ISAs of this build's architecture are asked).
 #if defined(__x86_64__) || defined(__i386__)
-    case isa::avx2:
-      return __builtin_cpu_supports("avx2");
-    case isa::avx512vnni:
-      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+[[maybe_unused]] bool cpu_has_avx2() { return __builtin_cpu_supports("avx2"); }
+[[maybe_unused]] bool cpu_has_avx512vnni() {
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+}
 #endif
 #if defined(__aarch64__)
-    case isa::neon:
-      return true;  // Advanced SIMD is mandatory on AArch64
+[[maybe_unused]] bool cpu_has_neon() { return true; }  // Advanced SIMD is mandatory on AArch64
 #elif defined(__arm__) && defined(__linux__)
-    case isa::neon:
-      return (getauxval(AT_HWCAP) & HWCAP_NEON) != 0;
+[[maybe_unused]] bool cpu_has_neon() { return (getauxval(AT_HWCAP) & HWCAP_NEON) != 0; }
 #endif
-    default:
-      return false;
-  }
-}
 
-bool compiled_in(isa which) {
-  switch (which) {
-    case isa::scalar:
-      return true;
-#ifdef BUSI_CPU_INT_AVX2
-    case isa::avx2:
-      return true;
-#endif
+std::unique_ptr<engine> make_reference_engine(const Model& model) { return std::make_unique<reference_engine>(model); }
+
+// The ISA table, like the backend table: one row per engine compiled into this
+// build, widest first, the scalar reference (the oracle) last. Adding an ISA:
+// its enum value and name (engine.hpp), its engine_<isa>.cpp with CMake flags,
+// and one row here.
+struct isa_entry {
+  isa id;
+  bool (*supported)();  // this CPU can run it
+  std::unique_ptr<engine> (*make)(const Model&);
+};
+
+const isa_entry isa_table[] = {
 #ifdef BUSI_CPU_INT_AVX512VNNI
-    case isa::avx512vnni:
-      return true;
+    {isa::avx512vnni, cpu_has_avx512vnni, make_avx512vnni_engine},
+#endif
+#ifdef BUSI_CPU_INT_AVX2
+    {isa::avx2, cpu_has_avx2, make_avx2_engine},
 #endif
 #ifdef BUSI_CPU_INT_NEON
-    case isa::neon:
-      return true;
+    {isa::neon, cpu_has_neon, make_neon_engine},
 #endif
-    default:
-      return false;
-  }
+    {isa::scalar, [] { return true; }, make_reference_engine},
+};
+
+// The row of `which`; nullptr when this build does not have it.
+const isa_entry* find_isa(isa which) {
+  for (const auto& entry : isa_table)
+    if (entry.id == which) return &entry;
+  return nullptr;
 }
+
 }  // namespace
 
 const char* isa_name(isa which) {
-  switch (which) {
-    case isa::scalar:
-      return "scalar";
-    case isa::avx2:
-      return "avx2";
-    case isa::avx512vnni:
-      return "avx512vnni";
-    case isa::neon:
-      return "neon";
-  }
-  return "?";
+  const auto index = static_cast<std::size_t>(which);
+  return index < std::size(isa_names) ? isa_names[index] : "?";
 }
 
 isa parse_isa(const std::string& name) {
-  for (isa which : all_isas)
-    if (name == isa_name(which)) return which;
-  throw error("cpu_int: unknown isa '" + name + "'; known: auto, avx512vnni, avx2, neon, scalar");
+  std::string known;
+  for (std::size_t i = 0; i < std::size(isa_names); ++i) {
+    if (name == isa_names[i]) return static_cast<isa>(i);
+    known += std::string(", ") + isa_names[i];
+  }
+  throw error("cpu_int: unknown isa '" + name + "'; known: auto" + known);
 }
 
-bool isa_available(isa which) { return compiled_in(which) && cpu_supports(which); }
+bool isa_available(isa which) {
+  const isa_entry* entry = find_isa(which);
+  return entry && entry->supported();
+}
 
 std::vector<isa> available_isas() {
   std::vector<isa> out;
-  for (isa which : all_isas)
-    if (isa_available(which)) out.push_back(which);
+  for (const auto& entry : isa_table)
+    if (entry.supported()) out.push_back(entry.id);
   return out;
 }
 
 std::unique_ptr<engine> make_engine(const Model& model, isa which) {
-  if (!compiled_in(which))
-    throw error(std::string("cpu_int: isa ") + isa_name(which) + " is not compiled into this build");
-  if (!cpu_supports(which))
+  const isa_entry* entry = find_isa(which);
+  if (!entry) throw error(std::string("cpu_int: isa ") + isa_name(which) + " is not compiled into this build");
+  if (!entry->supported())
     throw error(std::string("cpu_int: isa ") + isa_name(which) + " is not supported by this CPU");
-  switch (which) {
-#ifdef BUSI_CPU_INT_AVX2
-    case isa::avx2:
-      return make_avx2_engine(model);
-#endif
-#ifdef BUSI_CPU_INT_AVX512VNNI
-    case isa::avx512vnni:
-      return make_avx512vnni_engine(model);
-#endif
-#ifdef BUSI_CPU_INT_NEON
-    case isa::neon:
-      return make_neon_engine(model);
-#endif
-    default:
-      return std::make_unique<reference_engine>(model);
-  }
+  return entry->make(model);
 }
 
 namespace {
 class cpu_int_classifier final : public Classifier {
  public:
   cpu_int_classifier(std::shared_ptr<const Model> model, isa which)
-      : model_(std::move(model)), engine_(make_engine(*model_, which)), logits_(model_->layers.back().output.size()) {}
+      : model_(std::move(model)), engine_(make_engine(*model_, which)) {}
 
   std::string backend() const override { return "cpu_int"; }
   std::string describe() const override {
@@ -138,22 +124,18 @@ class cpu_int_classifier final : public Classifier {
   }
   const Model& model() const override { return *model_; }
 
-  Prediction classify(const Tensor8& input) override {
-    if (input.height != model_->input.height || input.width != model_->input.width ||
-        input.pixels.size() != std::size_t(input.height) * input.width) {
-      std::ostringstream msg;
-      msg << "cpu_int: input is " << input.height << "x" << input.width << " (" << input.pixels.size()
-          << " pixels); model " << model_->name << " takes " << model_->input.height << "x" << model_->input.width;
-      throw error(msg.str());
+ protected:
+  void infer(std::span<const Tensor8> inputs, std::span<RawOutput> outputs) override {
+    const std::size_t classes = model_->layers.back().output.size();
+    for (std::size_t i = 0; i < inputs.size(); ++i) {
+      outputs[i].logits.resize(classes);
+      engine_->run(inputs[i].pixels.data(), outputs[i].logits.data());
     }
-    engine_->run(input.pixels.data(), logits_.data());
-    return make_prediction(first_argmax(logits_.data(), logits_.size()), logits_);
   }
 
  private:
   std::shared_ptr<const Model> model_;
   std::unique_ptr<engine> engine_;
-  std::vector<int32_t> logits_;
 };
 }  // namespace
 
@@ -161,11 +143,11 @@ class cpu_int_classifier final : public Classifier {
 
 namespace busi {
 
-std::unique_ptr<Classifier> make_cpu_int_classifier(const ClassifierOptions& options) {
-  check_settings(options, "cpu_int", {"isa"});
-  auto model = resolve_model(options, ModelKind::quantized, "cpu_int");
-  const auto setting = options.settings.find("isa");
-  const std::string name = setting == options.settings.end() ? "auto" : setting->second;
+std::unique_ptr<Classifier> make_cpu_int_classifier(std::shared_ptr<const Model> model,
+                                                    const BackendSettings& settings) {
+  std::vector<std::string> names = {"auto"};
+  names.insert(names.end(), std::begin(cpu_int::isa_names), std::end(cpu_int::isa_names));
+  const std::string name = settings.one_of("isa", "auto", names);
   const cpu_int::isa which = name == "auto" ? cpu_int::available_isas().front() : cpu_int::parse_isa(name);
   return std::make_unique<cpu_int::cpu_int_classifier>(std::move(model), which);
 }

@@ -1,6 +1,6 @@
 #pragma once
-// Internal API of the cpu_int backend, shared by the classifier, tests,
-// benchmarks and other backends (the fpga emulator's cross-check).
+// Internal API of the cpu_int backend (not installed), shared by its
+// classifier (cpu_int.cpp), the tests and the benchmarks.
 //
 // An engine is one prepared way to run a quantized Model: the scalar reference
 // or a SIMD fast path. Construction validates, packs weights and allocates all
@@ -16,9 +16,12 @@
 
 namespace busi::cpu_int {
 
+// Every engine kind; which of them a build has is the ISA table in cpu_int.cpp.
 enum class isa { scalar, avx2, avx512vnni, neon };
+// Their names, in the enum's order (the "isa" setting takes them, or "auto").
+inline constexpr const char* isa_names[] = {"scalar", "avx2", "avx512vnni", "neon"};
 
-// "scalar", "avx2", "avx512vnni", "neon".
+// isa_names[which].
 const char* isa_name(isa which);
 // Parses a name from isa_name(); throws busi::error listing the known names.
 isa parse_isa(const std::string& name);

@@ -90,7 +90,9 @@ struct avx2_kernel {
 
   static vec max(vec a, vec b) { return _mm256_max_epi32(a, b); }
 
-  static bool run_special(const conv_step&, const packed&, const uint8_t*, uint8_t*) { return false; }
+  struct scratch {};
+  static scratch make_scratch(const conv_step&, const packed&) { return {}; }
+  static bool run_special(const conv_step&, const packed&, scratch&, const uint8_t*, uint8_t*) { return false; }
 
   static void store_levels(const packed& p, int v, vec acc, uint8_t* out) {
     // level = per - (number of thresholds t with t > acc); cmpgt gives -1.

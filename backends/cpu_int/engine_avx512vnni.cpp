@@ -2,6 +2,11 @@
 // weights and adds the 4 products into an int32 lane, exactly (no int16
 // intermediate), so it equals the reference for every bit width.
 // 16 output channels per zmm; the activations' 4-byte group is broadcast.
+//
+// Three kernels, one per strategy, each with its own packed data:
+// avx512vnni_columns (the first layers), avx512vnni_winograd (3x3 convs with a
+// 2x2 pool, with its scratch) and avx512vnni_kernel (direct dot products, any
+// layer), which picks one of them for each layer when it packs it.
 #include <immintrin.h>
 
 #include "engine_simd.hpp"
@@ -9,147 +14,75 @@
 namespace busi::cpu_int {
 namespace {
 
-struct avx512vnni_kernel {
-  static constexpr isa which = isa::avx512vnni;
-  static constexpr int lanes = 16, max_nv = 4;
-  using vec = __m512i;
+// The 4-byte group at a, in every lane.
+__m512i broadcast_group(const uint8_t* a) {
+  int32_t v;
+  std::memcpy(&v, a, 4);
+  return _mm512_set1_epi32(v);
+}
 
+// The real channels of 16-channel vector v of a layer with oc channels.
+__mmask16 valid_lanes(int oc, int v) {
+  const int n = std::min(16, oc - v * 16);
+  return __mmask16((1u << n) - 1);
+}
+
+// Output columns across lanes for the first layers (1, 4 or 8 input
+// channels, a 2x2 pool, at most 15 levels), where channels across lanes would
+// waste lanes (8 channels) or broadcast one activation group per vpdpbusd:
+// weights as 4-byte groups [channel / 8][kh][groups][channel % 8], thresholds
+// as 16-entry rows per channel padded with INT32_MAX; when every accumulator
+// fits in int16 (|acc| <= bound <= 32766), the rows as int16 (narrow),
+// clamped to [-bound, bound + 1] (the same count for any acc in range), 64 per
+// 4 channels, so one search covers 32 lanes.
+struct avx512vnni_columns {
   struct packed {
-    std::vector<int8_t> weights;      // pack_groups layout
-    std::vector<int32_t> thresholds;  // pack_thresholds layout
-    int oc, oc_pad, per;
-    // When every accumulator fits in int16 (|acc| <= bound <= 32766):
-    // thresholds minus 1 as int16, clamped to [-bound, bound + 1] first (the
-    // same count for any acc in range), so store_levels counts with 256-bit
-    // compares into vectors, no mask registers (the network ran ~2% faster
-    // than with 512-bit int32 compares into masks).
-    bool levels16 = false;
-    std::vector<int16_t> thresholds16;
-    // The columns-across-lanes kernel (columns): weights as 4-byte groups
-    // [channel / 8][kh][groups][channel % 8], thresholds as 16-entry rows per
-    // channel padded with INT32_MAX.
-    bool columns = false;
-    std::vector<int32_t> tap_weights, threshold_rows;
-    // When every accumulator fits in int16 (|acc| <= bound <= 32766): the
-    // rows as int16, clamped to [-bound, bound + 1] (the same count for any
-    // acc in range), 64 per 4 channels, so one search covers 32 lanes.
+    int per = 0;
     bool narrow = false;
+    std::vector<int32_t> tap_weights, threshold_rows;
     std::vector<int16_t> threshold_rows16;
-    // Winograd F(2x2, 3x3) for 3x3 convs with a 2x2 pool (see winograd()):
-    // transformed weights [xi][group][oc_pad][4], the input offset's share of
-    // each pooled position's 4 * acc as int16 mod 2^16 [vector][position][32],
-    // 4 * threshold - 1 clamped as int16 [vector][threshold][32] (32 lanes: the
-    // vector's 16 channels for two tiles).
-    bool winograd = false;
-    int wg_groups = 0, wg_offset = 0;
-    std::vector<int8_t> wg_weights;
-    std::vector<int16_t> wg_corrections, wg_thresholds;
-    // Per-engine scratch (an engine runs one image at a time), in 64-byte
-    // vectors so every row and plane starts a cache line: the 4 rows of the
-    // vertical transform, the 16 transformed planes of a tile row, and the
-    // int16 products of a block of tiles.
-    std::size_t wg_row_stride = 0, wg_plane_stride = 0;  // bytes, multiples of 64
-    struct alignas(64) cache_line {
-      uint8_t bytes[64];
-    };
-    mutable std::vector<cache_line> wg_rows, wg_planes, wg_products;
-    uint8_t* rows() const { return reinterpret_cast<uint8_t*>(wg_rows.data()); }
-    uint8_t* planes() const { return reinterpret_cast<uint8_t*>(wg_planes.data()); }
-    int16_t* products() const { return reinterpret_cast<int16_t*>(wg_products.data()); }
   };
 
-  static packed pack(const conv_step& s) {
-    packed p;
-    p.oc = s.oc;
-    p.oc_pad = (s.oc + lanes - 1) / lanes * lanes;
-    p.per = s.logits ? 0 : s.thresholds_per_channel();
-    pack_winograd(s, p);
-    if (p.winograd) return p;  // the other kernels' packing would go unused
-    p.weights = pack_groups(s, lanes, [](int8_t w) { return w; });
-    if (!s.logits) p.thresholds = pack_thresholds(s, lanes);
-    const int64_t bound = int64_t(s.input_max) * s.max_abs_channel_sum();
-    p.levels16 = !s.logits && bound <= 32766;
-    if (p.levels16)
-      for (int32_t t : p.thresholds) p.thresholds16.push_back(int16_t(std::clamp<int64_t>(t, -bound, bound + 1) - 1));
-    // 1, 4 or 8 input channels, 2x2 pool, at most 15 levels: the first two
-    // layers of this project's networks, where channels across lanes would
-    // waste lanes (8 channels) or broadcast one activation group per
-    // vpdpbusd. kw * in_c <= 64 bounds the loads past a row (buffer_slack)
-    // and keeps |acc| far below INT32_MAX, so the INT32_MAX padding of
-    // threshold rows is never reached.
-    p.columns =
-        (s.in_c == 1 || s.in_c == 4 || s.in_c == 8) && s.pool == 2 && !s.logits && s.kw * s.in_c <= 64 && p.per <= 15;
-    if (p.columns) {
-      const int oc8 = (s.oc + 7) / 8 * 8;
-      p.tap_weights.assign(std::size_t(oc8) * s.kh * s.groups, 0);
-      for (int o = 0; o < s.oc; ++o)
-        for (int ky = 0; ky < s.kh; ++ky)
-          for (int g = 0; g < s.groups; ++g) {
-            uint32_t taps = 0;
-            for (int t = 0; t < 4; ++t) taps |= uint32_t(uint8_t(s.weight(ky, 4 * g + t, o))) << (8 * t);
-            p.tap_weights[((std::size_t(o / 8) * s.kh + ky) * s.groups + g) * 8 + o % 8] = int32_t(taps);
-          }
-      p.threshold_rows.assign(std::size_t(oc8) * 16, INT32_MAX);
-      for (int o = 0; o < s.oc; ++o)
-        for (int t = 0; t < p.per; ++t) p.threshold_rows[std::size_t(o) * 16 + t] = s.layer->channel_thresholds(o)[t];
-      p.narrow = p.levels16;
-      if (p.narrow) {
-        p.threshold_rows16.resize(p.threshold_rows.size());
-        for (std::size_t i = 0; i < p.threshold_rows.size(); ++i)
-          p.threshold_rows16[i] = int16_t(std::clamp<int64_t>(p.threshold_rows[i], -bound, bound + 1));
-      }
+  // Fills `p` and returns true when this step runs here. kw * in_c <= 64
+  // bounds the loads past a row (buffer_slack) and keeps |acc| far below
+  // INT32_MAX, so the INT32_MAX padding of threshold rows is never reached.
+  static bool pack(const conv_step& s, int per, bool levels16, int64_t bound, packed& p) {
+    if (!((s.in_c == 1 || s.in_c == 4 || s.in_c == 8) && s.pool == 2 && !s.logits && s.kw * s.in_c <= 64 && per <= 15))
+      return false;
+    p.per = per;
+    const int oc8 = (s.oc + 7) / 8 * 8;
+    p.tap_weights.assign(std::size_t(oc8) * s.kh * s.groups, 0);
+    for (int o = 0; o < s.oc; ++o)
+      for (int ky = 0; ky < s.kh; ++ky)
+        for (int g = 0; g < s.groups; ++g) {
+          uint32_t taps = 0;
+          for (int t = 0; t < 4; ++t) taps |= uint32_t(uint8_t(s.weight(ky, 4 * g + t, o))) << (8 * t);
+          p.tap_weights[((std::size_t(o / 8) * s.kh + ky) * s.groups + g) * 8 + o % 8] = int32_t(taps);
+        }
+    p.threshold_rows.assign(std::size_t(oc8) * 16, INT32_MAX);
+    for (int o = 0; o < s.oc; ++o)
+      for (int t = 0; t < per; ++t) p.threshold_rows[std::size_t(o) * 16 + t] = s.layer->channel_thresholds(o)[t];
+    p.narrow = levels16;
+    if (p.narrow) {
+      p.threshold_rows16.resize(p.threshold_rows.size());
+      for (std::size_t i = 0; i < p.threshold_rows.size(); ++i)
+        p.threshold_rows16[i] = int16_t(std::clamp<int64_t>(p.threshold_rows[i], -bound, bound + 1));
     }
-    return p;
+    return true;
   }
 
-  // Winograd F(2x2, 3x3) (plan.hpp). Usable here when the transformed
-  // inputs, shifted by 2 * input_max to be unsigned, fit a byte (they lie in
-  // [-2m, 4m]), the transformed weights fit int8, and 4 * |acc| fits int16
-  // (the products are then summed mod 2^16).
-  static void pack_winograd(const conv_step& s, packed& p) {
-    const int64_t bound = int64_t(s.input_max) * s.max_abs_channel_sum();
-    if (!winograd_shape(s) || 6 * s.input_max > 255 || 4 * bound > 32766) return;
-    if (s.in_c % 4 != 0 || 64 % s.in_c != 0) return;          // whole pixels per dword permute (winograd_inputs)
-    constexpr int at[2][4] = {{1, 1, 1, 0}, {0, 1, -1, -1}};  // A^T
-    const int groups = (s.in_c + 3) / 4, vectors = p.oc_pad / lanes;
-    std::vector<int8_t> weights(std::size_t(16) * groups * p.oc_pad * 4, 0);
-    std::vector<int64_t> sums(std::size_t(16) * p.oc_pad, 0);  // sum over ic of each transformed weight
-    for (int o = 0; o < s.oc; ++o)
-      for (int ic = 0; ic < s.in_c; ++ic)
-        for (int xi = 0; xi < 16; ++xi) {
-          const int u = winograd_weight(s, xi, ic, o);
-          if (u < -128 || u > 127) return;
-          weights[((std::size_t(xi) * groups + ic / 4) * p.oc_pad + o) * 4 + ic % 4] = int8_t(u);
-          sums[std::size_t(xi) * p.oc_pad + o] += u;
-        }
-    p.winograd = true;
-    p.wg_groups = groups;
-    p.wg_offset = 2 * s.input_max;
-    p.wg_weights = std::move(weights);
-    for (int v = 0; v < vectors; ++v)
-      for (int py = 0; py < 2; ++py)
-        for (int px = 0; px < 2; ++px)
-          for (int lane = 0; lane < 32; ++lane) {
-            const int o = v * lanes + lane % lanes;
-            int64_t c = 0;
-            for (int i = 0; i < 4; ++i)
-              for (int j = 0; j < 4; ++j) c += at[py][i] * at[px][j] * sums[std::size_t(4 * i + j) * p.oc_pad + o];
-            p.wg_corrections.push_back(int16_t(uint16_t(uint64_t(c * p.wg_offset))));
-          }
-    for (int v = 0; v < vectors; ++v)
-      for (int k = 0; k < p.per; ++k)
-        for (int lane = 0; lane < 32; ++lane) {
-          const int o = v * lanes + lane % lanes;
-          const int64_t t = o < s.oc ? 4 * int64_t(s.layer->channel_thresholds(o)[k]) : 0;
-          p.wg_thresholds.push_back(int16_t(std::clamp<int64_t>(t, -4 * bound, 4 * bound + 1) - 1));
-        }
-    // Rows: the column pass reads up to 2 pixels past twice the planes' bytes.
-    const std::size_t row = s.in_row_bytes(), plane = std::size_t(s.pooled_w) * s.in_c;
-    p.wg_plane_stride = (plane + 63) / 64 * 64;
-    p.wg_row_stride = (std::max(row, 2 * p.wg_plane_stride + 2 * s.in_c) + 63) / 64 * 64;
-    p.wg_rows.assign(4 * p.wg_row_stride / 64, {});
-    p.wg_planes.assign(16 * p.wg_plane_stride / 64, {});
-    p.wg_products.assign(std::size_t(16) * 2 * winograd_tiles * lanes * 2 / 64, {});
+  static void run(const conv_step& s, const packed& p, const uint8_t* in, uint8_t* out) {
+    switch (s.in_c) {
+      case 1:
+        columns_for<1>(s, p, in, out);
+        break;
+      case 4:
+        columns_for<4>(s, p, in, out);
+        break;
+      default:
+        columns_for<8>(s, p, in, out);
+        break;
+    }
   }
 
   // Lane j of the result holds bytes j..j+3 from a: the 4 taps of output
@@ -336,16 +269,104 @@ struct avx512vnni_kernel {
       columns_for<C, false>(s, p, in, out);
   }
 
-  // Tiles per block of winograd(): the int16 products of two vectors of
-  // channels, 16 x 2 x 16 tiles x 16 lanes, take 16 KB (half of L1).
+};
+
+// Winograd F(2x2, 3x3) for 3x3 convs with a 2x2 pool (run_winograd in
+// engine_simd.hpp drives it): transformed weights [xi][group][oc_pad][4], the
+// input offset's share of each pooled position's 4 * acc as int16 mod 2^16
+// [vector][position][32], 4 * threshold - 1 clamped as int16
+// [vector][threshold][32] (32 lanes: the vector's 16 channels for two tiles).
+struct avx512vnni_winograd {
+  static constexpr int lanes = 16;
+  // Tiles per block: the int16 products of two vectors of channels,
+  // 16 x 2 x 16 tiles x 16 lanes, take 16 KB (half of L1).
   static constexpr int winograd_tiles = 16;
+
+  struct packed {
+    int oc = 0, oc_pad = 0, per = 0;
+    int groups = 0, offset = 0;
+    std::vector<int8_t> weights;
+    std::vector<int16_t> corrections, thresholds;
+    std::size_t row_stride = 0, plane_stride = 0;  // bytes, multiples of 64
+  };
+
+  // The scratch of one engine's step: written and read by every run, so an
+  // engine (one per thread) owns it and passes it by non-const reference.
+  struct scratch {
+    struct alignas(64) cache_line {
+      uint8_t bytes[64];
+    };
+    std::vector<cache_line> rows, planes, products;
+    uint8_t* rows_data() { return reinterpret_cast<uint8_t*>(rows.data()); }
+    uint8_t* planes_data() { return reinterpret_cast<uint8_t*>(planes.data()); }
+    int16_t* products_data() { return reinterpret_cast<int16_t*>(products.data()); }
+  };
+
+  // Fills `p` (oc, oc_pad and per already set) and returns true when this
+  // step can run here: the transformed inputs, shifted by 2 * input_max to be
+  // unsigned, fit a byte (they lie in [-2m, 4m]), the transformed weights fit
+  // int8, and 4 * |acc| fits int16 (the products are then summed mod 2^16).
+  static bool pack(const conv_step& s, packed& p) {
+    const int64_t bound = int64_t(s.input_max) * s.max_abs_channel_sum();
+    if (!winograd_shape(s) || 6 * s.input_max > 255 || 4 * bound > 32766) return false;
+    if (s.in_c % 4 != 0 || 64 % s.in_c != 0) return false;    // whole pixels per dword permute (winograd_inputs)
+    constexpr int at[2][4] = {{1, 1, 1, 0}, {0, 1, -1, -1}};  // A^T
+    const int groups = (s.in_c + 3) / 4, vectors = p.oc_pad / lanes;
+    std::vector<int8_t> weights(std::size_t(16) * groups * p.oc_pad * 4, 0);
+    std::vector<int64_t> sums(std::size_t(16) * p.oc_pad, 0);  // sum over ic of each transformed weight
+    for (int o = 0; o < s.oc; ++o)
+      for (int ic = 0; ic < s.in_c; ++ic)
+        for (int xi = 0; xi < 16; ++xi) {
+          const int u = winograd_weight(s, xi, ic, o);
+          if (u < -128 || u > 127) return false;
+          weights[((std::size_t(xi) * groups + ic / 4) * p.oc_pad + o) * 4 + ic % 4] = int8_t(u);
+          sums[std::size_t(xi) * p.oc_pad + o] += u;
+        }
+    p.groups = groups;
+    p.offset = 2 * s.input_max;
+    p.weights = std::move(weights);
+    for (int v = 0; v < vectors; ++v)
+      for (int py = 0; py < 2; ++py)
+        for (int px = 0; px < 2; ++px)
+          for (int lane = 0; lane < 32; ++lane) {
+            const int o = v * lanes + lane % lanes;
+            int64_t c = 0;
+            for (int i = 0; i < 4; ++i)
+              for (int j = 0; j < 4; ++j) c += at[py][i] * at[px][j] * sums[std::size_t(4 * i + j) * p.oc_pad + o];
+            p.corrections.push_back(int16_t(uint16_t(uint64_t(c * p.offset))));
+          }
+    for (int v = 0; v < vectors; ++v)
+      for (int k = 0; k < p.per; ++k)
+        for (int lane = 0; lane < 32; ++lane) {
+          const int o = v * lanes + lane % lanes;
+          const int64_t t = o < s.oc ? 4 * int64_t(s.layer->channel_thresholds(o)[k]) : 0;
+          p.thresholds.push_back(int16_t(std::clamp<int64_t>(t, -4 * bound, 4 * bound + 1) - 1));
+        }
+    // Rows: the column pass reads up to 2 pixels past twice the planes' bytes.
+    const std::size_t row = s.in_row_bytes(), plane = std::size_t(s.pooled_w) * s.in_c;
+    p.plane_stride = (plane + 63) / 64 * 64;
+    p.row_stride = (std::max(row, 2 * p.plane_stride + 2 * s.in_c) + 63) / 64 * 64;
+    return true;
+  }
+
+  // This step's scratch, in 64-byte vectors so every row and plane starts a
+  // cache line: the 4 rows of the vertical transform, the 16 transformed
+  // planes of a tile row, and the int16 products of a block of tiles.
+  static scratch make_scratch(const packed& p) {
+    scratch w;
+    w.rows.assign(4 * p.row_stride / 64, {});
+    w.planes.assign(16 * p.plane_stride / 64, {});
+    w.products.assign(std::size_t(16) * 2 * winograd_tiles * lanes * 2 / 64, {});
+    return w;
+  }
+
 
   // One tile row: input rows 2py..2py+3 (from `in`) into the 16 planes
   // B^T d B + offset, bytewise mod 256 (exact: the results lie in [0, 6m]).
   // Plane xi = 4i + j holds the in_c values of tile tx at tx * in_c.
-  static void winograd_inputs(const conv_step& s, const packed& p, const uint8_t* in) {
-    const std::size_t row = s.in_row_bytes(), c = s.in_c, rs = p.wg_row_stride, ps = p.wg_plane_stride;
-    uint8_t* t = p.rows();
+  static void winograd_inputs(const conv_step& s, const packed& p, scratch& w, const uint8_t* in) {
+    const std::size_t row = s.in_row_bytes(), c = s.in_c, rs = p.row_stride, ps = p.plane_stride;
+    uint8_t* t = w.rows_data();
     auto load = [](const uint8_t* a) { return _mm512_loadu_si512(a); };
     auto store = [](uint8_t* a, __m512i v) { _mm512_storeu_si512(a, v); };
     for (std::size_t x = 0; x < row; x += 64) {  // rows: d0 - d2, d1 + d2, d2 - d1, d1 - d3
@@ -367,10 +388,10 @@ struct avx512vnni_kernel {
     }
     const __m512i even = _mm512_load_si512(even_index), odd = _mm512_load_si512(odd_index);
     const std::size_t plane = std::size_t(s.pooled_w) * c;
-    const __m512i offset = _mm512_set1_epi8(char(p.wg_offset));
+    const __m512i offset = _mm512_set1_epi8(char(p.offset));
     for (int i = 0; i < 4; ++i) {
       const uint8_t* ti = t + i * rs;
-      uint8_t* out = p.planes() + 4 * i * ps;
+      uint8_t* out = w.planes_data() + 4 * i * ps;
       for (std::size_t x = 0; x < plane; x += 64) {
         const __m512i lo = load(ti + 2 * x), hi = load(ti + 2 * x + 64);                    // pixels 2tx, 2tx + 1
         const __m512i lo2 = load(ti + 2 * x + 2 * c), hi2 = load(ti + 2 * x + 2 * c + 64);  // 2tx + 2, 2tx + 3
@@ -389,15 +410,15 @@ struct avx512vnni_kernel {
   // groups broadcast, kept mod 2^16: [xi][v][tile][lane]. Blocks of nt tiles
   // past n repeat the last tile; their products land in unused slots.
   template <int NV, int G>
-  static void winograd_products(const packed& p, int v0, int tx0, int n) {
+  static void winograd_products(const packed& p, scratch& w, int v0, int tx0, int n) {
     constexpr int nt = NV == 1 ? 8 : 4;  // enough independent accumulators to hide vpdpbusd's latency
     static_assert(winograd_tiles % 8 == 0);
-    const std::size_t ps = p.wg_plane_stride, u_xi = std::size_t(G) * p.oc_pad * 4, u_g = std::size_t(p.oc_pad) * 4;
-    const int8_t* u = p.wg_weights.data() + std::size_t(v0) * lanes * 4;
+    const std::size_t ps = p.plane_stride, u_xi = std::size_t(G) * p.oc_pad * 4, u_g = std::size_t(p.oc_pad) * 4;
+    const int8_t* u = p.weights.data() + std::size_t(v0) * lanes * 4;
     for (int t0 = 0; t0 < n; t0 += nt) {
       const uint8_t* tile[nt];
-      for (int t = 0; t < nt; ++t) tile[t] = p.planes() + std::size_t(tx0 + std::min(t0 + t, n - 1)) * G * 4;
-      int16_t* products = p.products() + t0 * lanes;
+      for (int t = 0; t < nt; ++t) tile[t] = w.planes_data() + std::size_t(tx0 + std::min(t0 + t, n - 1)) * G * 4;
+      int16_t* products = w.products_data() + t0 * lanes;
       for (int xi = 0; xi < 16; ++xi) {
         __m512i acc[nt][NV];
         for (int t = 0; t < nt; ++t)
@@ -419,18 +440,18 @@ struct avx512vnni_kernel {
   }
 
   template <int NV>
-  static void winograd_products(const packed& p, int v0, int tx0, int n) {
-    switch (p.wg_groups) {  // in_c / 4, in_c dividing 64
+  static void winograd_products(const packed& p, scratch& w, int v0, int tx0, int n) {
+    switch (p.groups) {  // in_c / 4, in_c dividing 64
       case 1:
-        return winograd_products<NV, 1>(p, v0, tx0, n);
+        return winograd_products<NV, 1>(p, w, v0, tx0, n);
       case 2:
-        return winograd_products<NV, 2>(p, v0, tx0, n);
+        return winograd_products<NV, 2>(p, w, v0, tx0, n);
       case 4:
-        return winograd_products<NV, 4>(p, v0, tx0, n);
+        return winograd_products<NV, 4>(p, w, v0, tx0, n);
       case 8:
-        return winograd_products<NV, 8>(p, v0, tx0, n);
+        return winograd_products<NV, 8>(p, w, v0, tx0, n);
       default:
-        return winograd_products<NV, 16>(p, v0, tx0, n);
+        return winograd_products<NV, 16>(p, w, v0, tx0, n);
     }
   }
 
@@ -440,19 +461,20 @@ struct avx512vnni_kernel {
   // work, and as memory operands their loads were the limit), or 0: any
   // number, from memory.
   template <int NV, int Per>
-  static void winograd_levels(const conv_step& s, const packed& p, int v0, int tx0, int n, uint8_t* out_row) {
+  static void winograd_levels(const conv_step& s, const packed& p, scratch& w, int v0, int tx0, int n,
+                              uint8_t* out_row) {
     const std::size_t xi_stride = std::size_t(NV) * winograd_tiles * lanes;
     const __m512i one = _mm512_set1_epi16(1);
     for (int v = 0; v < NV; ++v) {
       const int vector = v0 + v;
-      const int16_t* corrections = p.wg_corrections.data() + vector * 4 * 32;
-      const int16_t* thresholds = p.wg_thresholds.data() + std::size_t(vector) * p.per * 32;
+      const int16_t* corrections = p.corrections.data() + vector * 4 * 32;
+      const int16_t* thresholds = p.thresholds.data() + std::size_t(vector) * p.per * 32;
       const __m512i c00 = _mm512_loadu_si512(corrections), c01 = _mm512_loadu_si512(corrections + 32),
                     c10 = _mm512_loadu_si512(corrections + 64), c11 = _mm512_loadu_si512(corrections + 96);
       __m512i held[Per > 0 ? Per : 1];
       for (int k = 0; k < Per; ++k) held[k] = _mm512_loadu_si512(thresholds + k * 32);
-      const __mmask16 valid = valid_lanes(p, vector);
-      const int16_t* products = p.products() + v * winograd_tiles * lanes;
+      const __mmask16 valid = valid_lanes(p.oc, vector);
+      const int16_t* products = w.products_data() + v * winograd_tiles * lanes;
       for (int t = 0; t < n; t += 2) {  // an odd last tile pairs with a stale one, never stored
         __m512i r0[4], r1[4];           // A^T M: rows m0 + m1 + m2 and m1 - m2 - m3
         for (int j = 0; j < 4; ++j) {
@@ -502,41 +524,90 @@ struct avx512vnni_kernel {
   }
 
   template <int NV>
-  static void winograd_levels(const conv_step& s, const packed& p, int v0, int tx0, int n, uint8_t* out_row) {
+  static void winograd_levels(const conv_step& s, const packed& p, scratch& w, int v0, int tx0, int n,
+                              uint8_t* out_row) {
     switch (p.per) {  // 2^act_bits - 1 thresholds
       case 3:
-        return winograd_levels<NV, 3>(s, p, v0, tx0, n, out_row);
+        return winograd_levels<NV, 3>(s, p, w, v0, tx0, n, out_row);
       case 15:
-        return winograd_levels<NV, 15>(s, p, v0, tx0, n, out_row);
+        return winograd_levels<NV, 15>(s, p, w, v0, tx0, n, out_row);
       default:
-        return winograd_levels<NV, 0>(s, p, v0, tx0, n, out_row);
+        return winograd_levels<NV, 0>(s, p, w, v0, tx0, n, out_row);
     }
   }
 
-  static bool run_special(const conv_step& s, const packed& p, const uint8_t* in, uint8_t* out) {
-    if (p.winograd) {
-      run_winograd<avx512vnni_kernel>(s, p, in, out);
-      return true;
+};
+
+// The direct kernel (dot products over each output position, channels
+// across lanes) for every step, and the dispatch: each step runs with exactly
+// one strategy, chosen when it is packed: Winograd, columns, or direct.
+struct avx512vnni_kernel {
+  static constexpr isa which = isa::avx512vnni;
+  static constexpr int lanes = 16, max_nv = 4;
+  using vec = __m512i;
+
+  enum class strategy { direct, columns, winograd };
+
+  struct packed {
+    strategy kind = strategy::direct;
+    int oc, oc_pad, per;
+    // direct: pack_groups and pack_thresholds layouts. When every accumulator
+    // fits in int16 (|acc| <= bound <= 32766): thresholds minus 1 as int16,
+    // clamped to [-bound, bound + 1] first (the same count for any acc in
+    // range), so store_levels counts with 256-bit compares into vectors, no
+    // mask registers (the network ran ~2% faster than with 512-bit int32
+    // compares into masks).
+    std::vector<int8_t> weights;
+    std::vector<int32_t> thresholds;
+    bool levels16 = false;
+    std::vector<int16_t> thresholds16;
+    avx512vnni_columns::packed columns;
+    avx512vnni_winograd::packed winograd;
+  };
+  // Per engine and step (an engine runs one image at a time, on one thread).
+  struct scratch {
+    avx512vnni_winograd::scratch winograd;
+  };
+
+  static packed pack(const conv_step& s) {
+    packed p;
+    p.oc = s.oc;
+    p.oc_pad = (s.oc + lanes - 1) / lanes * lanes;
+    p.per = s.logits ? 0 : s.thresholds_per_channel();
+    p.winograd.oc = p.oc;
+    p.winograd.oc_pad = p.oc_pad;
+    p.winograd.per = p.per;
+    if (avx512vnni_winograd::pack(s, p.winograd)) {
+      p.kind = strategy::winograd;
+      return p;  // the other kernels' packing would go unused
     }
-    if (!p.columns) return false;
-    switch (s.in_c) {
-      case 1:
-        columns_for<1>(s, p, in, out);
-        break;
-      case 4:
-        columns_for<4>(s, p, in, out);
-        break;
-      default:
-        columns_for<8>(s, p, in, out);
-        break;
-    }
-    return true;
+    p.weights = pack_groups(s, lanes, [](int8_t w) { return w; });
+    if (!s.logits) p.thresholds = pack_thresholds(s, lanes);
+    const int64_t bound = int64_t(s.input_max) * s.max_abs_channel_sum();
+    p.levels16 = !s.logits && bound <= 32766;
+    if (p.levels16)
+      for (int32_t t : p.thresholds) p.thresholds16.push_back(int16_t(std::clamp<int64_t>(t, -bound, bound + 1) - 1));
+    if (avx512vnni_columns::pack(s, p.per, p.levels16, bound, p.columns)) p.kind = strategy::columns;
+    return p;
   }
 
-  static __m512i broadcast_group(const uint8_t* a) {
-    int32_t v;
-    std::memcpy(&v, a, 4);
-    return _mm512_set1_epi32(v);
+  static scratch make_scratch(const conv_step&, const packed& p) {
+    scratch w;
+    if (p.kind == strategy::winograd) w.winograd = avx512vnni_winograd::make_scratch(p.winograd);
+    return w;
+  }
+
+  static bool run_special(const conv_step& s, const packed& p, scratch& w, const uint8_t* in, uint8_t* out) {
+    switch (p.kind) {
+      case strategy::winograd:
+        run_winograd<avx512vnni_winograd>(s, p.winograd, w.winograd, in, out);
+        return true;
+      case strategy::columns:
+        avx512vnni_columns::run(s, p.columns, in, out);
+        return true;
+      default:
+        return false;
+    }
   }
 
   // vpdpbusd has a latency of several cycles: one vector of channels needs 8
@@ -562,11 +633,6 @@ struct avx512vnni_kernel {
 
   static vec max(vec a, vec b) { return _mm512_max_epi32(a, b); }
 
-  static __mmask16 valid_lanes(const packed& p, int v) {
-    const int n = std::min(lanes, p.oc - v * lanes);
-    return __mmask16((1u << n) - 1);
-  }
-
   static void store_levels(const packed& p, int v, vec acc, uint8_t* out) {
     // level = number of thresholds t with acc >= t.
     if (p.levels16) {
@@ -576,7 +642,7 @@ struct avx512vnni_kernel {
       for (int k = 0; k < p.per; ++k, t += p.oc_pad)  // acc > t - 1: all ones, -1
         level = _mm256_sub_epi16(level,
                                  _mm256_cmpgt_epi16(narrow, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t))));
-      _mm_mask_storeu_epi8(out + v * lanes, valid_lanes(p, v), _mm256_cvtepi16_epi8(level));
+      _mm_mask_storeu_epi8(out + v * lanes, valid_lanes(p.oc, v), _mm256_cvtepi16_epi8(level));
       return;
     }
     __m512i level = _mm512_setzero_si512();
@@ -586,7 +652,7 @@ struct avx512vnni_kernel {
       const __mmask16 reached = _mm512_cmpge_epi32_mask(acc, _mm512_loadu_si512(t));
       level = _mm512_mask_add_epi32(level, reached, level, one);
     }
-    _mm_mask_storeu_epi8(out + v * lanes, valid_lanes(p, v), _mm512_cvtepi32_epi8(level));
+    _mm_mask_storeu_epi8(out + v * lanes, valid_lanes(p.oc, v), _mm512_cvtepi32_epi8(level));
   }
 
   static void store_logits(const packed& p, int v, vec acc, int32_t* logits, std::size_t pixel, std::size_t plane) {

@@ -24,16 +24,19 @@ struct neon_kernel {
     int oc, oc_pad, per;
     // Winograd F(2x2, 3x3) for 3x3 convs with a 2x2 pool (see winograd()):
     // transformed weights G' g G'^T as int16 [xi][ic_pad][oc_pad]; input
-    // channels padded to 4 (1 stays 1); per-engine scratch (an engine runs one
-    // image at a time): the 4 rows of the vertical transform, the 16
-    // transformed planes of a tile row [xi][tile][ic_pad], and the products of
-    // a block of tiles [xi][tile][oc_pad].
+    // channels padded to 4 (1 stays 1).
     bool winograd = false;
     int wg_ic_pad = 0;
     std::vector<int16_t> wg_weights;
     std::size_t wg_row = 0, wg_plane = 0;  // int16 values per row, per plane
-    mutable std::vector<int16_t> wg_rows, wg_planes;
-    mutable std::vector<int32_t> wg_products;
+  };
+  // A Winograd step's scratch, one per engine and step (an engine runs one
+  // image at a time, on one thread): the 4 rows of the vertical transform, the
+  // 16 transformed planes of a tile row [xi][tile][ic_pad], and the products
+  // of a block of tiles [xi][tile][oc_pad].
+  struct scratch {
+    std::vector<int16_t> rows, planes;
+    std::vector<int32_t> products;
   };
 
   static constexpr int winograd_tiles = 8;  // tiles per block: 16 KB of products at 32 channels
@@ -70,17 +73,23 @@ struct neon_kernel {
           p.wg_weights[(std::size_t(xi) * p.wg_ic_pad + ic) * p.oc_pad + o] = int16_t(winograd_weight(s, xi, ic, o));
     p.wg_row = s.in_row_bytes();
     p.wg_plane = std::size_t(s.pooled_w) * p.wg_ic_pad;
-    p.wg_rows.assign(4 * p.wg_row, 0);
-    p.wg_planes.assign(16 * p.wg_plane + 4, 0);  // padding channels stay 0; 4 values of read slack
-    p.wg_products.assign(std::size_t(16) * winograd_tiles * p.oc_pad, 0);
+  }
+
+  static scratch make_scratch(const conv_step&, const packed& p) {
+    scratch w;
+    if (!p.winograd) return w;
+    w.rows.assign(4 * p.wg_row, 0);
+    w.planes.assign(16 * p.wg_plane + 4, 0);  // padding channels stay 0; 4 values of read slack
+    w.products.assign(std::size_t(16) * winograd_tiles * p.oc_pad, 0);
+    return w;
   }
 
   // Input rows 2py..2py+3 (from `in`) into the 16 planes B^T d B of a tile
   // row: rows d0 - d2, d1 + d2, d2 - d1, d1 - d3, then the same of columns
   // 2tx..2tx+3.
-  static void winograd_inputs(const conv_step& s, const packed& p, const uint8_t* in) {
+  static void winograd_inputs(const conv_step& s, const packed& p, scratch& w, const uint8_t* in) {
     const std::size_t row = s.in_row_bytes();
-    int16_t* t = p.wg_rows.data();
+    int16_t* t = w.rows.data();
     const uint8_t *r0 = in, *r1 = in + row, *r2 = in + 2 * row, *r3 = in + 3 * row;
     std::size_t x = 0;
     for (; x + 8 <= row; x += 8) {  // differences of uint8 as uint16 wrap to the right int16
@@ -99,7 +108,7 @@ struct neon_kernel {
     const int c = s.in_c, cp = p.wg_ic_pad, pw = s.pooled_w;
     for (int i = 0; i < 4; ++i) {
       const int16_t* ti = t + i * p.wg_row;
-      int16_t* out = p.wg_planes.data() + std::size_t(4 * i) * p.wg_plane;
+      int16_t* out = w.planes.data() + std::size_t(4 * i) * p.wg_plane;
       int16_t *h0 = out, *h1 = out + p.wg_plane, *h2 = out + 2 * p.wg_plane, *h3 = out + 3 * p.wg_plane;
       int tx = 0;
       if (c == 1) {  // 8 tiles at a time: even and odd pixels by de-interleaving loads
@@ -139,14 +148,14 @@ struct neon_kernel {
   // tile into an unused slot): [xi][tile][oc_pad]. With one input channel the
   // 4 tiles' values are one load, each the scalar of a by-lane multiply.
   template <int NV>
-  static void winograd_products(const packed& p, int v0, int tx0, int n) {
+  static void winograd_products(const packed& p, scratch& w, int v0, int tx0, int n) {
     const int cp = p.wg_ic_pad;
     const std::size_t u_xi = std::size_t(cp) * p.oc_pad, m_xi = std::size_t(winograd_tiles) * p.oc_pad;
     const int16_t* u0 = p.wg_weights.data() + v0 * lanes;
     for (int t0 = 0; t0 < n; t0 += 4) {
       const int16_t* tile[4];
-      for (int t = 0; t < 4; ++t) tile[t] = p.wg_planes.data() + std::size_t(tx0 + std::min(t0 + t, n - 1)) * cp;
-      int32_t* products = p.wg_products.data() + std::size_t(t0) * p.oc_pad + v0 * lanes;
+      for (int t = 0; t < 4; ++t) tile[t] = w.planes.data() + std::size_t(tx0 + std::min(t0 + t, n - 1)) * cp;
+      int32_t* products = w.products.data() + std::size_t(t0) * p.oc_pad + v0 * lanes;
       for (int xi = 0; xi < 16; ++xi) {
         const std::size_t plane = xi * p.wg_plane;
         const int16_t* u = u0 + xi * u_xi;
@@ -154,7 +163,7 @@ struct neon_kernel {
         for (int t = 0; t < 4; ++t)
           for (int v = 0; v < NV; ++v) acc[t][v] = vdupq_n_s32(0);
         if (cp == 1) {
-          const int16x4_t a = vld1_s16(tile[0] + plane);  // tiles t0..t0+3 (wg_planes has the slack)
+          const int16x4_t a = vld1_s16(tile[0] + plane);  // tiles t0..t0+3 (scratch planes have the slack)
           for (int v = 0; v < NV; ++v) {
             const int16x4_t w = vld1_s16(u + v * lanes);
             acc[0][v] = vmull_lane_s16(w, a, 0);
@@ -188,11 +197,12 @@ struct neon_kernel {
   // Per tile and vector of channels v0..v0+NV-1: the output transform A^T M A
   // (4 * acc of the 2x2 outputs), pooled, divided by 4 (exact), then the levels.
   template <int NV>
-  static void winograd_levels(const conv_step& s, const packed& p, int v0, int tx0, int n, uint8_t* out_row) {
+  static void winograd_levels(const conv_step& s, const packed& p, scratch& w, int v0, int tx0, int n,
+                              uint8_t* out_row) {
     const std::size_t xi_stride = std::size_t(winograd_tiles) * p.oc_pad;
     for (int v = v0; v < v0 + NV; ++v)
       for (int t = 0; t < n; ++t) {
-        const int32_t* m = p.wg_products.data() + std::size_t(t) * p.oc_pad + v * lanes;
+        const int32_t* m = w.products.data() + std::size_t(t) * p.oc_pad + v * lanes;
         int32x4_t r0[4], r1[4];  // A^T M: rows m0 + m1 + m2 and m1 - m2 - m3
         for (int j = 0; j < 4; ++j) {
           const int32x4_t m0 = vld1q_s32(m + j * xi_stride), m1 = vld1q_s32(m + (4 + j) * xi_stride),
@@ -242,9 +252,9 @@ struct neon_kernel {
 
   static vec max(vec a, vec b) { return vmaxq_s32(a, b); }
 
-  static bool run_special(const conv_step& s, const packed& p, const uint8_t* in, uint8_t* out) {
+  static bool run_special(const conv_step& s, const packed& p, scratch& w, const uint8_t* in, uint8_t* out) {
     if (!p.winograd) return false;
-    run_winograd<neon_kernel>(s, p, in, out);
+    run_winograd<neon_kernel>(s, p, w, in, out);
     return true;
   }
 

@@ -18,16 +18,19 @@
 //   static vec max(vec, vec);
 //   static void store_levels(const packed&, int v, vec acc, uint8_t* out): the levels of
 //       vector v's channels to out[v*lanes ...] (only the real channels);
-//   static bool run_special(const conv_step&, const packed&, const uint8_t* in, uint8_t* out):
+//   struct scratch (what a step's run writes besides its output; one per engine
+//       and step, owned by the engine, which runs on one thread at a time) and
+//       static scratch make_scratch(const conv_step&, const packed&);
+//   static bool run_special(const conv_step&, const packed&, scratch&, const uint8_t* in, uint8_t* out):
 //       runs the whole step with a kernel made for its shape, or returns false;
 //   static void store_logits(const packed&, int v, vec acc, int32_t* logits, std::size_t pixel,
 //       std::size_t plane): logits[channel * plane + pixel] (CHW).
-// A kernel with a Winograd path (run_winograd, called from its run_special) also
-// provides winograd_tiles (tiles per block), winograd_inputs(s, p, in) (the
-// transformed planes of the tile row whose input rows start at in),
-// winograd_products<NV>(p, v0, tx0, n) and winograd_levels<NV>(s, p, v0, tx0, n,
-// out_row) (the products, then the levels, of tiles tx0..tx0+n-1 for vectors
-// v0..v0+NV-1).
+// A Winograd kernel W (run_winograd<W>, called from a run_special) provides
+// lanes, winograd_tiles (tiles per block), packed (with oc_pad) and scratch,
+// winograd_inputs(s, p, w, in) (the transformed planes of the tile row whose
+// input rows start at in), winograd_products<NV>(p, w, v0, tx0, n) and
+// winograd_levels<NV>(s, p, w, v0, tx0, n, out_row) (the products, then the
+// levels, of tiles tx0..tx0+n-1 for vectors v0..v0+NV-1).
 #include <algorithm>
 #include <cstring>
 #include <memory>
@@ -126,28 +129,30 @@ void run_block(const conv_step& s, const typename K::packed& p, int v0, const ui
 // A 3x3 conv with its 2x2 pool as Winograd F(2x2, 3x3) (plan.hpp): tile row by
 // tile row, blocks of tiles, two vectors of output channels at a time.
 template <class K>
-void run_winograd(const conv_step& s, const typename K::packed& p, const uint8_t* in, uint8_t* out) {
+void run_winograd(const conv_step& s, const typename K::packed& p, typename K::scratch& w, const uint8_t* in,
+                  uint8_t* out) {
   const int vectors = p.oc_pad / K::lanes;
   for (int py = 0; py < s.pooled_h; ++py) {
-    K::winograd_inputs(s, p, in + std::size_t(2 * py) * s.in_row_bytes());
+    K::winograd_inputs(s, p, w, in + std::size_t(2 * py) * s.in_row_bytes());
     uint8_t* out_row = out + std::size_t(py) * s.pooled_w * s.oc;
     for (int tx0 = 0; tx0 < s.pooled_w; tx0 += K::winograd_tiles) {
       const int n = std::min(K::winograd_tiles, s.pooled_w - tx0);
       for (int v0 = 0; v0 < vectors; v0 += 2)
         if (vectors - v0 >= 2) {
-          K::template winograd_products<2>(p, v0, tx0, n);
-          K::template winograd_levels<2>(s, p, v0, tx0, n, out_row);
+          K::template winograd_products<2>(p, w, v0, tx0, n);
+          K::template winograd_levels<2>(s, p, w, v0, tx0, n, out_row);
         } else {
-          K::template winograd_products<1>(p, v0, tx0, n);
-          K::template winograd_levels<1>(s, p, v0, tx0, n, out_row);
+          K::template winograd_products<1>(p, w, v0, tx0, n);
+          K::template winograd_levels<1>(s, p, w, v0, tx0, n, out_row);
         }
     }
   }
 }
 
 template <class K>
-void run_step(const conv_step& s, const typename K::packed& p, const uint8_t* in, uint8_t* out, int32_t* logits) {
-  if (K::run_special(s, p, in, out)) return;
+void run_step(const conv_step& s, const typename K::packed& p, typename K::scratch& w, const uint8_t* in,
+              uint8_t* out, int32_t* logits) {
+  if (K::run_special(s, p, w, in, out)) return;
   const int vectors = (s.oc + K::lanes - 1) / K::lanes;
   for (int v0 = 0; v0 < vectors; v0 += K::max_nv) {
     switch (std::min(K::max_nv, vectors - v0)) {
@@ -171,7 +176,10 @@ template <class K>
 class simd_engine final : public engine {
  public:
   explicit simd_engine(const Model& model) : plan_(make_plan(model)) {
-    for (const conv_step& s : plan_.steps) packed_.push_back(K::pack(s));
+    for (const conv_step& s : plan_.steps) {
+      packed_.push_back(K::pack(s));
+      scratch_.push_back(K::make_scratch(s, packed_.back()));
+    }
     // Zeroed once: slack bytes are read (times zero weights), never written.
     for (std::size_t bytes : plan_.buffer_bytes) buffers_.emplace_back(bytes, 0);
   }
@@ -181,7 +189,7 @@ class simd_engine final : public engine {
     std::memcpy(buffers_[0].data(), pixels, buffers_[0].size() - buffer_slack);
     for (std::size_t i = 0; i < plan_.steps.size(); ++i) {
       uint8_t* out = i + 1 < buffers_.size() ? buffers_[i + 1].data() : nullptr;
-      run_step<K>(plan_.steps[i], packed_[i], buffers_[i].data(), out, logits);
+      run_step<K>(plan_.steps[i], packed_[i], scratch_[i], buffers_[i].data(), out, logits);
     }
   }
 
@@ -190,6 +198,7 @@ class simd_engine final : public engine {
  private:
   plan plan_;
   std::vector<typename K::packed> packed_;
+  std::vector<typename K::scratch> scratch_;  // this engine's, one per step: one thread at a time
   std::vector<std::vector<uint8_t>> buffers_;
 };
 

@@ -124,8 +124,4 @@ std::vector<int32_t> reference_logits(const Model& model, const Tensor8& input) 
   return logits;
 }
 
-int first_argmax(const int32_t* logits, std::size_t count) {
-  return int(std::max_element(logits, logits + count) - logits);
-}
-
 }  // namespace busi::cpu_int

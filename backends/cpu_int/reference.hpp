@@ -1,8 +1,10 @@
 #pragma once
 // The scalar reference of the integer network: the obvious loops over CHW
 // tensors, written to be read, not to be fast. It is the oracle every fast path
-// (engine_avx2.cpp, engine_avx512vnni.cpp, engine_neon.cpp) and the FPGA
-// emulator are checked against, and what isa=scalar runs.
+// (engine_avx2.cpp, engine_avx512vnni.cpp, engine_neon.cpp) and the fpga
+// backend on the emulated board (whose dataflow model is written apart from it,
+// backends/fpga/emulator/dataflow.hpp) are checked against, and what
+// isa=scalar runs.
 //
 // Semantics (docs/model-format.md, FINN's streamlined network): uint8 pixels in;
 // each conv/dense layer is an integer dot product into an int32 accumulator;
@@ -29,7 +31,7 @@ class reference_engine final : public engine {
   isa kind() const override { return isa::scalar; }
 
   // After run(): the output of layer i (i < layers - 1) as CHW uint8 levels of
-  // layer.output's shape. This is what the fpga emulator cross-checks.
+  // layer.output's shape (the tests check hand-computed levels with it).
   const std::vector<uint8_t>& levels(std::size_t layer) const { return levels_.at(layer); }
 
  private:
@@ -40,8 +42,5 @@ class reference_engine final : public engine {
 
 // Logits of one input (input.height x input.width must equal model.input).
 std::vector<int32_t> reference_logits(const Model& model, const Tensor8& input);
-
-// The prediction rule: the first index of the maximum logit.
-int first_argmax(const int32_t* logits, std::size_t count);
 
 }  // namespace busi::cpu_int

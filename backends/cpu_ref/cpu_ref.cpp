@@ -14,6 +14,7 @@
 
 #include <oneapi/dnnl/dnnl.hpp>
 
+#include "busi/backend.hpp"
 #include "busi/classifier.hpp"
 #include "busi/error.hpp"
 
@@ -49,9 +50,9 @@ std::string isa_name(dnnl::cpu_isa isa) {
   }
 }
 
-class CpuRefClassifier final : public Classifier {
+class cpu_ref_classifier final : public Classifier {
  public:
-  explicit CpuRefClassifier(std::shared_ptr<const Model> model)
+  explicit cpu_ref_classifier(std::shared_ptr<const Model> model)
       : model_(std::move(model)), engine_(dnnl::engine::kind::cpu, 0), stream_(engine_) {
     try {
       build();
@@ -64,22 +65,17 @@ class CpuRefClassifier final : public Classifier {
   std::string describe() const override { return description_; }
   const Model& model() const override { return *model_; }
 
-  Prediction classify(const Tensor8& input) override {
-    const Shape& in = model_->input;
-    if (input.height != in.height || input.width != in.width ||
-        input.pixels.size() != std::size_t(in.height) * std::size_t(in.width))
-      throw error("cpu_ref: input is " + std::to_string(input.height) + "x" + std::to_string(input.width) + " with " +
-                  std::to_string(input.pixels.size()) + " pixels; model '" + model_->name + "' takes " +
-                  std::to_string(in.height) + "x" + std::to_string(in.width));
-    // The model takes raw pixel values: its first layer holds the 1/255.
-    float* pixels = static_cast<float*>(input_.get_data_handle());
-    std::transform(input.pixels.begin(), input.pixels.end(), pixels, [](uint8_t v) { return float(v); });
-    for (auto& step : steps_) step.primitive.execute(stream_, step.args);
-    stream_.wait();
-    const float* out = static_cast<const float*>(output_.get_data_handle());
-    std::vector<float> logits(out, out + model_->num_classes());
-    const int best = int(std::max_element(logits.begin(), logits.end()) - logits.begin());  // first maximum
-    return make_prediction(best, {}, std::move(logits));
+ protected:
+  // The model takes raw pixel values: its first layer holds the 1/255.
+  void infer(std::span<const Tensor8> inputs, std::span<RawOutput> outputs) override {
+    for (std::size_t i = 0; i < inputs.size(); ++i) {
+      float* pixels = static_cast<float*>(input_.get_data_handle());
+      std::transform(inputs[i].pixels.begin(), inputs[i].pixels.end(), pixels, [](uint8_t v) { return float(v); });
+      for (auto& step : steps_) step.primitive.execute(stream_, step.args);
+      stream_.wait();
+      const float* out = static_cast<const float*>(output_.get_data_handle());
+      outputs[i].real_logits.assign(out, out + model_->num_classes());
+    }
   }
 
  private:
@@ -205,9 +201,8 @@ class CpuRefClassifier final : public Classifier {
 
 }  // namespace
 
-std::unique_ptr<Classifier> make_cpu_ref_classifier(const ClassifierOptions& options) {
-  check_settings(options, "cpu_ref", {});
-  return std::make_unique<CpuRefClassifier>(resolve_model(options, ModelKind::floating, "cpu_ref"));
+std::unique_ptr<Classifier> make_cpu_ref_classifier(std::shared_ptr<const Model> model, const BackendSettings&) {
+  return std::make_unique<cpu_ref_classifier>(std::move(model));
 }
 
 }  // namespace busi

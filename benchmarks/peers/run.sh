@@ -28,7 +28,10 @@ echo
 "$build/benchmarks/peers_bench" --quantized "$quantized" --float "$float_bqnn" \
   --onnx "$float_onnx" --ort "$ort" --images "$images" --count "$count" --rounds "$rounds"
 echo
-echo "### PyTorch (one Python process)"
+echo "### PyTorch and onnxruntime's Python package (one Python process)"
 echo
-PYTHONPATH="$build/bindings/python" /usr/bin/python3 benchmarks/peers/torch_peer.py --onnx "$float_onnx" \
+# .venv (scripts/install-python-deps.sh) has onnxruntime from PyPI beside Debian's torch.
+python=/usr/bin/python3
+[ -x .venv/bin/python ] && python=.venv/bin/python
+PYTHONPATH="$build/bindings/python" "$python" benchmarks/peers/torch_peer.py --onnx "$float_onnx" \
   --quantized "$quantized" --float "$float_bqnn" --images "$images" --count "$count" --rounds "$rounds"

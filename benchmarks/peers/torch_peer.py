@@ -1,8 +1,11 @@
-"""PyTorch beside cpu_int (and cpu_ref), one thread, on the same images.
+"""PyTorch and onnxruntime's Python package beside cpu_int (and cpu_ref), one
+thread, on the same images.
 
 The float network is read from the float ONNX (the file onnxruntime and OpenCV
 DNN run in peers_bench) and executed eagerly with torch.nn.functional, as a
-PyTorch user would run it. cpu_int and cpu_ref are called through the busi_infer
+PyTorch user would run it; onnxruntime (PyPI's, from .venv: requirements/python.txt)
+runs that ONNX file in an InferenceSession with one intra-op thread, as its
+Python users would, when it is importable. cpu_int and cpu_ref are called through the busi_infer
 Python bindings, so every engine here pays Python call overhead alike. Engines
 take turns image by image; medians and ratios to cpu_int are printed as markdown.
 
@@ -77,6 +80,24 @@ def main():
             return torch.softmax(net(x)[0], 0).numpy()
 
     runners = {"pytorch": run_torch}
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        ort = None
+        print("(onnxruntime's Python package not importable here: run with .venv/bin/python)\n")
+    if ort is not None:
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        session = ort.InferenceSession(str(args.onnx), opts, providers=["CPUExecutionProvider"])
+        in_name = session.get_inputs()[0].name
+
+        def run_ort(pixels):
+            x = pixels.astype(np.float32).reshape(1, 1, *pixels.shape)
+            logits = session.run(None, {in_name: x})[0][0].astype(np.float64)
+            e = np.exp(logits - logits.max())
+            return e / e.sum()
+        runners["onnxruntime_py"] = run_ort
     for name, c in engines.items():
         runners[name] = lambda pixels, c=c: np.asarray(c.classify(pixels).scores)
     scores = {name: [run(x) for x in inputs] for name, run in runners.items()}  # warm-up too
@@ -101,8 +122,9 @@ def main():
             agree = f"{same}/{len(inputs)}"
             diff = f"{max(float(np.max(np.abs(a - b))) for a, b in zip(scores[name], scores['cpu_ref'])):.1e}"
         print(f"| {name} | {m:.3f} | {np.percentile(times[name], 90):.3f} | {m / base:.2f}x | {agree} | {diff} |")
+    ort_version = f", onnxruntime {ort.__version__} (Python)" if ort is not None else ""
     print(f"\n{len(inputs)} images x {args.rounds} rounds, engines interleaved per image; "
-          f"PyTorch {torch.__version__}, {torch.get_num_threads()} thread.")
+          f"PyTorch {torch.__version__}, {torch.get_num_threads()} thread{ort_version}.")
 
 
 if __name__ == "__main__":

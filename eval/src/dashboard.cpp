@@ -6,6 +6,8 @@
 #include <map>
 #include <sstream>
 
+#include "busi/pipeline.hpp"
+
 namespace busi {
 namespace {
 
@@ -40,7 +42,6 @@ std::string fixed(double v, int digits) {
   return s.str();
 }
 
-std::string percent(double v) { return std::isnan(v) ? "n/a" : fixed(100 * v, 1) + "%"; }
 
 // Milliseconds with three significant digits (0.712 ms, 12.4 ms, 318 ms).
 std::string millis(double ms) {
@@ -201,7 +202,7 @@ std::string pareto_chart(const std::vector<Row>& rows) {
     const double x = px(r.run->latency.p50_ms), y = py(a);
     svg << "<g class=\"point\" data-backend=\"" << escape(r.backend) << "\" data-front=\"" << (on_front ? 1 : 0)
         << "\"><circle cx=\"" << x << "\" cy=\"" << y << "\" r=\"6\" stroke=\"" << color_of(r.backend) << "\" fill=\""
-        << (on_front ? color_of(r.backend) : "white") << "\"><title>" << escape(r.label) << ": " << percent(a) << ", "
+        << (on_front ? color_of(r.backend) : "white") << "\"><title>" << escape(r.label) << ": " << percent_text(a) << ", "
         << millis(r.run->latency.p50_ms) << "</title></circle><text class=\"plabel\" x=\"" << x + 9 << "\" y=\""
         << y - 8 << "\">" << escape(r.label) << "</text></g>\n";
   }
@@ -225,14 +226,14 @@ std::string confusion_table(const Row& row) {
       const double share = total > 0 ? double(n) / total : 0;
       html << "<td style=\"background: rgba(31,119,180," << fixed(0.08 + 0.8 * share, 2) << ")\">" << n << "</td>";
     }
-    html << "<td>" << percent(cm.recall(int(t))) << "</td></tr>\n";
+    html << "<td>" << percent_text(cm.recall(int(t))) << "</td></tr>\n";
   }
-  html << "</table><p>accuracy " << percent(cm.accuracy()) << " &middot; normal-vs-abnormal sensitivity "
-       << percent(rates.sensitivity()) << ", specificity " << percent(rates.specificity()) << "</p></div>\n";
+  html << "</table><p>accuracy " << percent_text(cm.accuracy()) << " &middot; normal-vs-abnormal sensitivity "
+       << percent_text(rates.sensitivity()) << ", specificity " << percent_text(rates.specificity()) << "</p></div>\n";
   return html.str();
 }
 
-const char* kStyle = R"(
+const char* const page_style = R"(
 body { font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #222; max-width: 1100px; }
 h1 { font-size: 22px; } h2 { font-size: 18px; margin-top: 32px; } h3 { font-size: 14px; margin: 4px 0; }
 table { border-collapse: collapse; margin: 8px 0; }
@@ -264,7 +265,7 @@ std::string render_dashboard(const std::vector<EvaluationReport>& reports, const
 
   std::ostringstream html;
   html << "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>" << escape(title)
-       << "</title>\n<style>" << kStyle << "</style></head><body>\n<h1>" << escape(title) << "</h1>\n";
+       << "</title>\n<style>" << page_style << "</style></head><body>\n<h1>" << escape(title) << "</h1>\n";
   for (const auto& report : reports) {
     std::string inputs;
     for (const auto& i : report.inputs) inputs += (inputs.empty() ? "" : ", ") + i;
@@ -288,10 +289,10 @@ std::string render_dashboard(const std::vector<EvaluationReport>& reports, const
          << escape(r.machine.empty() ? r.backend : r.backend + " @ " + r.machine) << "</td><td class=\"text\">"
          << escape(run.precision) << "</td><td class=\"text\" title=\"sha256 " << escape(run.model_sha256) << "\">"
          << escape(run.model_name) << "</td><td>" << run.confusion.total() << "</td><td>"
-         << percent(run.confusion.accuracy()) << "</td>";
+         << percent_text(run.confusion.accuracy()) << "</td>";
     for (std::size_t c = 0; c < run.confusion.num_classes(); ++c)
-      html << "<td>" << percent(run.confusion.recall(int(c))) << "</td>";
-    html << "<td>" << percent(rates.sensitivity()) << "</td><td>" << percent(rates.specificity()) << "</td><td>"
+      html << "<td>" << percent_text(run.confusion.recall(int(c))) << "</td>";
+    html << "<td>" << percent_text(rates.sensitivity()) << "</td><td>" << percent_text(rates.specificity()) << "</td><td>"
          << millis(run.latency.p50_ms) << "</td><td>" << millis(run.latency.p90_ms) << "</td><td>"
          << millis(run.latency.p99_ms) << "</td><td>" << (std::isnan(run.throughput) ? "n/a" : fixed(run.throughput, 1))
          << "</td><td>" << (run.energy.available() ? fixed(run.energy.watts, 2) + " W" : "n/a") << "</td><td>"
@@ -306,7 +307,7 @@ std::string render_dashboard(const std::vector<EvaluationReport>& reports, const
   for (const auto& r : rows) {
     const auto& run = *r.run;
     accuracy.push_back(run.confusion.accuracy());
-    accuracy_text.push_back(percent(run.confusion.accuracy()));
+    accuracy_text.push_back(percent_text(run.confusion.accuracy()));
     latency.push_back(run.latency.p50_ms);
     latency_text.push_back(millis(run.latency.p50_ms) + " (p99 " + millis(run.latency.p99_ms) + ")");
     energy.push_back(run.joules_per_image());

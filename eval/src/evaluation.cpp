@@ -17,7 +17,9 @@
 #include <nlohmann/json.hpp>
 
 #include "busi/error.hpp"
+#include "busi/pipeline.hpp"
 #include "busi_build_commit.hpp"  // generated: BUSI_BUILD_COMMIT
+#include "report_json.hpp"
 
 namespace busi {
 namespace fs = std::filesystem;
@@ -106,16 +108,7 @@ std::string utc_now() {
   return text;
 }
 
-// JSON has no NaN: missing rates are null.
-json number(double v) { return std::isnan(v) ? json(nullptr) : json(v); }
-double number(const json& j) { return j.is_null() ? not_a_number : j.get<double>(); }
-
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\n") == std::string::npos) return s;
-  std::string quoted = "\"";
-  for (char c : s) quoted += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return quoted + "\"";
-}
+using report::number;
 
 std::string csv_number(double v) {
   if (std::isnan(v)) return "";
@@ -290,6 +283,7 @@ EvaluationReport evaluate(const LabelledImages& images, const std::vector<Planne
 
 std::string report_json(const EvaluationReport& report, bool per_image) {
   json j;
+  j["schema_version"] = result_schema_version;
   j["tool"] = "busi-eval";
   j["commit"] = report.commit;
   j["started_utc"] = report.started_utc;
@@ -302,7 +296,6 @@ std::string report_json(const EvaluationReport& report, bool per_image) {
   j["runs"] = json::array();
   for (const auto& run : report.runs) {
     const auto& cm = run.confusion;
-    const auto rates = cm.normal_vs_abnormal();
     json r;
     r["backend"] = run.backend;
     r["description"] = run.description;
@@ -310,18 +303,7 @@ std::string report_json(const EvaluationReport& report, bool per_image) {
     r["precision"] = run.precision;
     r["classes"] = cm.class_names();
     r["images"] = cm.total();
-    r["accuracy"] = number(cm.accuracy());
-    r["recall"] = json::object();
-    for (std::size_t c = 0; c < cm.num_classes(); ++c) r["recall"][cm.class_names()[c]] = number(cm.recall(int(c)));
-    json matrix = json::array();
-    for (std::size_t t = 0; t < cm.num_classes(); ++t) {
-      json row = json::array();
-      for (std::size_t p = 0; p < cm.num_classes(); ++p) row.push_back(cm.count(int(t), int(p)));
-      matrix.push_back(row);
-    }
-    r["confusion"] = matrix;
-    r["sensitivity"] = number(rates.sensitivity());
-    r["specificity"] = number(rates.specificity());
+    report::add_metrics(r, cm);
     r["latency_ms"] = {{"p50", run.latency.p50_ms},   {"p90", run.latency.p90_ms}, {"p99", run.latency.p99_ms},
                        {"mean", run.latency.mean_ms}, {"min", run.latency.min_ms}, {"max", run.latency.max_ms}};
     r["seconds"] = run.seconds;
@@ -375,6 +357,10 @@ std::string report_csv(const EvaluationReport& report) {
 EvaluationReport parse_report_json(const std::string& text, const std::string& origin) {
   try {
     const json j = json::parse(text);
+    const int version = j.value("schema_version", 1);
+    if (version > result_schema_version)
+      throw error(origin + ": report schema version " + std::to_string(version) + " is newer than this build reads (" +
+                  std::to_string(result_schema_version) + ")");
     EvaluationReport report;
     report.commit = j.value("commit", "");
     report.started_utc = j.value("started_utc", "");
@@ -390,7 +376,9 @@ EvaluationReport parse_report_json(const std::string& text, const std::string& o
       run.model_path = r.at("model").value("path", "");
       run.model_sha256 = r.at("model").value("sha256", "");
       run.precision = r.value("precision", "");
-      const auto& matrix = r.at("confusion");
+      // Version 1 wrote the bare matrix; version 2 the confusion object.
+      const json& confusion = r.at("confusion");
+      const json& matrix = confusion.is_object() ? confusion.at("rows_true_columns_predicted") : confusion;
       for (std::size_t t = 0; t < matrix.size(); ++t)
         for (std::size_t p = 0; p < matrix.at(t).size(); ++p)
           for (std::size_t k = matrix[t][p].get<std::size_t>(); k > 0; --k) run.confusion.add(int(t), int(p));

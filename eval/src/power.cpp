@@ -367,15 +367,16 @@ CommandOutput run_meter_command(const std::string& command, std::chrono::millise
     throw device_error(ETIMEDOUT,
                        "power command '" + command + "': no answer within " + std::to_string(limit.count()) + " ms");
   if (status != 0)
-    throw device_error("power command '" + command + "': exited with status " +
+    throw device_error(EIO, "power command '" + command + "': exited with status " +
                        std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : status));
   static const std::regex number(R"(^\s*([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([A-Za-z]*))");
   std::smatch match;
   if (!std::regex_search(output, match, number))
-    throw device_error("power command '" + command + "': output '" + output.substr(0, 60) + "' is not a number");
+    throw device_error(EBADMSG,
+                       "power command '" + command + "': output '" + output.substr(0, 60) + "' is not a number");
   const std::string unit = match[2];
   if (!unit.empty() && unit != "W" && unit != "J")
-    throw device_error("power command '" + command + "': unit '" + unit + "' is neither W nor J");
+    throw device_error(EBADMSG, "power command '" + command + "': unit '" + unit + "' is neither W nor J");
   return {std::stod(match[1]), unit == "J"};
 }
 

@@ -16,6 +16,7 @@
 #include <png.h>
 
 #include "busi/error.hpp"
+#include "busi/limits.hpp"
 
 namespace busi::detail {
 namespace {
@@ -26,7 +27,6 @@ struct PngInput {
   const uint8_t* data;
   std::size_t size, pos = 0;
   char message[160] = "";
-  bool too_large = false;  // refused by size, message says it
 };
 
 void png_read_from_memory(png_structp png, png_bytep out, png_size_t n) {
@@ -44,23 +44,12 @@ void png_on_error(png_structp png, png_const_charp message) {
 }
 void png_on_warning(png_structp, png_const_charp) {}  // OpenCV ignores warnings too
 
-// Everything between setjmp and a longjmp out of libpng lives in the caller
-// (`out`, `rows`) or is trivially destructible, so the jump skips no destructor.
-bool png_decode(png_structp png, png_infop info, cv::Mat& out, std::vector<png_bytep>& rows) {
-  if (setjmp(png_jmpbuf(png))) return false;
-  png_read_info(png, info);
+// The header as png_read_info left it: the channel count OpenCV's
+// PngDecoder::readHeader chooses, and the bytes of the decoded image.
+image_header png_header(png_structp png, png_infop info) {
   png_uint_32 width = 0, height = 0;
   int bit_depth = 0, color_type = 0;
   png_get_IHDR(png, info, &width, &height, &bit_depth, &color_type, nullptr, nullptr, nullptr);
-  if (double(width) * height > kMaxPixels) {  // before a byte of it is allocated
-    auto* in = static_cast<PngInput*>(png_get_io_ptr(png));
-    std::snprintf(in->message, sizeof in->message, "%ux%u pixels is too large (limit %.0f pixels)",
-                  unsigned(width), unsigned(height), kMaxPixels);
-    in->too_large = true;
-    return false;
-  }
-
-  // The channel count OpenCV's PngDecoder::readHeader chooses.
   int channels = 1;
   if (color_type == PNG_COLOR_TYPE_RGB || color_type == PNG_COLOR_TYPE_PALETTE) {
     png_bytep trans = nullptr;
@@ -71,6 +60,25 @@ bool png_decode(png_structp png, png_infop info, cv::Mat& out, std::vector<png_b
   } else if (color_type == PNG_COLOR_TYPE_GRAY_ALPHA || color_type == PNG_COLOR_TYPE_RGB_ALPHA) {
     channels = 4;
   }
+  image_header h{"PNG", width, height, channels, bit_depth == 16 ? 2 : 1, 0};
+  // Pixels plus one row pointer per row (both < 2^64: width, height < 2^31).
+  h.work_bytes = h.width * h.height * uint64_t(channels) * uint64_t(h.bytes_per_sample) + h.height * sizeof(void*);
+  return h;
+}
+
+// Everything between setjmp and a longjmp out of libpng lives in the caller
+// (`out`, `rows`, `header`) or is trivially destructible, so the jump skips no
+// destructor. Returns false on a libpng error; leaves `out` empty and fills
+// `header` when the image is refused by size.
+bool png_decode(png_structp png, png_infop info, cv::Mat& out, std::vector<png_bytep>& rows, image_header& header) {
+  if (setjmp(png_jmpbuf(png))) return false;
+  png_read_info(png, info);
+  header = png_header(png, info);
+  if (header.work_bytes > limits::kDecodeBytes) return true;  // before a byte of it is allocated
+  png_uint_32 width = 0, height = 0;
+  int bit_depth = 0, color_type = 0;
+  png_get_IHDR(png, info, &width, &height, &bit_depth, &color_type, nullptr, nullptr, nullptr);
+  const int channels = header.channels;
   // ... and the transforms of its readData, in its order.
   const bool sixteen = bit_depth == 16;
   if (sixteen && std::endian::native == std::endian::little) png_set_swap(png);
@@ -103,11 +111,32 @@ cv::Mat decode_png(std::span<const uint8_t> bytes, const std::string& name) {
   png_set_read_fn(png, &in, png_read_from_memory);
   cv::Mat out;
   std::vector<png_bytep> rows;
-  const bool ok = info && png_decode(png, info, out, rows);
+  image_header header;
+  const bool ok = info && png_decode(png, info, out, rows, header);
   png_destroy_read_struct(&png, info ? &info : nullptr, nullptr);
-  if (in.too_large) throw image_error(name + ": image of " + in.message);
   if (!ok) throw image_error(name + ": not a readable image (corrupt or truncated PNG: " + in.message + ")");
+  check_decode_budget(header, name);
   return out;
+}
+
+bool png_read_header_only(png_structp png, png_infop info, image_header& header) {
+  if (setjmp(png_jmpbuf(png))) return false;
+  png_read_info(png, info);
+  header = png_header(png, info);
+  return true;
+}
+
+image_header read_png_header(std::span<const uint8_t> bytes, const std::string& name) {
+  PngInput in{bytes.data(), bytes.size()};
+  png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &in, png_on_error, png_on_warning);
+  if (!png) throw image_error(name + ": cannot decode: out of memory");
+  png_infop info = png_create_info_struct(png);
+  png_set_read_fn(png, &in, png_read_from_memory);
+  image_header header;
+  const bool ok = info && png_read_header_only(png, info, header);
+  png_destroy_read_struct(&png, info ? &info : nullptr, nullptr);
+  if (!ok) throw image_error(name + ": not a readable image (corrupt or truncated PNG: " + in.message + ")");
+  return header;
 }
 
 // ---- JPEG ------------------------------------------------------------------
@@ -128,10 +157,29 @@ void jpeg_on_message(j_common_ptr) {}  // warnings: OpenCV decodes on; truncatio
 // Why jpeg_decode refused a file it could parse.
 enum class JpegRefusal { none, cmyk, too_large };
 
-bool jpeg_decode(jpeg_decompress_struct& cinfo, JpegErrors& errors, std::span<const uint8_t> bytes, cv::Mat& out,
-                 JpegRefusal& refusal) {
-  if (setjmp(errors.jump)) return false;
+// The header as jpeg_read_header left it. A progressive (multi-scan) JPEG
+// keeps every component's DCT coefficients for the whole image, 2 bytes per
+// sample: counted at full resolution, an upper bound for subsampled chroma.
+image_header jpeg_header(const jpeg_decompress_struct& cinfo) {
+  image_header h{"JPEG", cinfo.image_width, cinfo.image_height, cinfo.num_components > 1 ? 3 : 1, 1, 0, 0};
+  const uint64_t blocks = ((h.width + 7) / 8) * ((h.height + 7) / 8);
+  if (jpeg_has_multiple_scans(const_cast<jpeg_decompress_struct*>(&cinfo)))
+    h.coefficient_bytes = blocks * 64 * 2 * uint64_t(std::max(cinfo.num_components, 1));
+  h.work_bytes = h.width * h.height * uint64_t(h.channels) + h.coefficient_bytes;
+  return h;
+}
+
+void jpeg_setup(jpeg_decompress_struct& cinfo, std::span<const uint8_t> bytes) {
   jpeg_mem_src(&cinfo, bytes.data(), static_cast<unsigned long>(bytes.size()));
+  // libjpeg's own cap on its whole-image buffers (it has no backing store, so
+  // a request past it is an error, not a temporary file).
+  cinfo.mem->max_memory_to_use = static_cast<long>(limits::kDecodeBytes);
+}
+
+bool jpeg_decode(jpeg_decompress_struct& cinfo, JpegErrors& errors, std::span<const uint8_t> bytes, cv::Mat& out,
+                 JpegRefusal& refusal, image_header& header, target_size target) {
+  if (setjmp(errors.jump)) return false;
+  jpeg_setup(cinfo, bytes);
   jpeg_read_header(&cinfo, TRUE);
   // OpenCV converts 4-component (CMYK/YCCK) JPEGs with its own routine; an
   // ultrasound scanner never writes them, so this decoder refuses them by name.
@@ -139,13 +187,15 @@ bool jpeg_decode(jpeg_decompress_struct& cinfo, JpegErrors& errors, std::span<co
     refusal = JpegRefusal::cmyk;
     return false;
   }
-  if (double(cinfo.image_width) * cinfo.image_height > kMaxPixels) {
-    std::snprintf(errors.message, sizeof errors.message, "%ux%u pixels is too large (limit %.0f pixels)",
-                  unsigned(cinfo.image_width), unsigned(cinfo.image_height), kMaxPixels);
+  header = jpeg_header(cinfo);
+  const int denominator = jpeg_scale_denominator(header, target);
+  if (denominator == 0) {  // before a byte of it is allocated
     refusal = JpegRefusal::too_large;
     return false;
   }
-  const int channels = cinfo.num_components > 1 ? 3 : 1;
+  cinfo.scale_num = 1;
+  cinfo.scale_denom = static_cast<unsigned>(denominator);
+  const int channels = header.channels;
   cinfo.out_color_space = channels == 3 ? JCS_EXT_BGR : JCS_GRAYSCALE;
   jpeg_start_decompress(&cinfo);
   out.create(int(cinfo.output_height), int(cinfo.output_width), CV_8UC(channels));
@@ -157,33 +207,70 @@ bool jpeg_decode(jpeg_decompress_struct& cinfo, JpegErrors& errors, std::span<co
   return true;
 }
 
-cv::Mat decode_jpeg(std::span<const uint8_t> bytes, const std::string& name) {
+// A libjpeg decompressor whose errors long-jump back into the jpeg_* function
+// that set errors.jump (jpeg_on_error), destroyed with this object.
+struct JpegDecompressor {
   jpeg_decompress_struct cinfo{};
   JpegErrors errors;
-  cinfo.err = jpeg_std_error(&errors.pub);
-  errors.pub.error_exit = jpeg_on_error;
-  errors.pub.output_message = jpeg_on_message;
-  jpeg_create_decompress(&cinfo);
+  JpegDecompressor() {
+    cinfo.err = jpeg_std_error(&errors.pub);
+    errors.pub.error_exit = jpeg_on_error;
+    errors.pub.output_message = jpeg_on_message;
+    jpeg_create_decompress(&cinfo);
+  }
+  ~JpegDecompressor() { jpeg_destroy_decompress(&cinfo); }
+  JpegDecompressor(const JpegDecompressor&) = delete;
+  JpegDecompressor& operator=(const JpegDecompressor&) = delete;
+};
+
+cv::Mat decode_jpeg(std::span<const uint8_t> bytes, const std::string& name, target_size target) {
+  JpegDecompressor jpeg;
   cv::Mat out;
   JpegRefusal refusal = JpegRefusal::none;
-  const bool ok = jpeg_decode(cinfo, errors, bytes, out, refusal);
-  jpeg_destroy_decompress(&cinfo);
-  if (refusal == JpegRefusal::too_large) throw image_error(name + ": image of " + errors.message);
+  image_header header;
+  const bool ok = jpeg_decode(jpeg.cinfo, jpeg.errors, bytes, out, refusal, header, target);
+  if (refusal == JpegRefusal::too_large) check_decode_budget(header, name);
   if (refusal == JpegRefusal::cmyk)
     throw image_error(name + ": CMYK JPEG not supported (this build decodes gray and colour JPEG only)");
-  if (!ok) throw image_error(name + ": not a readable image (corrupt JPEG: " + errors.message + ")");
+  if (!ok) throw image_error(name + ": not a readable image (corrupt JPEG: " + jpeg.errors.message + ")");
   return out;
+}
+
+bool jpeg_read_header_only(jpeg_decompress_struct& cinfo, JpegErrors& errors, std::span<const uint8_t> bytes,
+                           image_header& header) {
+  if (setjmp(errors.jump)) return false;
+  jpeg_setup(cinfo, bytes);
+  jpeg_read_header(&cinfo, TRUE);
+  header = jpeg_header(cinfo);
+  return true;
+}
+
+image_header read_jpeg_header(std::span<const uint8_t> bytes, const std::string& name) {
+  JpegDecompressor jpeg;
+  image_header header;
+  if (!jpeg_read_header_only(jpeg.cinfo, jpeg.errors, bytes, header))
+    throw image_error(name + ": not a readable image (corrupt JPEG: " + jpeg.errors.message + ")");
+  return header;
 }
 
 bool starts_with(std::span<const uint8_t> bytes, std::initializer_list<uint8_t> magic) {
   return bytes.size() >= magic.size() && std::equal(magic.begin(), magic.end(), bytes.begin());
 }
 
+bool is_png(std::span<const uint8_t> bytes) { return starts_with(bytes, {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'}); }
+bool is_jpeg(std::span<const uint8_t> bytes) { return starts_with(bytes, {0xff, 0xd8, 0xff}); }
+
 }  // namespace
 
-cv::Mat decode_builtin(std::span<const uint8_t> bytes, const std::string& name) {
-  if (starts_with(bytes, {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'})) return decode_png(bytes, name);
-  if (starts_with(bytes, {0xff, 0xd8, 0xff})) return decode_jpeg(bytes, name);
+std::optional<image_header> read_builtin_header(std::span<const uint8_t> bytes, const std::string& name) {
+  if (is_png(bytes)) return read_png_header(bytes, name);
+  if (is_jpeg(bytes)) return read_jpeg_header(bytes, name);
+  return std::nullopt;
+}
+
+cv::Mat decode_builtin(std::span<const uint8_t> bytes, const std::string& name, target_size target) {
+  if (is_png(bytes)) return decode_png(bytes, name);
+  if (is_jpeg(bytes)) return decode_jpeg(bytes, name, target);
   throw image_error(name + ": not a readable image (this build decodes PNG and JPEG only)");
 }
 

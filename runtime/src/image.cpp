@@ -10,24 +10,49 @@
 #include <opencv2/imgproc.hpp>
 
 #include "busi/error.hpp"
+#include "busi/limits.hpp"
 #include "decode.hpp"
 
 namespace busi {
+
+namespace detail {
+void check_decode_budget(const image_header& h, const std::string& name) {
+  if (h.work_bytes <= limits::kDecodeBytes) return;
+  throw image_error(name + ": " + h.format + " image of " + std::to_string(h.width) + "x" + std::to_string(h.height) +
+                    " pixels (" + std::to_string(h.channels) + " channel" + (h.channels == 1 ? "" : "s") + " of " +
+                    std::to_string(8 * h.bytes_per_sample) + " bits) needs " + std::to_string(h.work_bytes) +
+                    " bytes to decode, over the limit of " + std::to_string(limits::kDecodeBytes) +
+                    " bytes; refused before decoding");
+}
+
+int jpeg_scale_denominator(const image_header& h, target_size target) {
+  if (h.work_bytes <= limits::kDecodeBytes) return 1;
+  if (target.height <= 0 || target.width <= 0) return 0;
+  for (int d : {2, 4, 8}) {
+    const uint64_t w = (h.width + d - 1) / d, ht = (h.height + d - 1) / d;
+    if (w < uint64_t(target.width) || ht < uint64_t(target.height)) return 0;
+    if (w * ht * uint64_t(h.channels) + h.coefficient_bytes <= limits::kDecodeBytes) return d;
+  }
+  return 0;
+}
+}  // namespace detail
+
 namespace {
 
 namespace fs = std::filesystem;
 
-using detail::kMaxPixels;
-// Files larger than this are refused before they are read into memory.
-constexpr std::uintmax_t kMaxFileBytes = std::uintmax_t(1) << 30;
-
-std::string dims(int w, int h) { return std::to_string(w) + "x" + std::to_string(h); }
-
 Tensor8 to_model_input(const cv::Mat& decoded, int height, int width, const std::string& name) {
   if (decoded.empty()) throw image_error(name + ": image is empty (0x0)");
-  if (double(decoded.cols) * decoded.rows > kMaxPixels)
-    throw image_error(name + ": image of " + dims(decoded.cols, decoded.rows) + " pixels is too large (limit " +
-                      std::to_string(int64_t(kMaxPixels)) + " pixels)");
+  if (height <= 0 || width <= 0 || height > 8192 || width > 8192)
+    throw image_error(name + ": model input size " + std::to_string(width) + "x" + std::to_string(height) +
+                      " out of range (1 to 8192)");
+  // Decoded files were checked from their header; this catches pixels handed
+  // in directly (preprocess), whose 8-bit and gray copies are made below.
+  const uint64_t bytes = uint64_t(decoded.cols) * uint64_t(decoded.rows) * uint64_t(decoded.elemSize());
+  if (bytes > limits::kDecodeBytes)
+    throw image_error(name + ": image of " + std::to_string(decoded.cols) + "x" + std::to_string(decoded.rows) +
+                      " pixels (" + std::to_string(bytes) + " bytes) is too large (limit " +
+                      std::to_string(limits::kDecodeBytes) + " bytes)");
   cv::Mat eight = decoded;
   if (decoded.depth() == CV_16U) {
     decoded.convertTo(eight, CV_8U, 1.0 / 257.0);
@@ -68,8 +93,12 @@ Tensor8 preprocess(const ImageView& image, int height, int width) {
     throw image_error("image view: " + std::to_string(image.bytes_per_channel) + " bytes per channel not supported (1 or 2)");
   if (image.channels != 1 && image.channels != 3 && image.channels != 4)
     throw image_error("image view: " + std::to_string(image.channels) + " channels not supported (1, 3 or 4)");
-  const std::size_t row = std::size_t(image.width) * image.channels * image.bytes_per_channel;
-  const std::size_t stride = image.stride ? image.stride : row;
+  const uint64_t row = uint64_t(image.width) * uint64_t(image.channels) * uint64_t(image.bytes_per_channel);
+  if (row * uint64_t(image.height) > limits::kDecodeBytes)
+    throw image_error("image view: " + std::to_string(image.width) + "x" + std::to_string(image.height) + " pixels (" +
+                      std::to_string(row * uint64_t(image.height)) + " bytes) is too large (limit " +
+                      std::to_string(limits::kDecodeBytes) + " bytes)");
+  const std::size_t stride = image.stride ? image.stride : std::size_t(row);
   if (stride < row) throw image_error("image view: row stride " + std::to_string(stride) + " is shorter than a row (" + std::to_string(row) + " bytes)");
   const int type = CV_MAKETYPE(image.bytes_per_channel == 2 ? CV_16U : CV_8U, image.channels);
   // cv::Mat only reads through this header; the caller keeps ownership.
@@ -89,15 +118,16 @@ ImageDecoder default_decoder() { return ImageDecoder::BUSI_DEFAULT_DECODER; }
 
 namespace {
 
-cv::Mat decode(std::span<const uint8_t> bytes, const std::string& name, ImageDecoder decoder) {
+cv::Mat decode(std::span<const uint8_t> bytes, const std::string& name, ImageDecoder decoder,
+              detail::target_size target = {}) {
   if (bytes.empty()) throw image_error(name + ": file is empty (0 bytes)");
   if (is_truncated_jpeg(bytes)) throw image_error(name + ": truncated JPEG (no end-of-image marker)");
   switch (decoder) {
 #if BUSI_DECODER_OPENCV
-    case ImageDecoder::opencv: return detail::decode_opencv(bytes, name);
+    case ImageDecoder::opencv: return detail::decode_opencv(bytes, name, target);
 #endif
 #if BUSI_DECODER_BUILTIN
-    case ImageDecoder::builtin: return detail::decode_builtin(bytes, name);
+    case ImageDecoder::builtin: return detail::decode_builtin(bytes, name, target);
 #endif
     default: break;
   }
@@ -107,8 +137,9 @@ cv::Mat decode(std::span<const uint8_t> bytes, const std::string& name, ImageDec
 
 }  // namespace
 
-DecodedImage decode_image(std::span<const uint8_t> bytes, const std::string& name, ImageDecoder decoder) {
-  const cv::Mat m = decode(bytes, name, decoder);
+DecodedImage decode_image(std::span<const uint8_t> bytes, const std::string& name, ImageDecoder decoder,
+                          int target_height, int target_width) {
+  const cv::Mat m = decode(bytes, name, decoder, {target_height, target_width});
   DecodedImage out{m.cols, m.rows, m.channels(), int(m.elemSize1()), {}};
   const std::size_t row = std::size_t(m.cols) * m.elemSize();
   out.pixels.resize(row * m.rows);
@@ -118,18 +149,14 @@ DecodedImage decode_image(std::span<const uint8_t> bytes, const std::string& nam
 
 Tensor8 load_image(const fs::path& path, int height, int width) {
   const std::string name = path.string();
-  std::error_code ec;
-  const auto status = fs::status(path, ec);
-  if (!fs::exists(status)) throw image_error(name + ": no such file");
-  if (fs::is_directory(status)) throw image_error(name + ": is a directory");
-  const auto size = fs::file_size(path, ec);
-  if (!ec && size > kMaxFileBytes)
-    throw image_error(name + ": file of " + std::to_string(size) + " bytes is too large (limit " +
-                      std::to_string(kMaxFileBytes) + " bytes)");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw image_error(name + ": cannot open: " + std::strerror(errno));
-  const std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  return to_model_input(decode(bytes, name, default_decoder()), height, width, name);
+  cv::Mat decoded;
+  {  // the encoded bytes are freed before pre-processing makes its copies
+    std::string reason;
+    const auto bytes = limits::read_file(path, limits::kImageFileBytes, reason);
+    if (!bytes) throw image_error(name + ": " + reason);
+    decoded = decode(*bytes, name, default_decoder(), {height, width});
+  }
+  return to_model_input(decoded, height, width, name);
 }
 
 bool has_image_extension(const fs::path& path) {

@@ -16,6 +16,7 @@
 #include <sstream>
 
 #include "busi/error.hpp"
+#include "busi/limits.hpp"
 
 namespace busi {
 namespace {
@@ -62,6 +63,39 @@ int weight_bits_of(const std::string& dtype, const Where& where) {
   where.fail("weight dtype '" + dtype + "' not supported (int2, int4, int8, float32)");
 }
 
+// A short, printable rendering of a JSON value for error messages.
+std::string shown(const json& v) {
+  std::string text = v.dump();
+  if (text.size() > 40) text = text.substr(0, 37) + "...";
+  return text;
+}
+
+// A JSON value that must be a whole number in [low, high]: 1e300, 0.9, 5.5,
+// -1, "7" and true are refused naming the key, never converted (a double
+// outside an integer's range converts with undefined behaviour).
+uint64_t whole_number(const json& v, const std::string& key, uint64_t low, uint64_t high, const Where& where) {
+  if (v.is_number_unsigned()) {
+    const auto x = v.get<uint64_t>();
+    if (x >= low && x <= high) return x;
+  } else if (v.is_number_integer() && low == 0 && v.get<int64_t>() == 0) {
+    return 0;
+  }
+  where.fail("\"" + key + "\" = " + shown(v) + " is not a whole number in [" + std::to_string(low) + ", " +
+             std::to_string(high) + "]");
+}
+
+// out x in x k x k weights, or a refusal when the product does not fit the limit.
+std::size_t weight_count_of(const Layer& layer, const Where& where) {
+  auto n = limits::checked_mul(std::size_t(layer.out_channels), std::size_t(layer.in_channels));
+  if (n) n = limits::checked_mul(*n, std::size_t(layer.kernel));
+  if (n) n = limits::checked_mul(*n, std::size_t(layer.kernel));
+  if (!n || *n > limits::kModelWeights)
+    where.fail(std::to_string(layer.out_channels) + " x " + std::to_string(layer.in_channels) + " x " +
+               std::to_string(layer.kernel) + " x " + std::to_string(layer.kernel) + " weights exceed the limit of " +
+               std::to_string(limits::kModelWeights) + " per model");
+  return *n;
+}
+
 class PayloadReader {
  public:
   PayloadReader(const uint8_t* data, std::size_t size) : data_(data), size_(size) {}
@@ -71,12 +105,12 @@ class PayloadReader {
                       const Where& where) const {
     if (!ref.is_object() || !ref.contains("offset") || !ref.contains("size"))
       where.fail(what + ": blob needs \"offset\" and \"size\"");
-    const auto offset = ref.at("offset").get<int64_t>();
-    const auto size = ref.at("size").get<int64_t>();
-    if (offset < 0 || size < 0 || std::size_t(offset) > size_ || std::size_t(size) > size_ - offset)
+    const auto offset = whole_number(ref.at("offset"), what + ".offset", 0, UINT64_MAX, where);
+    const auto size = whole_number(ref.at("size"), what + ".size", 0, UINT64_MAX, where);
+    if (offset > size_ || size > size_ - offset)
       where.fail(what + ": blob at offset " + std::to_string(offset) + " size " + std::to_string(size) +
                  " lies outside the payload (" + std::to_string(size_) + " bytes); file truncated?");
-    if (std::size_t(size) != expected_size)
+    if (size != expected_size)
       where.fail(what + ": blob has " + std::to_string(size) + " bytes, shapes need " +
                  std::to_string(expected_size));
     return data_ + offset;
@@ -132,10 +166,8 @@ json append_blob(std::vector<uint8_t>& payload, const T* data, std::size_t count
 }
 
 int positive_int(const json& obj, const char* key, const Where& where) {
-  if (!obj.contains(key) || !obj.at(key).is_number_integer()) where.fail(std::string("missing integer \"") + key + "\"");
-  const auto v = obj.at(key).get<int64_t>();
-  if (v <= 0 || v > (1 << 20)) where.fail(std::string("\"") + key + "\" = " + std::to_string(v) + " out of range");
-  return int(v);
+  if (!obj.is_object() || !obj.contains(key)) where.fail(std::string("missing integer \"") + key + "\"");
+  return int(whole_number(obj.at(key), key, 1, 1 << 20, where));
 }
 
 std::string layer_type_name(LayerType t) {
@@ -170,8 +202,7 @@ Layer parse_layer(const json& j, ModelKind kind, const PayloadReader& payload, c
     where.fail("layer type '" + type + "' not supported (conv, maxpool, dense)");
   }
 
-  const std::size_t weight_count =
-      std::size_t(layer.out_channels) * layer.in_channels * layer.kernel * layer.kernel;
+  const std::size_t weight_count = weight_count_of(layer, where);
   if (!j.contains("weights")) where.fail("missing \"weights\"");
   const auto& w = j.at("weights");
   layer.weight_bits = weight_bits_of(w.value("dtype", std::string("?")), where);
@@ -262,6 +293,7 @@ void Model::validate(const std::string& origin) {
   Shape shape = input;
   int bits = 8;  // uint8 pixels feed the first layer
   bool seen_dense = false;
+  std::size_t total_weights = 0;
   for (std::size_t i = 0; i < layers.size(); ++i) {
     Layer& layer = layers[i];
     where.layer = "layer " + std::to_string(i) + " (" + layer_type_name(layer.type) + ")";
@@ -288,7 +320,7 @@ void Model::validate(const std::string& origin) {
         shape = {layer.out_channels, shape.height - layer.kernel + 1, shape.width - layer.kernel + 1};
         break;
       case LayerType::dense:
-        if (std::size_t(layer.in_channels) != shape.size())
+        if (uint64_t(layer.in_channels) != uint64_t(shape.channels) * uint64_t(shape.height) * uint64_t(shape.width))
           where.fail("in_features " + std::to_string(layer.in_channels) + " but its input has " +
                      std::to_string(shape.size()) + " values (" + std::to_string(shape.channels) + "x" +
                      std::to_string(shape.height) + "x" + std::to_string(shape.width) + ")");
@@ -297,9 +329,17 @@ void Model::validate(const std::string& origin) {
         break;
     }
     layer.output = shape;
+    if (uint64_t(shape.channels) * uint64_t(shape.height) * uint64_t(shape.width) > limits::kLayerOutputElements)
+      where.fail("output of " + std::to_string(shape.channels) + "x" + std::to_string(shape.height) + "x" +
+                 std::to_string(shape.width) + " values exceeds the limit of " +
+                 std::to_string(limits::kLayerOutputElements) + " per layer");
     if (layer.type == LayerType::maxpool) continue;
 
-    const std::size_t weight_count = std::size_t(layer.out_channels) * layer.in_channels * layer.kernel * layer.kernel;
+    const std::size_t weight_count = weight_count_of(layer, where);
+    total_weights += weight_count;
+    if (total_weights > limits::kModelWeights)
+      where.fail("the layers so far hold " + std::to_string(total_weights) + " weights, over the limit of " +
+                 std::to_string(limits::kModelWeights) + " per model");
     if (last != (layer.act_bits == 0))
       where.fail(last ? "the last layer must have no activation (it gives the logits)"
                       : "every layer but the last needs an activation");
@@ -365,6 +405,12 @@ Model Model::parse(const std::vector<uint8_t>& bytes, const std::string& origin)
     where.fail(msg.str());
   }
 
+  if (header_len > limits::kJsonBytes)
+    where.fail("header of " + std::to_string(header_len) + " bytes is too large (limit " +
+               std::to_string(limits::kJsonBytes) + " bytes)");
+  const std::string_view header_text(reinterpret_cast<const char*>(bytes.data()) + kPrefixBytes, header_len);
+  if (limits::json_nesting_depth(header_text) > limits::kNestingDepth)
+    where.fail("header nests arrays/objects deeper than " + std::to_string(limits::kNestingDepth) + " levels");
   json header;
   try {
     header = json::parse(bytes.begin() + kPrefixBytes, bytes.begin() + kPrefixBytes + header_len);
@@ -390,7 +436,12 @@ Model Model::parse(const std::vector<uint8_t>& bytes, const std::string& origin)
     model.preprocess = in.value("preprocess", std::string());
     if (model.kind == ModelKind::quantized) {
       if (!header.contains("logit_scale")) where.fail("quantized model missing \"logit_scale\"");
-      model.logit_scale = header.at("logit_scale").get<float>();
+      // Checked as a double first: converting one outside float's range is undefined.
+      const json& scale = header.at("logit_scale");
+      const double value = scale.is_number() ? scale.get<double>() : 0.0;
+      if (!(std::isfinite(value) && value > 0 && value <= double(std::numeric_limits<float>::max())))
+        where.fail("\"logit_scale\" = " + shown(scale) + " is not a positive finite number");
+      model.logit_scale = float(value);
     }
     model.provenance_json = header.contains("provenance") ? header.at("provenance").dump() : "{}";
     const auto& layers = header.at("layers");
@@ -405,14 +456,14 @@ Model Model::parse(const std::vector<uint8_t>& bytes, const std::string& origin)
 }
 
 Model Model::load(const std::filesystem::path& path) {
-  std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) throw model_error(path.string() + ": no such model file");
-  if (std::filesystem::is_directory(path, ec)) throw model_error(path.string() + ": is a directory, not a model file");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw model_error(path.string() + ": cannot open: " + std::strerror(errno));
-  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) throw model_error(path.string() + ": read failed: " + std::strerror(errno));
-  Model model = parse(bytes, path.string());
+  std::string reason;
+  const auto bytes = limits::read_file(path, limits::kModelFileBytes, reason);
+  if (!bytes) {
+    if (reason == "no such file") reason = "no such model file";
+    if (reason == "is a directory") reason = "is a directory, not a model file";
+    throw model_error(path.string() + ": " + reason);
+  }
+  Model model = parse(*bytes, path.string());
   model.source = path;
   return model;
 }

@@ -1,6 +1,9 @@
-"""Executes the QONNX graphs export.py writes, in numpy (no qonnx/FINN here).
+"""Executes the QONNX graphs export.py writes, in numpy and float64 (no qonnx/FINN here).
 
-Only the node types export.qonnx_model emits; Quant follows the QONNX definition
+The node types export.qonnx_model emits, and the few more Brevitas's export_qonnx
+writes for the same network (Identity, Transpose, Mul, Gemm, Constant, Reshape): in
+float64 it is the exact-arithmetic reading of a graph, against which the float32
+of qonnx/onnxruntime can be judged at near-ties. Quant follows the QONNX definition
 (qonnx.custom_op.general.quant): q = clip(round(x/scale + zeropt), min, max),
 out = (q - zeropt) * scale, with min/max from bitwidth, signed and narrow.
 """
@@ -30,7 +33,9 @@ def quant(x, scale, zeropt, bits, signed, narrow, rounding_mode="ROUND"):
     else:
         lo, hi = 0, 2 ** bits - 1 - (1 if narrow else 0)
     v = x / scale + zeropt
-    r = {"ROUND": np.round, "FLOOR": np.floor, "CEIL": np.ceil}[rounding_mode.upper()](v)
+    r = {"ROUND": np.round, "HALF_EVEN": np.round, "FLOOR": np.floor, "CEIL": np.ceil,
+         "HALF_UP": lambda u: np.sign(u) * np.floor(np.abs(u) + 0.5),
+         "UP": lambda u: np.sign(u) * np.ceil(np.abs(u)), "DOWN": np.fix}[rounding_mode.upper()](v)
     return (np.clip(r, lo, hi) - zeropt) * scale
 
 
@@ -44,13 +49,25 @@ def run(model, x):
     env = {t.name: numpy_helper.to_array(t).astype(np.float64)
            if numpy_helper.to_array(t).dtype.kind == "f" else numpy_helper.to_array(t)
            for t in model.graph.initializer}
-    env[model.graph.input[0].name] = np.asarray(x, np.float64)
+    inputs = [v for v in model.graph.input if v.name not in env]
+    env[inputs[0].name] = np.asarray(x, np.float64)
     for node in model.graph.node:
         a = _attrs(node)
         i = [env[n] for n in node.input]
         op = node.op_type
-        if op == "Div":
+        if op == "Constant":
+            out = [numpy_helper.to_array(node.attribute[0].t).astype(np.float64)]
+        elif op == "Identity":
+            out = [i[0]]
+        elif op == "Transpose":
+            out = [np.transpose(i[0], a.get("perm"))]
+        elif op == "Div":
             out = [i[0] / i[1]]
+        elif op == "Mul":
+            out = [i[0] * i[1]]
+        elif op == "Gemm":
+            w = i[1].T if a.get("transB", 0) else i[1]
+            out = [i[0] @ w + (i[2] if len(i) > 2 else 0)]
         elif op == "Quant":
             out = [quant(i[0], i[1], i[2], i[3], a["signed"], a["narrow"],
                          a.get("rounding_mode", "ROUND"))]
@@ -70,6 +87,8 @@ def run(model, x):
             n, c, h, w = i[0].shape
             h2, w2 = h // k, w // k
             out = [i[0][:, :, :h2 * k, :w2 * k].reshape(n, c, h2, k, w2, k).max(axis=(3, 5))]
+        elif op == "Reshape":
+            out = [i[0].reshape([d if d != 0 else i[0].shape[k] for k, d in enumerate(i[1].astype(int))])]
         elif op == "Flatten":
             out = [i[0].reshape(i[0].shape[0], -1)]
         elif op == "TopK":

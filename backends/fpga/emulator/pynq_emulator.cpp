@@ -316,7 +316,8 @@ void write_emulated_hardware(const overlay_description& overlay, uint64_t idma_b
            "\" IS_DATA=\"TRUE\" IS_INSTRUCTION=\"TRUE\" MASTERBUSINTERFACE=\"M_AXI_GP0\" MEMTYPE=\"REGISTER\" "
            "SLAVEBUSINTERFACE=\"s_axi_control\"/>\n";
   };
-  hwh << "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"no\" ?>\n"
+  // Vivado writes a UTF-8 byte-order mark before the declaration; so does this.
+  hwh << "\xEF\xBB\xBF<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"no\" ?>\n"
       << "<!-- Written by busi-infer's emulated PYNQ-Z1 (not by Vivado): only what the runtime reads. -->\n"
       << "<EDKSYSTEM EDWVERSION=\"1.2\" VIVADOVERSION=\"2022.2\">\n"
       << "  <SYSTEMINFO ARCH=\"zynq\" DEVICE=\"7z020\" PACKAGE=\"clg400\" SPEEDGRADE=\"-1\"/>\n"

@@ -49,7 +49,7 @@ struct allocator_options {
   std::string stack = "auto";               // auto | xrt | cma | udmabuf
   std::filesystem::path device_root = "/";  // prefix of /dev and /sys paths
   std::string udmabuf_name = "udmabuf0";
-  // How long a u-dma-buf sync may take to be acknowledged (see udmabuf.hpp).
+  // How long a u-dma-buf sync may take to be acknowledged (see udmabuf.cpp).
   std::chrono::milliseconds sync_timeout{1000};
 };
 

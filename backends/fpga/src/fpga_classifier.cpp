@@ -6,7 +6,9 @@
 #include <cstring>
 #include <sstream>
 
+#include "busi/backend.hpp"
 #include "busi/error.hpp"
+#include "busi/limits.hpp"
 #include "fpga_manager.hpp"
 
 namespace busi::fpga {
@@ -23,41 +25,19 @@ std::mutex& device_mutex() {
   return m;
 }
 
-std::string setting(const ClassifierOptions& options, const std::string& key, const std::string& fallback) {
-  const auto it = options.settings.find(key);
-  return it == options.settings.end() ? fallback : it->second;
-}
-
-long long number_setting(const ClassifierOptions& options, const std::string& key, long long fallback, long long low,
-                         long long high) {
-  const auto text = setting(options, key, "");
-  if (text.empty()) return fallback;
-  std::size_t used = 0;
-  long long value = 0;
-  try {
-    value = std::stoll(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used != text.size() || value < low || value > high)
-    throw error("backend fpga: setting " + key + "='" + text + "' is not a whole number in [" + std::to_string(low) +
-                ", " + std::to_string(high) + "]");
-  return value;
-}
-
 }  // namespace
 
-fpga_classifier::fpga_classifier(const ClassifierOptions& options) {
-  check_settings(options, "fpga",
-                 {"overlay", "device_root", "timeout_ms", "buffer_stack", "program", "fclk_mhz", "max_batch"});
-  const std::string overlay_dir = setting(options, "overlay", "");
+fpga_classifier::fpga_classifier(std::shared_ptr<const Model> model, const BackendSettings& settings)
+    : model_(std::move(model)) {
+  const std::string overlay_dir = settings.text("overlay", "");
   if (overlay_dir.empty())
     throw error("backend fpga needs an overlay: pass --overlay DIR (setting 'overlay'), a folder with overlay.json");
-  const std::filesystem::path root = setting(options, "device_root", "/");
-  const auto timeout = std::chrono::milliseconds(number_setting(options, "timeout_ms", 10000, 1, 3600000));
-  max_batch_ = static_cast<std::size_t>(number_setting(options, "max_batch", 64, 1, 65536));
+  const std::filesystem::path root = settings.text("device_root", "/");
+  const auto timeout = std::chrono::milliseconds(settings.whole_number("timeout_ms", 10000, 1, 3600000));
+  max_batch_ = static_cast<std::size_t>(settings.whole_number("max_batch", 64, 1, 65536));
+  max_failures_ = static_cast<int>(settings.whole_number("max_failures", 3, 1, 1000000));
+  const program_mode program = parse_program_mode(settings.one_of("program", "auto", {"auto", "always", "never"}));
 
-  model_ = resolve_model(options, ModelKind::quantized, "fpga");
   overlay_ = overlay_description::load(overlay_dir);
   overlay_.check_against(*model_);
   if (overlay_.model_name != model_->name)
@@ -69,10 +49,9 @@ fpga_classifier::fpga_classifier(const ClassifierOptions& options) {
   const ip_window& out_ip = hwh.ip(overlay_.output.dma);
 
   std::lock_guard lock(device_mutex());
-  const bool programmed =
-      program_bitstream(overlay_.bitstream, root, parse_program_mode(setting(options, "program", "auto")));
+  const bool programmed = program_bitstream(overlay_.bitstream, root, program);
   const double want_mhz =
-      static_cast<double>(number_setting(options, "fclk_mhz", std::llround(overlay_.fclk_mhz), 0, 250));
+      static_cast<double>(settings.whole_number("fclk_mhz", std::llround(overlay_.fclk_mhz), 0, 250));
   const double fclk = want_mhz > 0 ? set_fclk0(root, want_mhz) : read_fclk0(root);
 
   // Map at most the 64 KiB the IODMA control bundle can use; ranges are often larger.
@@ -85,11 +64,21 @@ fpga_classifier::fpga_classifier(const ClassifierOptions& options) {
   dma_->check_idle();
 
   allocator_options alloc;
-  alloc.stack = setting(options, "buffer_stack", "auto");
+  alloc.stack = settings.text("buffer_stack", "auto");
   alloc.device_root = root;
   allocator_ = make_dma_allocator(alloc);
-  output_area_ = (max_batch_ * overlay_.output.packed_bytes() + 4095) / 4096 * 4096;
-  io_ = allocator_->allocate(output_area_ + max_batch_ * overlay_.input.packed_bytes());
+  // Port sizes are bounded by the overlay reader (kPortElements); the product
+  // with max_batch is checked here so the buffer size cannot wrap.
+  const auto out_total = limits::checked_mul(max_batch_, overlay_.output.packed_bytes());
+  const auto in_total = limits::checked_mul(max_batch_, overlay_.input.packed_bytes());
+  if (!out_total || !in_total || *out_total > limits::kDmaBufferBytes || *in_total > limits::kDmaBufferBytes ||
+      (*out_total + 4095) / 4096 * 4096 + *in_total > limits::kDmaBufferBytes)
+    throw error("overlay " + overlay_.name + ": max_batch " + std::to_string(max_batch_) + " x (" +
+                std::to_string(overlay_.input.packed_bytes()) + " input + " +
+                std::to_string(overlay_.output.packed_bytes()) + " output bytes) exceeds the DMA buffer limit of " +
+                std::to_string(limits::kDmaBufferBytes) + " bytes; lower max_batch");
+  output_area_ = (*out_total + 4095) / 4096 * 4096;
+  io_ = allocator_->allocate(output_area_ + *in_total);
 
   // The marker: every output element at the datatype's maximum. For top-1 that
   // is an index no model here has (>= classes); for logits, all classes at the
@@ -109,29 +98,33 @@ fpga_classifier::fpga_classifier(const ClassifierOptions& options) {
   description_ = d.str();
 }
 
-Prediction fpga_classifier::classify(const Tensor8& input) {
-  Prediction p;
-  run_chunk(&input, 1, &p);
-  return p;
+void fpga_classifier::infer(std::span<const Tensor8> inputs, std::span<RawOutput> outputs) {
+  for (std::size_t first = 0; first < inputs.size(); first += max_batch_) {
+    const std::size_t count = std::min(max_batch_, inputs.size() - first);
+    run_chunk(inputs.subspan(first, count), outputs.subspan(first, count));
+  }
 }
 
-std::vector<Prediction> fpga_classifier::classify_batch(const std::vector<Tensor8>& inputs) {
-  std::vector<Prediction> out(inputs.size());
-  for (std::size_t first = 0; first < inputs.size(); first += max_batch_)
-    run_chunk(inputs.data() + first, std::min(max_batch_, inputs.size() - first), out.data() + first);
-  return out;
+void fpga_classifier::run_chunk(std::span<const Tensor8> inputs, std::span<RawOutput> out) {
+  // A device that failed max_failures_ runs in a row is not tried again: a
+  // dead or wedged board would otherwise cost every remaining image its timeout.
+  if (consecutive_failures_ >= max_failures_)
+    throw device_error(ECANCELED, "fpga: not attempted: the device failed " + std::to_string(consecutive_failures_) +
+                                      " runs in a row (last: " + last_failure_ +
+                                      "); make a new classifier once the board is back");
+  try {
+    run_on_device(inputs, out);
+    consecutive_failures_ = 0;
+  } catch (const device_error& e) {
+    ++consecutive_failures_;
+    last_failure_ = e.what();
+    throw;
+  }
 }
 
-void fpga_classifier::run_chunk(const Tensor8* inputs, std::size_t count, Prediction* out) {
-  const Shape& shape = model_->input;
+void fpga_classifier::run_on_device(std::span<const Tensor8> inputs, std::span<RawOutput> out) {
+  const std::size_t count = inputs.size();
   const std::size_t in_bytes = overlay_.input.packed_bytes(), out_bytes = overlay_.output.packed_bytes();
-  for (std::size_t i = 0; i < count; ++i)
-    if (inputs[i].height != shape.height || inputs[i].width != shape.width || inputs[i].pixels.size() != shape.size())
-      throw image_error("fpga: input " + std::to_string(i) + " is " + std::to_string(inputs[i].width) + "x" +
-                        std::to_string(inputs[i].height) + " with " + std::to_string(inputs[i].pixels.size()) +
-                        " pixels; the overlay takes " + std::to_string(shape.width) + "x" +
-                        std::to_string(shape.height));
-
   std::lock_guard lock(device_mutex());
   auto t = clock_type::now();
   uint8_t* result = io_->data();
@@ -166,36 +159,36 @@ void fpga_classifier::run_chunk(const Tensor8* inputs, std::size_t count, Predic
   times_.sync_wait += waited;
 
   t = clock_type::now();
-  for (std::size_t i = 0; i < count; ++i) out[i] = decode(result + i * out_bytes, i);
+  for (std::size_t i = 0; i < count; ++i) decode(result + i * out_bytes, i, out[i]);
   times_.unpack += since(t);
   times_.batches += 1;
   times_.images += count;
 }
 
-Prediction fpga_classifier::decode(const uint8_t* packed, std::size_t image) const {
+void fpga_classifier::decode(const uint8_t* packed, std::size_t image, RawOutput& out) const {
   const io_port& port = overlay_.output;
   if (std::memcmp(packed, marker_.data(), marker_.size()) == 0)
     throw device_error(EIO, port.dma + ": output of image " + std::to_string(image) +
                                 " still holds the fill marker after the batch finished: the accelerator wrote "
                                 "nothing, or the cache invalidate (sync_for_cpu) had no effect");
-  int32_t* values = scratch_.data();
-  unpack(packed, port.vectors(), port.inner(), port.datatype, values);
   if (overlay_.kind == output_kind::top1) {
-    if (values[0] < 0 || static_cast<std::size_t>(values[0]) >= model_->num_classes())
-      throw device_error(EIO, port.dma + ": class index " + std::to_string(values[0]) + " for image " +
+    unpack(packed, port.vectors(), port.inner(), port.datatype, scratch_.data());
+    const int32_t top = scratch_[0];
+    if (top < 0 || static_cast<std::size_t>(top) >= model_->num_classes())
+      throw device_error(EIO, port.dma + ": class index " + std::to_string(top) + " for image " +
                                   std::to_string(image) + " is out of range for " +
                                   std::to_string(model_->num_classes()) + " classes");
-    return make_prediction(values[0]);
+    out.top_class = top;
+    return;
   }
-  std::vector<int32_t> logits(values, values + scratch_.size());
-  const int best = static_cast<int>(std::max_element(logits.begin(), logits.end()) - logits.begin());
-  return make_prediction(best, std::move(logits));
+  out.logits.resize(port.elements());
+  unpack(packed, port.vectors(), port.inner(), port.datatype, out.logits.data());
 }
 
 }  // namespace busi::fpga
 
 namespace busi {
-std::unique_ptr<Classifier> make_fpga_classifier(const ClassifierOptions& options) {
-  return std::make_unique<fpga::fpga_classifier>(options);
+std::unique_ptr<Classifier> make_fpga_classifier(std::shared_ptr<const Model> model, const BackendSettings& settings) {
+  return std::make_unique<fpga::fpga_classifier>(std::move(model), settings);
 }
 }  // namespace busi

@@ -5,7 +5,10 @@
 // Settings: overlay (folder with overlay.json; required), device_root ("/"),
 // timeout_ms (per batch; 10000), buffer_stack (auto|xrt|cma|udmabuf),
 // program (auto|always|never), fclk_mhz (default: the overlay's; 0 leaves the
-// clock as it is), max_batch (images per accelerator run; 64).
+// clock as it is), max_batch (images per accelerator run; 64), max_failures
+// (after this many device failures in a row, every later run fails at once
+// with "not attempted" and the last failure instead of waiting out its
+// timeout; 3).
 //
 // One run: fill the output area with a marker, pack the inputs, flush both
 // with one sync; start the output then the input DMA; wait for done;
@@ -18,6 +21,7 @@
 #include <memory>
 #include <mutex>
 
+#include "busi/backend.hpp"
 #include "busi/classifier.hpp"
 #include "dma_buffer.hpp"
 #include "hwh.hpp"
@@ -38,21 +42,25 @@ struct phase_times {
 
 class fpga_classifier final : public Classifier {
  public:
-  explicit fpga_classifier(const ClassifierOptions& options);
+  // Made by make_classifier("fpga", ...), which checked the setting keys and the model kind.
+  fpga_classifier(std::shared_ptr<const Model> model, const BackendSettings& settings);
 
   std::string backend() const override { return "fpga"; }
   std::string describe() const override { return description_; }
   const Model& model() const override { return *model_; }
-  Prediction classify(const Tensor8& input) override;
-  std::vector<Prediction> classify_batch(const std::vector<Tensor8>& inputs) override;
 
   const phase_times& times() const { return times_; }
   void reset_times() { times_ = {}; }
   const overlay_description& overlay() const { return overlay_; }
 
+ protected:
+  // Runs the inputs in batches of at most max_batch images, one DMA run each.
+  void infer(std::span<const Tensor8> inputs, std::span<RawOutput> outputs) override;
+
  private:
-  void run_chunk(const Tensor8* inputs, std::size_t count, Prediction* out);
-  Prediction decode(const uint8_t* packed, std::size_t image) const;
+  void run_chunk(std::span<const Tensor8> inputs, std::span<RawOutput> out);
+  void run_on_device(std::span<const Tensor8> inputs, std::span<RawOutput> out);
+  void decode(const uint8_t* packed, std::size_t image, RawOutput& out) const;
 
   std::shared_ptr<const Model> model_;
   overlay_description overlay_;
@@ -61,8 +69,11 @@ class fpga_classifier final : public Classifier {
   std::unique_ptr<dma_buffer> io_;  // [output area][input area]
   std::size_t output_area_ = 0;     // bytes, rounded up to 4 KiB
   std::size_t max_batch_ = 64;
+  int max_failures_ = 3;
+  int consecutive_failures_ = 0;  // device failures since the last good run
+  std::string last_failure_;
   std::vector<uint8_t> marker_;           // one image's packed output, as filled before a run
-  mutable std::vector<int32_t> scratch_;  // one image's unpacked output
+  mutable std::vector<int32_t> scratch_;  // one image's unpacked top-1 output
   std::string description_;
   phase_times times_;
 };

@@ -6,6 +6,7 @@
 #include <iterator>
 
 #include "busi/error.hpp"
+#include "busi/limits.hpp"
 #include "register_window.hpp"
 #include "sysfs.hpp"
 
@@ -64,10 +65,12 @@ program_mode parse_program_mode(const std::string& text) {
 
 namespace {
 
-std::vector<uint8_t> read_file(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw device_error(ENOENT, "cannot open bitstream " + path.string());
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+std::vector<uint8_t> read_bitstream(const std::filesystem::path& path) {
+  std::string reason;
+  auto bytes = limits::read_file(path, limits::kBitstreamFileBytes, reason);
+  if (!bytes)
+    throw device_error(reason == "no such file" ? ENOENT : EINVAL, "cannot read bitstream " + path.string() + ": " + reason);
+  return std::move(*bytes);
 }
 
 // FNV-1a: identifies the bitstream in the marker file; not a security measure.
@@ -82,7 +85,7 @@ uint64_t fnv1a(const std::vector<uint8_t>& bytes) {
 bool program_bitstream(const std::filesystem::path& bitstream, const std::filesystem::path& device_root,
                        program_mode mode) {
   if (mode == program_mode::never) return false;
-  const auto bit = read_file(bitstream);
+  const auto bit = read_bitstream(bitstream);
   const auto manager = device_root / "sys/class/fpga_manager/fpga0";
   if (!std::filesystem::exists(manager))
     throw device_error(ENODEV, manager.string() + " not found: this kernel has no FPGA manager for the fabric");

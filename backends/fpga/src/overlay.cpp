@@ -1,9 +1,9 @@
 #include "overlay.hpp"
 
-#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "busi/error.hpp"
+#include "busi/limits.hpp"
 #include "busi/model.hpp"
 
 namespace busi::fpga {
@@ -44,10 +44,34 @@ int64_t finn_datatype::max() const {
 }
 
 namespace {
+// Only called on shapes parse_port has checked: their product fits kPortElements.
 std::size_t product_after_batch(const std::vector<int64_t>& shape) {
   std::size_t n = 1;
   for (std::size_t i = 1; i < shape.size(); ++i) n *= static_cast<std::size_t>(shape[i]);
   return n;
+}
+
+// A shape: 2 to 8 whole numbers in [1, 2^31), whose product after the batch
+// dimension is at most kPortElements (checked as it is computed, so it cannot
+// wrap). 1e300, 0.9 and 5.5 are refused naming the key, never converted.
+std::vector<int64_t> parse_shape(const nlohmann::json& j, const char* key, const std::string& where) {
+  if (!j.is_array() || j.size() < 2 || j.size() > 8)
+    throw error(where + ": \"" + key + "\" must be an array of 2 to 8 dimensions, not " + j.dump().substr(0, 40));
+  std::vector<int64_t> shape;
+  std::size_t product = 1;
+  for (const auto& d : j) {
+    if (!d.is_number_unsigned() || d.get<uint64_t>() < 1 || d.get<uint64_t>() >= (uint64_t{1} << 31))
+      throw error(where + ": \"" + key + "\" dimension " + d.dump().substr(0, 40) +
+                  " is not a whole number in [1, 2147483647]");
+    shape.push_back(static_cast<int64_t>(d.get<uint64_t>()));
+    if (shape.size() == 1) continue;  // the batch dimension: the runtime replaces it
+    const auto next = limits::checked_mul(product, static_cast<std::size_t>(shape.back()));
+    if (!next || *next > limits::kPortElements)
+      throw error(where + ": \"" + key + "\" holds more than " + std::to_string(limits::kPortElements) +
+                  " elements per image");
+    product = *next;
+  }
+  return shape;
 }
 
 std::string shape_text(const std::vector<int64_t>& shape) {
@@ -64,15 +88,9 @@ io_port parse_port(const nlohmann::json& j, const std::string& where) {
   };
   p.dma = need("dma").get<std::string>();
   p.datatype = finn_datatype::parse(need("datatype").get<std::string>());
-  p.shape_normal = need("shape_normal").get<std::vector<int64_t>>();
-  p.shape_folded = need("shape_folded").get<std::vector<int64_t>>();
-  p.shape_packed = need("shape_packed").get<std::vector<int64_t>>();
-  for (const auto* shape : {&p.shape_normal, &p.shape_folded, &p.shape_packed}) {
-    if (shape->size() < 2)
-      throw error(where + ": shape " + shape_text(*shape) + " needs a batch and at least one more dimension");
-    for (auto d : *shape)
-      if (d < 1) throw error(where + ": shape " + shape_text(*shape) + " has a dimension below 1");
-  }
+  p.shape_normal = parse_shape(need("shape_normal"), "shape_normal", where);
+  p.shape_folded = parse_shape(need("shape_folded"), "shape_folded", where);
+  p.shape_packed = parse_shape(need("shape_packed"), "shape_packed", where);
   if (product_after_batch(p.shape_normal) != product_after_batch(p.shape_folded))
     throw error(where + ": folded shape " + shape_text(p.shape_folded) +
                 " does not hold the elements of normal shape " + shape_text(p.shape_normal));
@@ -92,11 +110,23 @@ std::size_t io_port::packed_bytes() const { return product_after_batch(shape_pac
 
 overlay_description overlay_description::load(const std::filesystem::path& dir) {
   const auto file = dir / "overlay.json";
-  std::ifstream in(file);
-  if (!in) throw error("overlay " + dir.string() + ": cannot open " + file.string());
+  std::string reason;
+  const auto bytes = limits::read_file(file, limits::kJsonBytes, reason);
+  if (!bytes) throw error("overlay " + dir.string() + ": cannot open " + file.string() + ": " + reason);
+  return parse(std::string_view(reinterpret_cast<const char*>(bytes->data()), bytes->size()), dir);
+}
+
+overlay_description overlay_description::parse(std::string_view text, const std::filesystem::path& dir) {
+  const auto file = dir / "overlay.json";
+  if (text.size() > limits::kJsonBytes)
+    throw error(file.string() + ": " + std::to_string(text.size()) + " bytes is too large (limit " +
+                std::to_string(limits::kJsonBytes) + " bytes)");
+  if (limits::json_nesting_depth(text) > limits::kNestingDepth)
+    throw error(file.string() + ": nests arrays/objects deeper than " + std::to_string(limits::kNestingDepth) +
+                " levels");
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(in);
+    j = nlohmann::json::parse(text);
   } catch (const std::exception& e) {
     throw error(file.string() + ": not valid JSON: " + e.what());
   }
@@ -108,6 +138,8 @@ overlay_description overlay_description::load(const std::filesystem::path& dir) 
     d.bitstream = dir / j.at("bitstream").get<std::string>();
     d.hwh = dir / j.value("hwh", d.bitstream.stem().string() + ".hwh");
     if (j.contains("folding")) d.folding = dir / j.at("folding").get<std::string>();
+    if (j.contains("fclk_mhz") && !j.at("fclk_mhz").is_number())
+      throw error("\"fclk_mhz\" = " + j.at("fclk_mhz").dump().substr(0, 40) + " is not a number");
     d.fclk_mhz = j.value("fclk_mhz", 100.0);
     if (!j.contains("input") || !j.contains("output")) throw error("missing \"input\" or \"output\"");
     d.input = parse_port(j.at("input"), file.string() + " input");
@@ -125,7 +157,7 @@ overlay_description overlay_description::load(const std::filesystem::path& dir) 
     const std::string what = e.what();
     throw error(what.rfind(file.string(), 0) == 0 ? what : file.string() + ": " + what);
   }
-  if (d.fclk_mhz <= 0 || d.fclk_mhz > 250)
+  if (!(d.fclk_mhz > 0 && d.fclk_mhz <= 250))
     throw error(file.string() + ": fclk_mhz " + std::to_string(d.fclk_mhz) + " out of range (0, 250]");
   return d;
 }

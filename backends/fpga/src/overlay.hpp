@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "packing.hpp"
@@ -55,6 +56,9 @@ struct overlay_description {
   // Reads and checks dir/overlay.json. Throws busi::error naming the file and
   // the key that is missing or inconsistent.
   static overlay_description load(const std::filesystem::path& dir);
+  // The same from the text of an overlay.json in `dir` (paths are resolved
+  // against it, nothing is read).
+  static overlay_description parse(std::string_view text, const std::filesystem::path& dir);
 
   // Checks that the ports match the model: input normal shape = 1 x H x W x C
   // of the model input; output = 1 index (top1) or one logit per class.

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -36,6 +37,17 @@ register_window register_window::map_physical(const std::filesystem::path& mem_d
   const uint64_t map_base = base & ~(page - 1);
   const std::size_t lead = static_cast<std::size_t>(base - map_base);
   const std::size_t map_size = (lead + size + page - 1) & ~(page - 1);
+  // A regular file standing in for /dev/mem (an emulated board) that ends
+  // inside the window would map, then raise SIGBUS on the first access past
+  // its end: refuse it now. The real /dev/mem is a character device, not checked.
+  struct stat st{};
+  if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+      (st.st_size < 0 || uint64_t(st.st_size) < map_base + map_size)) {
+    ::close(fd);
+    fail(ENXIO, mem_device.string() + " is a file of " + std::to_string(st.st_size) + " bytes, too short for " + name +
+                    " registers at " + hex(base) + " size " + hex(size) + " (it must reach " +
+                    hex(map_base + map_size) + ")");
+  }
   void* mapping = ::mmap(nullptr, map_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, static_cast<off_t>(map_base));
   if (mapping == MAP_FAILED) {
     const int err = errno;

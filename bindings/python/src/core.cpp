@@ -13,6 +13,7 @@
 #include <pybind11/stl/filesystem.h>
 
 #include <chrono>
+#include <cstring>
 #include <mutex>
 #include <optional>
 #include <variant>
@@ -21,6 +22,7 @@
 #include "busi/classifier.hpp"
 #include "busi/error.hpp"
 #include "busi/image.hpp"
+#include "busi/limits.hpp"
 #include "busi/model.hpp"
 
 namespace py = pybind11;
@@ -35,6 +37,25 @@ color_order parse_color_order(const std::string& name) {
   if (name == "bgr") return color_order::bgr;
   if (name == "rgb") return color_order::rgb;
   throw busi::image_error("color_order '" + name + "' not supported (bgr, rgb)");
+}
+
+// A str, bytes or os.PathLike as a path; busi::error (not "Unable to cast")
+// for anything else or a path the file system encoding cannot take.
+std::filesystem::path as_path(const py::handle& item, const char* what) {
+  try {
+    return item.cast<std::filesystem::path>();
+  } catch (const py::error_already_set&) {
+  } catch (const py::cast_error&) {
+  }
+  PyErr_Clear();
+  const std::string type = py::str(py::type::of(item).attr("__name__"));
+  const std::string message =
+      py::isinstance<py::str>(item) || py::hasattr(item, "__fspath__")
+          ? std::string(what) + " path " + std::string(py::str(py::repr(item))) +
+                " cannot be encoded for the file system (a lone surrogate?)"
+          : std::string(what) + " must be a path (str, os.PathLike), not " + type;
+  if (std::string_view(what) == "image") throw busi::image_error(message);
+  throw busi::model_error(message);
 }
 
 // An image array prepared while holding the GIL and read after releasing it.
@@ -57,6 +78,15 @@ pixel_input wrap_array(const py::array& array, color_order order) {
   const py::ssize_t item = dtype.itemsize();
   const py::ssize_t height = array.shape(0), width = array.shape(1);
   const py::ssize_t channels = array.ndim() == 3 ? array.shape(2) : 1;
+  // Checked before any copy below (np.broadcast_to gives a huge array with no
+  // memory behind it) and before the int conversions for busi::ImageView.
+  const unsigned __int128 bytes =
+      (unsigned __int128)height * (unsigned __int128)width * (unsigned __int128)channels * (unsigned __int128)item;
+  if (bytes > busi::limits::kDecodeBytes)
+    throw busi::image_error("image array: shape (" + std::to_string(height) + ", " + std::to_string(width) + ", " +
+                            std::to_string(channels) + ") of " + std::to_string(item * 8) +
+                            "-bit samples is too large (limit " + std::to_string(busi::limits::kDecodeBytes) +
+                            " bytes)");
 
   // ImageView needs packed pixels within a row and a positive row stride; any
   // other layout (a column slice, a transposed or flipped view) is copied.
@@ -112,9 +142,10 @@ using image_input = std::variant<std::filesystem::path, pixel_input>;
 
 image_input to_input(const py::handle& item, color_order order) {
   if (py::isinstance<py::array>(item)) return wrap_array(item.cast<py::array>(), order);
-  if (py::isinstance<py::str>(item) || py::hasattr(item, "__fspath__")) return item.cast<std::filesystem::path>();
-  throw py::type_error("expected an image path (str, os.PathLike) or a numpy array, got " +
-                       std::string(py::str(py::type::of(item).attr("__name__"))));
+  if (py::isinstance<py::str>(item) || py::isinstance<py::bytes>(item) || py::hasattr(item, "__fspath__"))
+    return as_path(item, "image");
+  throw busi::image_error("expected an image path (str, os.PathLike) or a numpy array, got " +
+                          std::string(py::str(py::type::of(item).attr("__name__"))));
 }
 
 busi::Tensor8 load_input(const image_input& input, const busi::Shape& shape) {
@@ -142,8 +173,11 @@ class py_classifier {
     busi::ClassifierOptions options;
     if (py::isinstance<busi::Model>(model))
       options.model = model.cast<std::shared_ptr<busi::Model>>();
+    else if (py::isinstance<py::str>(model) || py::isinstance<py::bytes>(model) || py::hasattr(model, "__fspath__"))
+      options.model_path = as_path(model, "model");
     else if (!model.is_none())
-      options.model_path = model.cast<std::filesystem::path>();
+      throw busi::model_error("model must be a .bqnn path (str, os.PathLike), a Model or None, not " +
+                              std::string(py::str(py::type::of(model).attr("__name__"))));
     for (const auto& [key, value] : settings) options.settings[py::str(key)] = py::str(value);
     py::gil_scoped_release no_gil;  // an fpga backend may wait for its device
     classifier_ = busi::make_classifier(backend, options);
@@ -220,7 +254,7 @@ std::string prediction_repr(const busi::Prediction& p) {
 
 // busi::error and its subclasses become busi_infer.Error (a RuntimeError) and
 // its subclasses with the C++ message unchanged; busi::device_error becomes
-// DeviceError, also an OSError carrying errno when the runtime had one.
+// DeviceError, also an OSError carrying its errno (device_error always has one).
 void register_errors(py::module_& m) {
   static py::handle error, model_error, image_error, device_error;
   error = PyErr_NewExceptionWithDoc("busi_infer.Error", "Base of every error busi-infer raises on purpose.",
@@ -238,20 +272,30 @@ void register_errors(py::module_& m) {
   m.attr("ImageError") = image_error;
   m.attr("DeviceError") = device_error;
 
+  // Messages carry file names, which need not be UTF-8: undecodable bytes come
+  // back as os.fsdecode gives them (surrogateescape) instead of an empty message.
+  static const auto text = [](const char* what) {
+    PyObject* s = PyUnicode_DecodeUTF8(what, Py_ssize_t(std::strlen(what)), "surrogateescape");
+    if (!s) throw py::error_already_set();
+    return py::reinterpret_steal<py::object>(s);
+  };
+  static const auto raise = [](const py::handle& type, const char* what) {
+    PyErr_SetObject(type.ptr(), py::reinterpret_borrow<py::object>(type)(text(what)).ptr());
+  };
   py::register_exception_translator([](std::exception_ptr thrown) {
     try {
       if (thrown) std::rethrow_exception(thrown);
     } catch (const busi::device_error& e) {
       // Built from the message alone so str() is the C++ message, not "[Errno n] ...".
-      py::object exc = py::reinterpret_borrow<py::object>(device_error)(e.what());
-      if (e.code().value() != 0) exc.attr("errno") = e.code().value();
+      py::object exc = py::reinterpret_borrow<py::object>(device_error)(text(e.what()));
+      exc.attr("errno") = e.code().value();  // never 0: device_error maps 0 to EIO
       PyErr_SetObject(device_error.ptr(), exc.ptr());
     } catch (const busi::model_error& e) {
-      PyErr_SetString(model_error.ptr(), e.what());
+      raise(model_error, e.what());
     } catch (const busi::image_error& e) {
-      PyErr_SetString(image_error.ptr(), e.what());
+      raise(image_error, e.what());
     } catch (const busi::error& e) {
-      PyErr_SetString(error.ptr(), e.what());
+      raise(error, e.what());
     }
   });
 }
@@ -278,7 +322,8 @@ PYBIND11_MODULE(_core, m) {
       m, "Model", "A validated .bqnn model package; immutable, shareable between classifiers and threads.")
       .def_static(
           "load",
-          [](const std::filesystem::path& path) {
+          [](const py::object& file) {
+            const auto path = as_path(file, "model");
             py::gil_scoped_release no_gil;
             return std::make_shared<busi::Model>(busi::Model::load(path));
           },
@@ -350,7 +395,8 @@ PYBIND11_MODULE(_core, m) {
       "gray-area-v1 (docs/preprocessing.md): the height x width uint8 array the network sees.");
   m.def(
       "load_image",
-      [](const std::filesystem::path& path, int height, int width) {
+      [](const py::object& file, int height, int width) {
+        const auto path = as_path(file, "image");
         py::gil_scoped_release no_gil;
         auto tensor = busi::load_image(path, height, width);
         py::gil_scoped_acquire gil;

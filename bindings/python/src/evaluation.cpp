@@ -23,15 +23,6 @@ busi::PowerOptions power_options(const std::filesystem::path& sysfs_root) {
   return options;
 }
 
-// What busi-eval does with its arguments: labels and input size from the first
-// model that will run (the given one, else the first backend's default).
-busi::LabelledImages load_for(const std::vector<std::filesystem::path>& paths, const std::vector<std::string>& backends,
-                              const std::vector<std::filesystem::path>& models) {
-  const busi::Model first = busi::Model::load(
-      models.empty() ? busi::default_model_path(busi::backend_model_kind(backends.front())) : models.front());
-  return busi::load_labelled_images(paths, first.class_names, first.input.height, first.input.width);
-}
-
 }  // namespace
 
 void bind_evaluation(py::module_& m) {
@@ -159,7 +150,13 @@ void bind_evaluation(py::module_& m) {
         else
           paths = images.cast<std::vector<std::filesystem::path>>();
         py::gil_scoped_release no_gil;
-        auto report = busi::evaluate(load_for(paths, backends, models), options);
+        // What busi-eval does: models first, then the images, labelled with the
+        // class names and input size of the first model that will run.
+        const auto plan = busi::plan_runs(options);
+        const busi::Model& first = *plan.front().model;
+        auto report = busi::evaluate(
+            busi::load_labelled_images(paths, first.class_names, first.input.height, first.input.width), plan,
+            options);
         for (const auto& p : paths) report.inputs.push_back(p.string());
         return report;
       },

@@ -1,5 +1,7 @@
 """C++ errors arrive as busi_infer exceptions carrying the runtime's own message
 (the C++ tools print the same text after "<tool>: error: ")."""
+import os
+
 import numpy as np
 import pytest
 
@@ -108,7 +110,7 @@ def test_bad_arrays(classifier, array, message):
 
 
 def test_bad_arguments(classifier):
-    with pytest.raises(TypeError, match="expected an image path"):
+    with pytest.raises(busi_infer.ImageError, match="expected an image path"):  # issue 16: not a TypeError
         classifier.classify(42)
     with pytest.raises(busi_infer.ImageError, match="color_order 'xyz' not supported"):
         classifier.classify(np.zeros((8, 8), np.uint8), color_order="xyz")
@@ -121,3 +123,110 @@ def test_fpga_without_a_board(tmp_path):
     with pytest.raises(busi_infer.Error) as info:
         busi_infer.Classifier("fpga", device_root=tmp_path)
     assert cli_error("busi-infer", "--backend", "fpga", "--device-root", tmp_path, tmp_path) in (None, str(info.value))
+
+
+def test_device_errors_carry_errno_and_say_the_condition():
+    """A device error is an Error and an OSError with errno, its message says the
+    condition (never ": Success"), and the CLI prints the same text."""
+    import errno
+    with pytest.raises(busi_infer.DeviceError) as info:
+        busi_infer.make_power_meter("command:exit 3")
+    assert isinstance(info.value, busi_infer.Error) and isinstance(info.value, OSError)
+    assert info.value.errno == errno.EIO
+    assert str(info.value) == "power command 'exit 3': exited with status 3: Input/output error"
+    assert "Success" not in str(info.value)
+    from_cli = cli_error("busi-eval", "--power", "command:exit 3", SOURCE_DIR / "models")
+    assert from_cli in (None, str(info.value))
+
+
+@pytest.mark.parametrize("tool", ["busi-infer", "busi-eval", "busi-dashboard", "busi-model"])
+def test_every_tool_shares_the_exit_codes(tool):
+    """Every tool parses with Boost.Program_options: --help lists the shared exit
+    codes, a bad option exits 2 with "<tool>: error: ...", as docs/cli.md says."""
+    import subprocess
+    from conftest import tool_path
+    exe = tool_path(tool)
+    if exe is None:
+        pytest.skip(f"{tool} is not built")
+    args = ["random", "--help"] if tool == "busi-model" else ["--help"]
+    helped = subprocess.run([exe, *args], capture_output=True, text=True)
+    assert helped.returncode == 0 and "Exit codes (every busi-* tool)" in helped.stdout, helped.stdout
+    bad = subprocess.run([exe, *args[:-1], "--no-such-option"], capture_output=True, text=True)
+    assert bad.returncode == 2, bad.stderr
+    assert bad.stderr.startswith(f"{tool}: error: unrecognised option '--no-such-option'"), bad.stderr
+
+
+# Issue 16 (red-team finding 6): hostile inputs from Python are busi_infer
+# errors with a message, promptly, never unbounded memory, a hang or a raw
+# TypeError / "Unable to cast".
+def test_device_files_and_fifos_are_refused_unread(tmp_path):
+    with pytest.raises(busi_infer.ImageError, match="/dev/zero: is a character device, not a regular file"):
+        busi_infer.load_image("/dev/zero")
+    with pytest.raises(busi_infer.ModelError, match="/dev/zero: is a character device, not a regular file"):
+        busi_infer.Model.load("/dev/zero")
+    fifo = tmp_path / "scan.png"
+    os.mkfifo(fifo)
+    with pytest.raises(busi_infer.ImageError, match="is a FIFO"):  # no writer: must not block
+        busi_infer.load_image(fifo)
+
+
+def test_huge_arrays_are_refused_before_any_copy(classifier):
+    huge = np.broadcast_to(np.zeros(1, np.uint8), (100000, 100000))  # 10 GB, no memory behind it
+    with pytest.raises(busi_infer.ImageError, match=r"image array: shape \(100000, 100000, 1\).*too large"):
+        classifier.classify(huge)
+    wide = np.broadcast_to(np.zeros((1, 1), np.uint8), (1, 2**32 + 3))  # was read as 1x3 (an int cast)
+    with pytest.raises(busi_infer.ImageError, match="too large"):
+        busi_infer.preprocess(wide)
+
+
+def test_bad_arguments_are_busi_errors(tmp_path, classifier):
+    with pytest.raises(busi_infer.ImageError, match="out of range"):
+        busi_infer.preprocess(np.zeros((8, 8), np.uint8), height=0)
+    with pytest.raises(busi_infer.ImageError, match="expected an image path .* got int"):
+        classifier.classify(123)
+    with pytest.raises(busi_infer.ModelError, match="model must be a .bqnn path .* not int"):
+        busi_infer.Classifier("cpu_int", model=123)
+    with pytest.raises(busi_infer.ImageError, match="cannot be encoded for the file system"):
+        classifier.classify("lone\ud800surrogate.png")
+    # Undecodable bytes in a file name come back as os.fsdecode gives them.
+    name = os.fsdecode(b"scan\x80.png")
+    with pytest.raises(busi_infer.ImageError) as info:
+        classifier.classify(str(tmp_path / name))
+    assert name + ": no such file" in str(info.value)
+
+
+def _with_header(package, edit):
+    """The package with its JSON header edited, length and CRC re-signed."""
+    import json
+    import struct
+    import zlib
+    length = struct.unpack("<I", package[12:16])[0]
+    text = edit(json.loads(package[16:16 + length]))
+    body = package[:12] + struct.pack("<I", len(text)) + text + package[16 + length:-4]
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def test_hostile_models_are_model_errors(tmp_path):
+    """Issue 16, findings 1 and 2 from Python: deep nesting, wrapping counts, fractions."""
+    import json
+
+    def deep(h):
+        h["provenance"] = "DEEP"
+        return json.dumps(h).encode().replace(b'"DEEP"', b"[" * 100000 + b"]" * 100000)
+
+    def wrap(h):
+        h["layers"][0].update(out_channels=1 << 20, in_channels=1 << 18, kernel=8192)
+        h["layers"][0]["weights"]["size"] = 0
+        return json.dumps(h).encode()
+
+    def fraction(h):
+        h["layers"][0]["weights"]["offset"] = 5.5
+        return json.dumps(h).encode()
+
+    good = MODEL.read_bytes()
+    for edit, reason in [(deep, "deeper than 64 levels"), (wrap, "weights exceed the limit"),
+                         (fraction, '"weights.offset" = 5.5 is not a whole number')]:
+        path = tmp_path / "hostile.bqnn"
+        path.write_bytes(_with_header(good, edit))
+        with pytest.raises(busi_infer.ModelError, match=reason):
+            busi_infer.Model.load(path)

@@ -4,6 +4,11 @@
 // PYNQ-Z1, or the emulated board). Backend headers never appear here, so users
 // of this header need neither OpenCV, oneDNN nor XRT.
 //
+// The contract lives here, once, for every backend: classify() and
+// classify_batch() check the inputs, call the backend's infer() hook for raw
+// logits, and turn each into a Prediction (classifier.cpp, make_prediction).
+// A backend only runs the network.
+//
 // Thread safety: a Classifier instance keeps scratch buffers and is NOT safe to
 // call from two threads at once; make one instance per thread (they may share a
 // Model). Instances of the fpga backend share one device and serialize on it.
@@ -11,6 +16,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -20,10 +26,13 @@
 namespace busi {
 
 struct Prediction {
+  // The first index of the maximum logit (the top-1 class of backends that
+  // report only that); an index into Model::class_names.
   int class_index = -1;
   std::string class_name;
-  // Softmax of the real-valued logits, one per class; empty when the backend
-  // only reports the top-1 index (an FPGA overlay ending in TopK).
+  // Softmax of the real-valued logits (int32 logits times Model::logit_scale),
+  // one per class; empty when the backend only reports the top-1 index (an
+  // FPGA overlay ending in TopK).
   std::vector<float> scores;
   // The raw int32 logits of integer backends; empty otherwise.
   std::vector<int32_t> logits;
@@ -38,6 +47,14 @@ struct ClassifierOptions {
   std::map<std::string, std::string> settings;
 };
 
+// What a backend's infer() hook produces for one image: exactly one of the
+// three is set.
+struct RawOutput {
+  std::vector<int32_t> logits;     // integer backends: model.num_classes() int32 logits
+  std::vector<float> real_logits;  // float backends: model.num_classes() logits
+  int top_class = -1;              // backends that report only the top-1 class
+};
+
 class Classifier {
  public:
   virtual ~Classifier() = default;
@@ -47,36 +64,36 @@ class Classifier {
   virtual std::string describe() const = 0;
   virtual const Model& model() const = 0;
 
-  // Classifies one pre-processed input of model().input size.
-  virtual Prediction classify(const Tensor8& input) = 0;
-  // Classifies a batch; backends that gain from batching (fpga) override it.
-  virtual std::vector<Prediction> classify_batch(const std::vector<Tensor8>& inputs);
+  // Classifies one pre-processed input. Throws image_error when its shape is
+  // not model().input (height x width, height * width pixels), before any
+  // inference: "<backend>: input is 5x4 (20 pixels); model <name> takes 255x255".
+  Prediction classify(const Tensor8& input);
+  // The same predictions as classify() on each input, in order. Every input is
+  // checked first: one bad input throws (the message names its index) and
+  // nothing runs. An empty batch returns no prediction. Backends that gain from
+  // batching (fpga) run the inputs together.
+  std::vector<Prediction> classify_batch(const std::vector<Tensor8>& inputs);
 
   // Convenience: decode + pre-process, then classify.
   Prediction classify_file(const std::filesystem::path& image);
   Prediction classify_pixels(const ImageView& image);
 
-  // Shared helper for backends: fills class_name (and scores from logits).
-  Prediction make_prediction(int class_index, std::vector<int32_t> logits = {},
-                             std::vector<float> real_logits = {}) const;
+ protected:
+  // The backend's one job: run the network on `inputs` (at least one, each
+  // already checked against model().input) and fill outputs[i] for inputs[i].
+  // Throws busi::error (device_error for a device fault) when it cannot.
+  virtual void infer(std::span<const Tensor8> inputs, std::span<RawOutput> outputs) = 0;
 };
 
 // The backends compiled into this build, in the order of the table.
 std::vector<std::string> available_backends();
 
 // Makes a classifier. Throws busi::error for an unknown backend name, listing
-// the known ones: "unknown backend 'fgpa'; available: cpu_int, cpu_ref, fpga".
+// the known ones: "unknown backend 'fgpa'; available: cpu_int, cpu_ref, fpga",
+// and for a setting the backend does not take; model_error when the model is
+// not of the kind the backend runs.
 std::unique_ptr<Classifier> make_classifier(const std::string& backend,
                                             const ClassifierOptions& options = {});
-
-// Helpers for backend factories.
-// The model a backend should run: options.model, else options.model_path, else
-// default_model_path(kind). Throws model_error when its kind is not `kind`.
-std::shared_ptr<const Model> resolve_model(const ClassifierOptions& options, ModelKind kind,
-                                           const std::string& backend);
-// Throws busi::error for a setting the backend does not know, listing the known ones.
-void check_settings(const ClassifierOptions& options, const std::string& backend,
-                    const std::vector<std::string>& known);
 
 // The model kind a backend runs (quantized for cpu_int and fpga, float for cpu_ref).
 ModelKind backend_model_kind(const std::string& backend);

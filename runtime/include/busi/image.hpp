@@ -49,9 +49,13 @@ struct DecodedImage {
 };
 
 // Decodes an encoded image held in memory; `name` labels errors. Throws
-// image_error (empty, truncated, corrupt, unknown format) or busi::error when
-// `decoder` is not part of this build.
-DecodedImage decode_image(std::span<const uint8_t> bytes, const std::string& name, ImageDecoder decoder);
+// image_error (empty, truncated, corrupt, unknown format, over the memory
+// limits of docs/limits.md) or busi::error when `decoder` is not part of this
+// build. With a target size (what load_image passes: the model input), a JPEG
+// too large to decode whole within the limit is decoded DCT-scaled (1/2, 1/4
+// or 1/8, never below the target) instead of being refused.
+DecodedImage decode_image(std::span<const uint8_t> bytes, const std::string& name, ImageDecoder decoder,
+                          int target_height = 0, int target_width = 0);
 
 // Decodes a file with default_decoder() and pre-processes it. Throws
 // image_error naming the file and the reason (missing, empty, not an image,

@@ -1,0 +1,42 @@
+#pragma once
+// The JSON pieces every result document shares (evaluation.cpp, pipeline.cpp):
+// one metrics object, one confusion-matrix object, NaN as null.
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "busi/metrics.hpp"
+
+namespace busi::report {
+
+using json = nlohmann::json;
+
+// JSON has no NaN: missing rates are null.
+inline json number(double v) { return std::isnan(v) ? json(nullptr) : json(v); }
+inline double number(const json& j) { return j.is_null() ? std::nan("") : j.get<double>(); }
+
+// {"classes": [...], "rows_true_columns_predicted": [[...], ...]}
+inline json confusion_json(const ConfusionMatrix& cm) {
+  json matrix = json::array();
+  for (std::size_t t = 0; t < cm.num_classes(); ++t) {
+    json row = json::array();
+    for (std::size_t p = 0; p < cm.num_classes(); ++p) row.push_back(cm.count(int(t), int(p)));
+    matrix.push_back(row);
+  }
+  return {{"classes", cm.class_names()}, {"rows_true_columns_predicted", matrix}};
+}
+
+// Adds the metrics of `cm` to `out`: labelled, correct, accuracy, recall
+// {class: rate}, confusion (confusion_json), sensitivity, specificity.
+inline void add_metrics(json& out, const ConfusionMatrix& cm) {
+  const auto rates = cm.normal_vs_abnormal();
+  out["labelled"] = cm.total();
+  out["correct"] = cm.correct();
+  out["accuracy"] = number(cm.accuracy());
+  out["recall"] = json::object();
+  for (std::size_t c = 0; c < cm.num_classes(); ++c) out["recall"][cm.class_names()[c]] = number(cm.recall(int(c)));
+  out["confusion"] = confusion_json(cm);
+  out["sensitivity"] = number(rates.sensitivity());
+  out["specificity"] = number(rates.specificity());
+}
+
+}  // namespace busi::report
