@@ -34,9 +34,6 @@ class scanner_augmenter:
         self.speckle, self.blur_sigma, self.p_blur = speckle, blur_sigma, p_blur
         self.p_calipers, self.p_text = p_calipers, p_text
 
-    def describe(self):
-        return {k: v for k, v in vars(self).items()} | {"flips": "h"}
-
     def __call__(self, images_u8, masks_u8, generator):
         n = images_u8.shape[0]
 

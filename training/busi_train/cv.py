@@ -161,12 +161,10 @@ class split_run:
         self.out.mkdir(parents=True, exist_ok=True)
         seed_everything(self.seed)
         gen = torch.Generator().manual_seed(self.seed)
-        stage_i, epoch = 0, 0
-        model, decoder, opt = self.build("float")
-        if state_path.exists():
-            st = torch.load(state_path, map_location="cpu")
-            stage_i, epoch = st["stage"], st["epoch"]
-            model, decoder, opt = self.build(self.stages()[stage_i][0])
+        st = torch.load(state_path, map_location="cpu") if state_path.exists() else None
+        stage_i, epoch = (st["stage"], st["epoch"]) if st else (0, 0)
+        model, decoder, opt = self.build(self.stages()[stage_i][0])
+        if st:
             model.load_state_dict(st["model"])
             if decoder:
                 decoder.load_state_dict(st["decoder"])
@@ -180,7 +178,6 @@ class split_run:
         counts = torch.bincount(labels, minlength=len(data.CLASSES)).float()
         ce_w = counts.sum() / (len(counts) * counts.clamp_min(1)) if self.recipe["class_weights"] else None
         aug_paper, aug_scanner = data.augmenter(), scanner_augmenter()
-        log = open(self.out / "log.jsonl", "a")
         while stage_i < len(self.stages()):
             stage, n_epochs, lr_max = self.stages()[stage_i]
             steps = math.ceil(s["epoch_images"] / s["batch"])
@@ -224,8 +221,8 @@ class split_run:
                 # Held-out figures every few epochs (each costs ~a fifth of an epoch).
                 if len(self.eval_idx) and (epoch % EVAL_EVERY == 0 or epoch == n_epochs):
                     rec.update(held_out_figures(ds, self.eval_idx, predict(model, ds.images[self.eval_idx])))
-                log.write(json.dumps(rec) + "\n")
-                log.flush()
+                with open(self.out / "log.jsonl", "a") as log:
+                    log.write(json.dumps(rec) + "\n")
                 print(self.out.name, json.dumps(rec), flush=True)
                 torch.save({"stage": stage_i, "epoch": epoch, "model": model.state_dict(),
                             "decoder": decoder.state_dict() if decoder else None,
@@ -236,8 +233,6 @@ class split_run:
                 if decoder:
                     decoder_next.load_state_dict(decoder.state_dict())
                 decoder = decoder_next
-                for g in opt.param_groups:
-                    g["lr"] = self.stages()[stage_i][2]
         if len(self.eval_idx):
             images = ds.images[self.eval_idx]
             np.savez(self.out / "predictions.npz", names=np.array([ds.names[i] for i in self.eval_idx]),

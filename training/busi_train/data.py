@@ -133,6 +133,16 @@ def write_split(name, items):
     (SPLIT_DIR / f"{name}.txt").write_text("".join(p + "\n" for p, _ in items))
 
 
+def files_key(paths, tag=""):
+    """A short hash of the files' names, sizes and modification times (and tag):
+    the key of a decode cache, which changes when any file does."""
+    h = hashlib.sha256(tag.encode())
+    for p in paths:
+        st = Path(p).stat()
+        h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
 def load_set(items, root=None, cache_dir=None):
     """Decodes items once into (uint8 tensor N x 1 x 255 x 255, int64 labels).
 
@@ -142,11 +152,7 @@ def load_set(items, root=None, cache_dir=None):
     labels = torch.tensor([lab for _, lab in items], dtype=torch.int64)
     key = None
     if cache_dir:
-        h = hashlib.sha256()
-        for p, _ in items:
-            st = (root / p).stat()
-            h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-        key = Path(cache_dir) / f"images-{h.hexdigest()[:16]}.npy"
+        key = Path(cache_dir) / f"images-{files_key([root / p for p, _ in items])}.npy"
         if key.exists():
             return torch.from_numpy(np.load(key)), labels
     images = np.stack([load_image(root / p) for p, _ in items])[:, None]

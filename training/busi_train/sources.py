@@ -11,7 +11,6 @@ used as they are, so a patient's views never straddle folds.
 Fold k of the protocol is BUSI fold k plus BUS-BRA kFold k (k = 1..4).
 """
 import csv
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,13 +38,6 @@ class dev_set:
     group: np.ndarray
     fold: np.ndarray
     names: list
-
-    def subset(self, keep):
-        keep = np.asarray(keep)
-        return dev_set(self.images[keep], self.masks[keep], self.labels[keep], self.source[keep],
-                       self.scanner[keep], self.group[keep], self.fold[keep],
-                       [n for n, k in zip(self.names, keep) if k] if keep.dtype == bool
-                       else [self.names[i] for i in keep])
 
 
 def shared_root():
@@ -91,14 +83,6 @@ def stratified_group_folds(labels, groups, n_folds=len(FOLDS), seed=0):
     return fold
 
 
-def _cache_key(paths, tag):
-    h = hashlib.sha256(tag.encode())
-    for p in paths:
-        st = Path(p).stat()
-        h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()[:16]
-
-
 def load_busi(root, mask_root):
     items = data.list_images(root)
     paths = [Path(root) / p for p, _ in items]
@@ -128,20 +112,18 @@ def load_busbra(root):
             "groups": np.array(groups), "folds": np.array(folds), "scanners": scanners, "names": names}
 
 
-def load_dev_set(shared=None, cache_dir=None, with_busbra=True):
+def load_dev_set(shared=None, cache_dir=None):
     """Both sources, decoded once (cached under cache_dir, keyed by the files'
     names, sizes and modification times)."""
     shared = Path(shared) if shared else shared_root()
     busi_root, mask_root, bra_root = shared / "busi", shared / "busi_masks", shared / "busbra"
-    for need in (busi_root, mask_root) + ((bra_root,) if with_busbra else ()):
+    for need in (busi_root, mask_root, bra_root):
         if not need.is_dir():
             raise FileNotFoundError(f"{need}: development data missing (see the README)")
     key = None
     if cache_dir:
         files = sorted(str(p) for d in (busi_root, mask_root) for p in d.rglob("*.png"))
-        if with_busbra:
-            files += [str(bra_root / "bus_data.csv")]
-        key = Path(cache_dir) / f"dev-{_cache_key(files, f'v1 busbra={with_busbra}')}.npz"
+        key = Path(cache_dir) / f"dev-{data.files_key(files + [bra_root / 'bus_data.csv'], 'v1')}.npz"
         if key.exists():
             z = np.load(key, allow_pickle=False)
             return dev_set(z["images"], z["masks"], z["labels"], z["source"], z["scanner"],
@@ -151,16 +133,14 @@ def load_dev_set(shared=None, cache_dir=None, with_busbra=True):
     parts = {"images": [b["images"]], "masks": [b["masks"]], "labels": [b["labels"]],
              "source": [np.array(["busi"] * n)], "scanner": [np.array([BUSI_SCANNER] * n)],
              "group": [b["groups"]], "fold": [b["folds"]]}
-    names = list(b["names"])
-    if with_busbra:
-        r = load_busbra(bra_root)
-        m = len(r["labels"])
-        offset = int(b["groups"].max()) + 1  # patient ids never collide with BUSI groups
-        for k, v in (("images", r["images"]), ("masks", r["masks"]), ("labels", r["labels"]),
-                     ("source", np.array(["busbra"] * m)), ("scanner", np.array(r["scanners"])),
-                     ("group", r["groups"] + offset), ("fold", r["folds"])):
-            parts[k].append(v)
-        names += r["names"]
+    r = load_busbra(bra_root)
+    m = len(r["labels"])
+    offset = int(b["groups"].max()) + 1  # patient ids never collide with BUSI groups
+    for k, v in (("images", r["images"]), ("masks", r["masks"]), ("labels", r["labels"]),
+                 ("source", np.array(["busbra"] * m)), ("scanner", np.array(r["scanners"])),
+                 ("group", r["groups"] + offset), ("fold", r["folds"])):
+        parts[k].append(v)
+    names = list(b["names"]) + r["names"]
     s = dev_set(*(np.concatenate(parts[k]) for k in
                   ("images", "masks", "labels", "source", "scanner", "group", "fold")), names)
     if key is not None:
