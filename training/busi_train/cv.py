@@ -53,7 +53,8 @@ RECIPES = {
                            "seg_weight": 0.5, "lesion_only_loss": ["busbra"]},
 }
 SCHEDULE = {"float_epochs": 10, "qat_epochs": 6, "epoch_images": 1000, "batch": 16,
-            "float_lr": 1e-3, "qat_lr": 2e-4, "lr_min": 1e-5, "wbits": 2, "abits": 4, "calib_images": 64}
+            "float_lr": 1e-3, "qat_lr": 2e-4, "lr_min": 1e-5, "wbits": 2, "abits": 4, "ends_wbits": None,
+            "calib_images": 64}
 EVAL_EVERY = 5
 
 
@@ -140,7 +141,7 @@ class split_run:
         if stage == "float":
             model = busi_net()
         else:
-            model = busi_net(s["wbits"], s["abits"])
+            model = busi_net(s["wbits"], s["abits"], s["ends_wbits"])
             if float_state is not None:
                 missing, _ = model.load_state_dict(float_state, strict=False)
                 assert all(".wq." in k or ".act." in k for k in missing), missing
@@ -266,7 +267,7 @@ def splits(ds, folds, hold_out_scanner, final):
 def cmd_train(args):
     ds = sources.load_dev_set(cache_dir=args.cache or None)
     schedule = dict(SCHEDULE)
-    for k in ("float_epochs", "qat_epochs", "epoch_images"):
+    for k in ("float_epochs", "qat_epochs", "epoch_images", "ends_wbits"):
         if getattr(args, k) is not None:
             schedule[k] = getattr(args, k)
     root = Path(args.out) / args.recipe
@@ -451,6 +452,8 @@ def main(argv=None):
     t.add_argument("--float-epochs", type=int)
     t.add_argument("--qat-epochs", type=int)
     t.add_argument("--epoch-images", type=int, help="images drawn per epoch")
+    t.add_argument("--ends-wbits", type=int, choices=(4, 8),
+                   help="weight bits of the first conv and the logit layer (default: as the others)")
     t.add_argument("--max-epochs", type=int, help="stop after this many epochs (a rerun resumes)")
     t.add_argument("--seed", type=int, default=1)
     t.add_argument("--threads", type=int, default=1)

@@ -93,7 +93,7 @@ def qonnx_model(model, name):
             qscale = w_scale.reshape(1, -1) if w_scale.size > 1 else w_scale.reshape(1)
         else:
             qscale = w_scale.reshape(-1, 1, 1, 1) if w_scale.size > 1 else w_scale.reshape(1)
-        wq = quant(_const(f"w{i}", w_float, inits), qscale, model.wbits, True, True)
+        wq = quant(_const(f"w{i}", w_float, inits), qscale, layer.wq.bits, True, True)
         out = f"l{i}_acc"
         if layer.kind == "conv":
             nodes.append(helper.make_node("Conv", [x, wq], [out], kernel_shape=[3, 3],

@@ -61,13 +61,13 @@ def quantized_layers(model):
         kind = layer.kind
         if layer.last:
             assert w_scale.size == 1
-            out.append({"type": kind, "weights": w_int, "weight_bits": model.wbits})
+            out.append({"type": kind, "weights": w_int, "weight_bits": layer.wq.bits})
             return out, float(w_scale[0] * in_scale)
         k, m = _bn_affine(layer.bn)
         act_scale = float(layer.act.scale.clamp_min(1e-8).double())
         t, flip = thresholds_for(k, m, w_scale, in_scale, act_scale, model.abits)
         w_int[flip] = -w_int[flip]
-        out.append({"type": kind, "weights": w_int, "weight_bits": model.wbits,
+        out.append({"type": kind, "weights": w_int, "weight_bits": layer.wq.bits,
                     "thresholds": t, "act_bits": model.abits})
         if i < len(POOLED) and POOLED[i]:
             out.append({"type": "maxpool", "kernel": 2})

@@ -45,17 +45,23 @@ class qlayer(nn.Module):
 
 
 class busi_net(nn.Module):
-    def __init__(self, wbits=None, abits=None):
+    """ends_wbits: weight bits of the first conv and the logit layer when they
+    differ from wbits (FINN sets bit widths per layer; the two ends hold the
+    fewest weights and see the raw pixels and produce the logits)."""
+
+    def __init__(self, wbits=None, abits=None, ends_wbits=None):
         super().__init__()
         assert (wbits is None) == (abits is None), "quantize both weights and activations or neither"
-        self.wbits, self.abits = wbits, abits
+        assert ends_wbits is None or wbits is not None, "ends_wbits needs a quantized network"
+        self.wbits, self.abits, self.ends_wbits = wbits, abits, ends_wbits
+        ends = ends_wbits or wbits
+        n_conv, n_dense = len(CONV_CHANNELS) - 1, len(DENSE_FEATURES) - 1
         self.convs = nn.ModuleList(
-            qlayer("conv", CONV_CHANNELS[i], CONV_CHANNELS[i + 1], wbits, abits)
-            for i in range(len(CONV_CHANNELS) - 1))
-        n_dense = len(DENSE_FEATURES) - 1
+            qlayer("conv", CONV_CHANNELS[i], CONV_CHANNELS[i + 1], ends if i == 0 else wbits, abits)
+            for i in range(n_conv))
         self.dense = nn.ModuleList(
-            qlayer("dense", DENSE_FEATURES[i], DENSE_FEATURES[i + 1], wbits, abits,
-                   last=(i == n_dense - 1))
+            qlayer("dense", DENSE_FEATURES[i], DENSE_FEATURES[i + 1],
+                   ends if i == n_dense - 1 else wbits, abits, last=(i == n_dense - 1))
             for i in range(n_dense))
 
     @property

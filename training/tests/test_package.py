@@ -33,11 +33,11 @@ def test_packing_rejects_out_of_range():
         pack_signed([-128], 8)
 
 
-def random_trained_like(wbits, abits, seed):
+def random_trained_like(wbits, abits, seed, ends_wbits=None):
     """A quantized network with random weights, BatchNorm statistics and some
     negative and zero BatchNorm scales, calibrated on random images."""
     torch.manual_seed(seed)
-    model = busi_net(wbits, abits)
+    model = busi_net(wbits, abits, ends_wbits)
     with torch.no_grad():
         for layer in model.layers():
             if layer.last:
@@ -56,10 +56,13 @@ def random_trained_like(wbits, abits, seed):
     return model
 
 
-@pytest.mark.parametrize("wbits,abits", [(2, 4), (4, 2), (8, 8)])
-def test_integer_reference_equals_the_pytorch_quantized_forward(wbits, abits):
-    model = random_trained_like(wbits, abits, seed=wbits * 10 + abits)
+@pytest.mark.parametrize("wbits,abits,ends_wbits", [(2, 4, None), (4, 2, None), (8, 8, None), (2, 4, 8)])
+def test_integer_reference_equals_the_pytorch_quantized_forward(wbits, abits, ends_wbits):
+    model = random_trained_like(wbits, abits, seed=wbits * 10 + abits, ends_wbits=ends_wbits)
     layers, scale = fold.quantized_layers(model)
+    weighted = [l for l in layers if l["type"] != "maxpool"]
+    ends = ends_wbits or wbits
+    assert [l["weight_bits"] for l in weighted] == [ends] + [wbits] * (len(weighted) - 2) + [ends]
     assert any((l.get("thresholds") is not None) and
                (l["thresholds"] == fold.INT32_MIN).any() for l in layers)
     blob = package.build_package("t", "quantized", layers, {"test": True}, logit_scale=scale)
