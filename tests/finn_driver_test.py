@@ -37,6 +37,7 @@ if not (busi_dir / "benign").is_dir():
 try:
     import numpy as np
     import pynq
+    from pynq.pl_server.hwh_parser import _HWHZynq
     from finn_examples.driver import FINNExampleOverlay  # also puts finn-examples' qonnx subset in sys.modules
     from qonnx.core.datatype import DataType
 except ImportError as missing:
@@ -101,9 +102,14 @@ def main():
             assert isinstance(device, EmulatedPynqZ1), pynq.Device.devices
             bitfile = str(overlay / description["bitstream"])
             started = time.monotonic()
-            ip_dict = device.get_bitfile_metadata(bitfile).ip_dict  # pynq's own .hwh parser
-            for dma, base in ((description["input"]["dma"], 0x43C00000), (description["output"]["dma"], 0x43C10000)):
-                assert (ip_dict[dma]["phys_addr"], ip_dict[dma]["addr_range"]) == (base, 0x10000), ip_dict[dma]
+            # pynq's two .hwh parsers: pynqmetadata's (Overlay's), and pynq.pl_server.hwh_parser.HWH
+            # (partial regions; pynq 2.x's only one), which is _HWHZynq on a Zynq-7000 and an
+            # abstract base that cannot parse on x86 (hwh_parser.py:657-662).
+            for parser in (device.get_bitfile_metadata(bitfile), _HWHZynq(hwh_name=str(overlay / description["hwh"]))):
+                for dma, base in ((description["input"]["dma"], 0x43C00000),
+                                  (description["output"]["dma"], 0x43C10000)):
+                    found = parser.ip_dict[dma]
+                    assert (found["phys_addr"], found["addr_range"]) == (base, 0x10000), (type(parser), found)
             pynq.Bitstream(bitfile).download()  # pynq's .bit -> .bin into the emulator's fpga_manager
             accelerator = FINNExampleOverlay(bitfile, "zynq-iodma", io_shape_dict(description),
                                              batch_size=len(images), fclk_mhz=0, download=False)
