@@ -64,14 +64,13 @@ def start_board(work, overlay):
 
 
 def io_shape_dict(overlay_json):
-    """FINN's io_shape_dict for the overlay: overlay.json is written from it by
-    overlays/build.py (see overlays/README.md), so this is the inverse."""
-    def side(key):
-        return overlay_json["input" if key == "i" else "output"]
-    shapes = {f"{k}shape_{form}": [tuple(side(k)[f"shape_{form}"])] for k in "io"
+    """FINN's io_shape_dict for the overlay: the inverse of overlays/build.py's
+    io_description, which writes overlay.json from the driver FINN generated."""
+    sides = {"i": overlay_json["input"], "o": overlay_json["output"]}
+    shapes = {f"{k}shape_{form}": [tuple(side[f"shape_{form}"])] for k, side in sides.items()
               for form in ("normal", "folded", "packed")}
-    return {"idt": [DataType[side("i")["datatype"]]], "odt": [DataType[side("o")["datatype"]]], **shapes,
-            "input_dma_name": [side("i")["dma"]], "output_dma_name": [side("o")["dma"]],
+    return {"idt": [DataType[sides["i"]["datatype"]]], "odt": [DataType[sides["o"]["datatype"]]], **shapes,
+            "input_dma_name": [sides["i"]["dma"]], "output_dma_name": [sides["o"]["dma"]],
             "number_of_external_weights": 0, "num_inputs": 1, "num_outputs": 1}
 
 

@@ -45,7 +45,8 @@ from pynqmetadata.frontends import Metadata
 ROOT_VARIABLE = "PYNQ_EMU_ROOT"
 # u-dma-buf's sync_direction: 0 both ways (what busi-infer's fpga backend writes too)
 _BIDIRECTIONAL = 0
-# pynq.allocate's buffers start on cache-line multiples; 64 bytes is an A9 line twice over
+# Buffers never share a cache line (the Cortex-A9's is 32 bytes), so on a board
+# one buffer's invalidate could not drop another's unflushed writes.
 _ALIGNMENT = 64
 
 
@@ -117,10 +118,13 @@ class EmulatedPynqZ1(Device):
 
     # --- buffers ----------------------------------------------------------------------
     def allocate(self, shape, dtype, **kwargs):
-        """A PynqBuffer in the u-dma-buf region (never coherent on this board).
+        """A PynqBuffer in the u-dma-buf region.
 
-        Buffers are carved from the region in order and not reused: enough for
-        a driver that allocates once per batch size, as FINN's does."""
+        Always cacheable and not coherent (flush and invalidate do work), as
+        u-dma-buf maps it and as FINN's zynq-iodma driver asks (cacheable=True);
+        the `cacheable` keyword is accepted and changes nothing. Buffers are
+        carved from the region in order and not reused: enough for a driver
+        that allocates once per batch size, as FINN's does."""
         dtype = np.dtype(dtype)
         nbytes = int(np.prod(shape)) * dtype.itemsize
         offset = self._next_free
