@@ -41,7 +41,7 @@ try:
     from finn_examples.driver import FINNExampleOverlay  # also puts finn-examples' qonnx subset in sys.modules
     from qonnx.core.datatype import DataType
 except ImportError as missing:
-    skip(f"{missing.name} is not installed here ({sys.executable}); "
+    skip(f"{missing.name or missing} is not importable here ({sys.executable}); "
          "scripts/install-python-deps.sh installs pynq and finn-examples into .venv")
 try:
     import busi_infer  # the project's own pre-processing (gray-area-v1), from the build tree
