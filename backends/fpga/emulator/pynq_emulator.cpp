@@ -310,35 +310,66 @@ void pynq_emulator::run_batch() {
 
 void write_emulated_hardware(const overlay_description& overlay, uint64_t idma_base, uint64_t odma_base) {
   std::ofstream hwh(overlay.hwh, std::ios::trunc);
+  // The layout of Vivado's hand-off, reduced to what readers of it use: the
+  // runtime (the processing system's MEMRANGEs, its FCLK parameters) and PYNQ's
+  // parser (pynqmetadata), which also needs EXTERNALPORTS, all four
+  // PCW_FPGA_FCLK<i>_ENABLE, and the AXI bus interfaces the MEMRANGEs name (an
+  // IP is in pynq's ip_dict only when its s_axi_control is an aximm target
+  // that the PS's M_AXI_GP0 initiator reaches). Ports, port maps, the
+  // interconnects and the register maps are left out; PYNQ does not need them.
   const auto range = [&](const std::string& instance, uint64_t base) {
     return "        <MEMRANGE ADDRESSBLOCK=\"Reg\" BASENAME=\"C_S_AXI_CONTROL_BASEADDR\" BASEVALUE=\"" + hex(base) +
            "\" HIGHNAME=\"C_S_AXI_CONTROL_HIGHADDR\" HIGHVALUE=\"" + hex(base + 0xFFFF) + "\" INSTANCE=\"" + instance +
            "\" IS_DATA=\"TRUE\" IS_INSTRUCTION=\"TRUE\" MASTERBUSINTERFACE=\"M_AXI_GP0\" MEMTYPE=\"REGISTER\" "
            "SLAVEBUSINTERFACE=\"s_axi_control\"/>\n";
   };
+  const auto bus = [](const std::string& name, const char* type) {
+    return "        <BUSINTERFACE BUSNAME=\"" + name + "\" NAME=\"" + name + "\" TYPE=\"" + type +
+           "\" VLNV=\"xilinx.com:interface:aximm:1.0\"/>\n";
+  };
   // Vivado writes a UTF-8 byte-order mark before the declaration; so does this.
   hwh << "\xEF\xBB\xBF<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"no\" ?>\n"
-      << "<!-- Written by busi-infer's emulated PYNQ-Z1 (not by Vivado): only what the runtime reads. -->\n"
+      << "<!-- Written by busi-infer's emulated PYNQ-Z1 (not by Vivado): what the runtime and PYNQ read. -->\n"
       << "<EDKSYSTEM EDWVERSION=\"1.2\" VIVADOVERSION=\"2022.2\">\n"
-      << "  <SYSTEMINFO ARCH=\"zynq\" DEVICE=\"7z020\" PACKAGE=\"clg400\" SPEEDGRADE=\"-1\"/>\n"
+      << "  <SYSTEMINFO ARCH=\"zynq\" DEVICE=\"7z020\" NAME=\"" << overlay.name
+      << "\" PACKAGE=\"clg400\" SPEEDGRADE=\"-1\"/>\n"
+      << "  <EXTERNALPORTS/>\n"
+      << "  <EXTERNALINTERFACES/>\n"
       << "  <MODULES>\n"
       << "    <MODULE FULLNAME=\"/processing_system7_0\" INSTANCE=\"processing_system7_0\" "
          "MODTYPE=\"processing_system7\" VLNV=\"xilinx.com:ip:processing_system7:5.5\">\n"
-      << "      <PARAMETERS>\n"
-      << "        <PARAMETER NAME=\"PCW_FPGA0_PERIPHERAL_FREQMHZ\" VALUE=\"" << overlay.fclk_mhz << "\"/>\n"
-      << "        <PARAMETER NAME=\"PCW_FCLK0_PERIPHERAL_DIVISOR0\" VALUE=\"10\"/>\n"
-      << "        <PARAMETER NAME=\"PCW_FCLK0_PERIPHERAL_DIVISOR1\" VALUE=\"1\"/>\n"
-      << "      </PARAMETERS>\n"
+      << "      <PARAMETERS>\n";
+  for (int clock = 0; clock < 4; ++clock) {
+    const std::string i = std::to_string(clock);
+    hwh << "        <PARAMETER NAME=\"PCW_FPGA" << i << "_PERIPHERAL_FREQMHZ\" VALUE=\""
+        << (clock == 0 ? overlay.fclk_mhz : 0.0) << "\"/>\n"
+        << "        <PARAMETER NAME=\"PCW_FCLK" << i << "_PERIPHERAL_DIVISOR0\" VALUE=\"10\"/>\n"
+        << "        <PARAMETER NAME=\"PCW_FCLK" << i << "_PERIPHERAL_DIVISOR1\" VALUE=\"1\"/>\n"
+        << "        <PARAMETER NAME=\"PCW_FPGA_FCLK" << i << "_ENABLE\" VALUE=\"" << (clock == 0) << "\"/>\n";
+  }
+  hwh << "      </PARAMETERS>\n"
+      << "      <BUSINTERFACES>\n"
+      << bus("M_AXI_GP0", "MASTER") << bus("S_AXI_HP0", "SLAVE")
+      << "      </BUSINTERFACES>\n"
       << "      <MEMORYMAP>\n"
       << range(overlay.input.dma, idma_base) << range(overlay.output.dma, odma_base)
-      << "        <MEMRANGE BASEVALUE=\"0x00000000\" HIGHVALUE=\"0x1FFFFFFF\" INSTANCE=\"ps7_ddr_0\" "
-         "MEMTYPE=\"MEMORY\"/>\n"
       << "      </MEMORYMAP>\n"
       << "    </MODULE>\n";
-  for (const auto& [instance, base] :
-       {std::pair{overlay.input.dma, idma_base}, std::pair{overlay.output.dma, odma_base}})
+  // Each IODMA: its control interface, and (as in Vivado's file) the DDR it
+  // reaches through the PS's HP0 port in its own memory map.
+  for (const auto& instance : {overlay.input.dma, overlay.output.dma})
     hwh << "    <MODULE FULLNAME=\"/" << instance << "\" INSTANCE=\"" << instance
-        << "\" MODTYPE=\"StreamingDataflowPartition_IODMA\" VLNV=\"xilinx.com:hls:IODMA:1.0\"/>\n";
+        << "\" MODTYPE=\"StreamingDataflowPartition_IODMA\" VLNV=\"xilinx.com:hls:IODMA:1.0\">\n"
+        << "      <BUSINTERFACES>\n"
+        << bus("s_axi_control", "SLAVE") << bus("m_axi_gmem0", "MASTER")
+        << "      </BUSINTERFACES>\n"
+        << "      <MEMORYMAP>\n"
+        << "        <MEMRANGE ADDRESSBLOCK=\"HP0_DDR_LOWOCM\" BASENAME=\"C_BASEADDR\" BASEVALUE=\"0x00000000\" "
+           "HIGHNAME=\"C_HIGHADDR\" HIGHVALUE=\"0x1FFFFFFF\" INSTANCE=\"processing_system7_0\" IS_DATA=\"TRUE\" "
+           "IS_INSTRUCTION=\"TRUE\" MASTERBUSINTERFACE=\"m_axi_gmem0\" MEMTYPE=\"MEMORY\" "
+           "SLAVEBUSINTERFACE=\"S_AXI_HP0\"/>\n"
+        << "      </MEMORYMAP>\n"
+        << "    </MODULE>\n";
   hwh << "  </MODULES>\n</EDKSYSTEM>\n";
   if (!hwh) throw device_error(EIO, "emulator: cannot write " + overlay.hwh.string());
 
