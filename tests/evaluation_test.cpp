@@ -473,6 +473,10 @@ TEST_F(Evaluation, DashboardRendersInHeadlessChromium) {
   const std::string text(dom_bytes.begin(), dom_bytes.end());
   EXPECT_NE(text.find("<svg data-chart=\"pareto\""), std::string::npos);
   EXPECT_NE(text.find("test dashboard"), std::string::npos);
+  // The clinical section from the per-image scores: ROC curves, reliability, thumbnails.
+  for (const char* chart : {"data-chart=\"roc-abnormal\"", "data-chart=\"roc-malignant\"", "data-chart=\"reliability\"",
+                            "<img src=\"data:image/png;base64,"})
+    EXPECT_NE(text.find(chart), std::string::npos) << chart;
   for (const auto& run : report.runs) {
     std::ostringstream accuracy;
     accuracy << std::fixed << std::setprecision(1) << 100 * run.confusion.accuracy() << "%";

@@ -601,7 +601,7 @@ svg line.chance { stroke: #bbb; stroke-dasharray: 3 3; } svg polyline.roc { fill
 svg circle.operating-point { fill: #d62728; stroke: white; stroke-width: 1.5; }
 .charts { display: flex; flex-wrap: wrap; gap: 16px; } figure.small { margin: 4px 0; } figure.small figcaption { font-size: 12px; max-width: 340px; }
 .gallery { display: flex; flex-wrap: wrap; gap: 8px; }
-figure.thumb { margin: 0; width: 110px; font-size: 10px; } figure.thumb img { display: block; image-rendering: pixelated; }
+figure.thumb { margin: 0; width: 110px; } figure.thumb figcaption { font-size: 10px; font-weight: normal; } figure.thumb img { display: block; image-rendering: pixelated; }
 figure.thumb[data-kind="refused"] img { outline: 3px solid #d62728; } .missing { width: 96px; height: 96px; background: #eee; }
 )";
 
