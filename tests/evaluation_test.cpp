@@ -307,6 +307,14 @@ TEST_F(ClinicalReport, SeenImagesAreReportedAndScoredApart) {
   EXPECT_NE(text.find("over 12 labelled images, 3 of which the model was trained on"), std::string::npos) << text;
   EXPECT_NE(text.find("on the 9 it never saw: accuracy "), std::string::npos) << text;
   EXPECT_NE(busi::accuracy_summary(run.confusion, std::nullopt).find("does not record"), std::string::npos);
+  const std::string csv = busi::report_csv(report_);
+  const auto row = csv_fields(csv.substr(csv.find('\n') + 1, csv.find('\n', csv.find('\n') + 1) - csv.find('\n') - 1));
+  const auto columns = csv_fields(csv.substr(0, csv.find('\n')));
+  const auto column = [&](const std::string& name) {
+    return row.at(std::size_t(std::find(columns.begin(), columns.end(), name) - columns.begin()));
+  };
+  EXPECT_EQ(column("seen_images"), "3");
+  EXPECT_EQ(column("unseen_labelled"), "9");
 }
 
 // The clinical charts, checked against figures computed here from the same

@@ -359,7 +359,7 @@ std::string report_csv(const EvaluationReport& report) {
          "power_source,power_estimate,watts,joules,joules_per_image";
   for (const auto& t : classes)
     for (const auto& p : classes) out << ",c_" << t << "_" << p;
-  out << "\n";
+  out << ",seen_images,unseen_labelled,unseen_accuracy,unseen_sensitivity,unseen_specificity\n";
   for (const auto& run : report.runs) {
     const auto& cm = run.confusion;
     const auto rates = cm.normal_vs_abnormal();
@@ -375,6 +375,14 @@ std::string report_csv(const EvaluationReport& report) {
         << csv_number(run.joules_per_image());
     for (std::size_t t = 0; t < cm.num_classes(); ++t)
       for (std::size_t p = 0; p < cm.num_classes(); ++p) out << ',' << cm.count(int(t), int(p));
+    if (run.unseen) {
+      const auto unseen = run.unseen->normal_vs_abnormal();
+      out << ',' << std::count(run.seen.begin(), run.seen.end(), true) << ',' << run.unseen->total() << ','
+          << csv_number(run.unseen->accuracy()) << ',' << csv_number(unseen.sensitivity()) << ','
+          << csv_number(unseen.specificity());
+    } else {
+      out << ",,,,,";
+    }
     out << "\n";
   }
   return out.str();
