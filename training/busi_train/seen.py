@@ -13,8 +13,8 @@ docs/training.md reports. A package whose provenance names another training spli
 """
 import argparse
 import hashlib
-import struct
 import json
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -35,18 +35,19 @@ def training_split_of(package_bytes):
     return provenance.get("split_sha256", {}).get("train")
 
 
-def main():
+def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("packages", nargs="+", type=Path)
     p.add_argument("--split", default="train", help="committed split the models were trained on")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     split_sha = hashlib.sha256((data.SPLIT_DIR / f"{args.split}.txt").read_bytes()).hexdigest()
-    hashes = split_hashes(args.split)
-    for path in args.packages:
-        before = path.read_bytes()
+    packages = {path: path.read_bytes() for path in args.packages}
+    for path, before in packages.items():  # every package checked before any image is read
         if training_split_of(before) != split_sha:
             raise SystemExit(f"{path}: its provenance names training split {training_split_of(before)}, "
-                             f"not {args.split}.txt ({split_sha}); not written")
+                             f"not {args.split}.txt ({split_sha}); nothing written")
+    hashes = split_hashes(args.split)
+    for path, before in packages.items():
         path.write_bytes(package.with_seen_images(before, hashes))
         print(f"{path}: seen_images = {len(np.unique(hashes))} distinct hashes of {len(hashes)} "
               f"{args.split} images")

@@ -175,3 +175,15 @@ def test_with_seen_images_adds_the_block_and_changes_nothing_else():
     assert package.with_seen_images(added, hashes) == added
     assert package.build_package("m", "quantized", layers, {"note": "x"}, logit_scale=scale,
                                  seen_hashes=hashes) == added
+
+
+def test_seen_refuses_a_package_trained_on_another_split(tmp_path):
+    from busi_train import seen
+    model = busi_net(2, 4)
+    layers, scale = fold.quantized_layers(model)
+    other = tmp_path / "other.bqnn"
+    other.write_bytes(package.build_package("m", "quantized", layers, {"split_sha256": {"train": "abc"}},
+                                            logit_scale=scale))
+    with pytest.raises(SystemExit, match="names training split abc, not train.txt"):
+        seen.main([str(other)])
+    assert seen.training_split_of(other.read_bytes()) == "abc"  # untouched
