@@ -248,10 +248,11 @@ std::string confusion_table(const Row& row) {
       const double share = total > 0 ? double(n) / total : 0;
       html << "<td style=\"background: rgba(31,119,180," << fixed(0.08 + 0.8 * share, 2) << ")\">" << n << "</td>";
     }
-    html << "<td>" << percent_text(cm.recall(int(t))) << "</td></tr>\n";
+    html << "<td>" << rate_ci(cm.count(int(t), int(t)), cm.class_total(int(t))) << "</td></tr>\n";
   }
-  html << "</table><p>accuracy " << percent_text(cm.accuracy()) << " &middot; normal-vs-abnormal sensitivity "
-       << percent_text(rates.sensitivity()) << ", specificity " << percent_text(rates.specificity()) << "</p></div>\n";
+  html << "</table><p>accuracy " << rate_ci(cm.correct(), cm.total()) << " &middot; normal-vs-abnormal sensitivity "
+       << rate_ci(rates.true_positive, rates.true_positive + rates.false_negative) << ", specificity "
+       << rate_ci(rates.true_negative, rates.true_negative + rates.false_positive) << "</p></div>\n";
   return html.str();
 }
 
