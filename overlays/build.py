@@ -12,14 +12,53 @@ Then copy overlays/busi-w2a4 to the board and run
   busi-infer --backend fpga --overlay overlays/busi-w2a4 --model busi-w2a4.bqnn images/
 
 The QONNX model (training/busi_train/export.py) takes raw pixels, annotated
-UINT8, divides by 255 inside, and ends in TopK(k=1), so FINN's default steps
-turn it into a dataflow graph whose output is one class index per image.
+UINT8, divides by 255 inside, and ends in TopK(k=1). By default (--output logits)
+build.py first drops that TopK (logits_graph), so the accelerator's output DMA
+carries the last layer's three integer accumulators per image: the fpga backend
+then computes the same scores, calibration, gate and referral as cpu_int. The
+weight scale of that layer (the package's logit_scale) becomes a Mul that FINN's
+streamlining moves behind the MatMul and its dataflow partition leaves outside the
+accelerator; busi-infer applies logit_scale itself. --output top1 keeps the TopK:
+one UINT8 class index per image, 11 bytes fewer, and no verdict (busi-infer
+reports "unavailable": a top-1 index cannot be calibrated or referred).
 """
 import argparse
 import ast
 import json
 import shutil
 from pathlib import Path
+
+
+def logits_graph(qonnx_in: Path, qonnx_out: Path) -> str:
+    """Writes the QONNX model without its final TopK: the graph's output becomes
+    the TopK's input, the last MatMul's output (one logit per class). Returns that
+    tensor's name. Only plain onnx is needed, so this runs (and is tested) outside FINN."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(qonnx_in))
+    graph = model.graph
+    topk = graph.node[-1]
+    if topk.op_type != "TopK" or [o.name for o in graph.output] != [topk.output[1]]:
+        raise SystemExit(f"{qonnx_in}: expected the graph to end in a TopK giving its only output; "
+                         f"it ends in {topk.op_type}")
+    logits = topk.input[0]
+    matmul = next(n for n in graph.node if logits in n.output)
+    if matmul.op_type != "MatMul":
+        raise SystemExit(f"{qonnx_in}: the TopK's input comes from {matmul.op_type}, not the last MatMul")
+    # Classes = the last dimension of the MatMul's weights (an initializer behind a Quant).
+    inits = {i.name: i for i in graph.initializer}
+    weight_quant = next((n for n in graph.node if matmul.input[1] in n.output), None)
+    weights = inits[weight_quant.input[0] if weight_quant is not None else matmul.input[1]]
+    classes = int(numpy_helper.to_array(weights).shape[-1])
+    graph.node.remove(topk)
+    for init in [i for i in graph.initializer if i.name == topk.input[1]]:  # TopK's k
+        graph.initializer.remove(init)
+    del graph.output[:]
+    graph.output.append(helper.make_tensor_value_info(logits, onnx.TensorProto.FLOAT, [1, classes]))
+    onnx.checker.check_model(model)
+    onnx.save(model, str(qonnx_out))
+    return logits
 
 
 def io_description(driver_py: Path, name: str, model: str, bitstream: str, fclk_mhz: float, folding: str) -> dict:
@@ -67,6 +106,9 @@ def main():
     p.add_argument("--folding", default="folding_3fps.json", help="folding file inside the overlay folder")
     p.add_argument("--fclk-mhz", type=float, default=100.0)
     p.add_argument("--output-dir", default=None, help="FINN build folder (default: build/finn-<overlay name>)")
+    p.add_argument("--output", choices=("logits", "top1"), default="logits",
+                   help="what the accelerator returns per image: the int32 logits (default; busi-infer "
+                        "refers and calibrates as on the CPU) or the TopK class index (cannot refer)")
     args = p.parse_args()
 
     # Imported here so --help works outside FINN's container.
@@ -76,6 +118,11 @@ def main():
     overlay = Path(args.overlay).resolve()
     name = overlay.name
     out = Path(args.output_dir or f"build/finn-{name}").resolve()
+    model = Path(args.model)
+    if args.output == "logits":
+        out.mkdir(parents=True, exist_ok=True)
+        model = out / f"{name}-logits.qonnx.onnx"
+        logits_graph(Path(args.model), model)
     cfg = build_cfg.DataflowBuildConfig(
         output_dir=str(out),
         synth_clk_period_ns=1000.0 / args.fclk_mhz,
@@ -89,7 +136,7 @@ def main():
             build_cfg.DataflowOutputType.DEPLOYMENT_PACKAGE,
         ],
     )
-    build.build_dataflow_cfg(args.model, cfg)
+    build.build_dataflow_cfg(str(model), cfg)
 
     bit = next((out / "bitfile").glob("*.bit"))
     hwh = next((out / "bitfile").glob("*.hwh"))

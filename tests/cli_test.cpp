@@ -265,3 +265,38 @@ TEST(Cli, ClassifiesBusiWithTheDefaultModel) {
 
 }  // namespace
 }  // namespace busi
+
+namespace busi {
+namespace {
+
+// The shipped model records its 624 training images: given one of them and one
+// validation image, busi-infer says which it was trained on and scores the other
+// apart, in JSON, CSV and on screen.
+TEST(Cli, SaysWhichImagesTheModelWasTrainedOn) {
+  BUSI_REQUIRE_DATA();
+  const auto data = test::busi_data_dir();
+  // "benign (1).png" is in training/splits/train.txt, "benign (102).png" in val.txt.
+  const std::string images = quote((data / "benign/benign (1).png").string()) + " " +
+                             quote((data / "benign/benign (102).png").string());
+  const CliRun json = busi_infer("--format json " + images);
+  ASSERT_EQ(json.exit_code, 0) << json.out;
+  const auto doc = nlohmann::json::parse(json.out);
+  EXPECT_EQ(doc["images"][0]["seen"], true);
+  EXPECT_EQ(doc["images"][1]["seen"], false);
+  EXPECT_EQ(doc["summary"]["seen_images"], 1);
+  EXPECT_EQ(doc["summary"]["unseen"]["labelled"], 1);
+  EXPECT_EQ(doc["summary"]["labelled"], 2);
+  const CliRun table = busi_infer(images);
+  EXPECT_NE(table.out.find("benign (1).png\tbenign"), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find("(trained on)"), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find("over 2 labelled images, 1 of which the model was trained on"), std::string::npos)
+      << table.out;
+  EXPECT_NE(table.out.find("on the 1 it never saw: accuracy "), std::string::npos) << table.out;
+  const CliRun csv = busi_infer("--format csv " + images);
+  EXPECT_NE(csv.out.find(",seen,error\n"), std::string::npos) << csv.out;
+  EXPECT_NE(csv.out.find(",yes,\n"), std::string::npos) << csv.out;
+  EXPECT_NE(csv.out.find(",no,\n"), std::string::npos) << csv.out;
+}
+
+}  // namespace
+}  // namespace busi

@@ -55,7 +55,7 @@ class Conformance : public ::testing::TestWithParam<std::string> {
   void SetUp() override {
     model_ = model_for(GetParam());
 #ifdef BUSI_TEST_HAS_FPGA
-    if (GetParam() == "fpga") board_ = std::make_unique<fpga::board>(fpga::board_setup{model_, /*logits=*/true});
+    if (GetParam() == "fpga") board_ = std::make_unique<fpga::board>(fpga::board_setup{model_});
 #endif
   }
 

@@ -18,7 +18,10 @@ namespace busi::fpga {
 
 struct board_setup {
   std::shared_ptr<const Model> model;
-  bool logits = false;
+  // The shipped overlays return the int32 logits; top1 = true builds the
+  // description FINN writes for the model with its TopK kept (build.py --output top1).
+  bool top1 = false;
+  std::string overlay = "busi-w2a4";  // the folder under overlays/ whose description is used
   std::string folding = "folding_fast.json";
   emu::fault_options faults;
   std::size_t dma_bytes = 16u << 20;
@@ -32,21 +35,14 @@ class board {
     namespace fs = std::filesystem;
     overlay_ = dir_ / "overlay";
     fs::create_directories(overlay_);
-    const fs::path shipped = fs::path(BUSI_SOURCE_DIR) / "overlays/busi-w2a4";
+    const fs::path shipped = fs::path(BUSI_SOURCE_DIR) / "overlays" / setup.overlay;
     for (const char* f : {"folding_3fps.json", "folding_fast.json"}) fs::copy(shipped / f, overlay_ / f);
     nlohmann::json j = nlohmann::json::parse(std::ifstream(shipped / "overlay.json"));
     j["model"] = model_->name;
     j["folding"] = setup.folding;
-    if (setup.logits) {
-      // FINN without the TopK: the last MVAU's accumulators, PE = 1.
-      const int classes = int(model_->num_classes());
-      j["output"] = {{"dma", "odma0"},
-                     {"kind", "logits"},
-                     {"datatype", "INT32"},
-                     {"shape_normal", {1, classes}},
-                     {"shape_folded", {1, classes, 1}},
-                     {"shape_packed", {1, classes, 4}}};
-    }
+    if (setup.top1)  // FINN with the TopK: one UINT8 class index per image.
+      j["output"] = {{"dma", "odma0"},          {"kind", "top1"},         {"datatype", "UINT8"},
+                     {"shape_normal", {1, 1}}, {"shape_folded", {1, 1, 1}}, {"shape_packed", {1, 1, 1}}};
     std::ofstream(overlay_ / "overlay.json") << j.dump(2);
     emu::write_emulated_hardware(overlay_description::load(overlay_));
     root_ = dir_ / "root";

@@ -2,6 +2,7 @@
 // identical inputs per backend, metrics, power labelling, JSON/CSV round trip,
 // the dashboard's content, and the dashboard rendered by headless Chromium.
 #include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
 
 #include <gtest/gtest.h>
 #include <algorithm>
@@ -18,6 +19,7 @@
 #include "busi/evaluation.hpp"
 #include "busi/pipeline.hpp"
 #include "busi/random_model.hpp"
+#include "busi/seen_images.hpp"
 #include "test_support.hpp"
 
 namespace {
@@ -246,6 +248,179 @@ TEST_F(Evaluation, DashboardShowsEveryRun) {
             std::string::npos);
 }
 
+// A report as busi-eval --per-image writes it, from a quantized model whose
+// package records 3 of the 12 images as seen, with what a schema-3 backend adds
+// per image (verdict, p_abnormal; docs/evaluation.md) filled in by hand: image 2
+// refused, the rest referred when P(abnormal) >= 0.5.
+class ClinicalReport : public Evaluation {
+ protected:
+  void SetUp() override {
+    Evaluation::SetUp();
+    const auto labelled = images();
+    busi::Model model = busi::random_model(small_spec(busi::ModelKind::quantized), 6);
+    model.seen_images = std::vector<uint64_t>{};
+    for (std::size_t i : {0u, 5u, 9u}) model.seen_images->push_back(busi::input_hash(labelled.inputs[i]));
+    std::sort(model.seen_images->begin(), model.seen_images->end());
+    busi::test::write_file(dir_ / "seen.bqnn", model.serialize());
+    busi::EvaluationOptions o;
+    o.backends = {"cpu_int"};
+    o.models = {dir_ / "seen.bqnn"};
+    o.power = "none";
+    report_ = busi::evaluate(labelled, o);
+    doc_ = nlohmann::json::parse(busi::report_json(report_, true));
+    auto& run = doc_["runs"][0];
+    for (std::size_t i = 0; i < labelled.inputs.size(); ++i) {
+      const auto& s = report_.runs[0].scores[i];
+      const double p = s[1] + s[2];
+      run["p_abnormal"].push_back(i == 2 ? nlohmann::json(nullptr) : nlohmann::json(p));
+      run["verdict"].push_back(i == 2 ? "unreadable" : p >= 0.5 ? "refer" : "routine");
+    }
+  }
+  busi::EvaluationReport report_;
+  nlohmann::json doc_;
+};
+
+TEST_F(ClinicalReport, SeenImagesAreReportedAndScoredApart) {
+  const auto& run = report_.runs[0];
+  EXPECT_EQ(run.seen, (std::vector<bool>{true, false, false, false, false, true, false, false, false, true, false, false}));
+  ASSERT_TRUE(run.unseen);
+  EXPECT_EQ(run.unseen->total(), 9u);
+  EXPECT_EQ(doc_["runs"][0]["seen_images"], 3);
+  EXPECT_EQ(doc_["runs"][0]["unseen"]["labelled"], 9);
+  EXPECT_EQ(doc_["runs"][0]["seen"].size(), 12u);
+  EXPECT_EQ(doc_["files"].size(), 12u);
+  const auto& ci = doc_["runs"][0]["accuracy_ci95"];
+  const auto wilson = busi::wilson_interval(run.confusion.correct(), 12);
+  EXPECT_DOUBLE_EQ(ci[0].get<double>(), wilson.low);
+  // Read back: the same per-image data.
+  const auto back = busi::parse_report_json(doc_.dump(), "r.json");
+  EXPECT_EQ(back.files, report_.files);
+  EXPECT_EQ(back.labels, report_.labels);
+  EXPECT_EQ(back.runs[0].scores, run.scores);
+  EXPECT_EQ(back.runs[0].seen, run.seen);
+  ASSERT_TRUE(back.runs[0].unseen);
+  EXPECT_EQ(back.runs[0].unseen->correct(), run.unseen->correct());
+  EXPECT_EQ(back.runs[0].verdicts.size(), 12u);
+  EXPECT_TRUE(std::isnan(back.runs[0].p_abnormal[2]));
+  // What the screen says.
+  const std::string text = busi::accuracy_summary(run.confusion, run.unseen);
+  EXPECT_NE(text.find("over 12 labelled images, 3 of which the model was trained on"), std::string::npos) << text;
+  EXPECT_NE(text.find("on the 9 it never saw: accuracy "), std::string::npos) << text;
+  EXPECT_NE(busi::accuracy_summary(run.confusion, std::nullopt).find("does not record"), std::string::npos);
+  const std::string csv = busi::report_csv(report_);
+  const auto row = csv_fields(csv.substr(csv.find('\n') + 1, csv.find('\n', csv.find('\n') + 1) - csv.find('\n') - 1));
+  const auto columns = csv_fields(csv.substr(0, csv.find('\n')));
+  const auto column = [&](const std::string& name) {
+    return row.at(std::size_t(std::find(columns.begin(), columns.end(), name) - columns.begin()));
+  };
+  EXPECT_EQ(column("seen_images"), "3");
+  EXPECT_EQ(column("unseen_labelled"), "9");
+}
+
+// The clinical charts, checked against figures computed here from the same
+// per-image data: the AUCs, the ECE, the referral counts and the gallery.
+TEST_F(ClinicalReport, DashboardShowsRocReliabilityReferralAndGallery) {
+  const auto report = busi::parse_report_json(doc_.dump(), "r.json");
+  const auto& run = report.runs[0];
+  const std::string html = busi::render_dashboard({report});
+  EXPECT_EQ(html.find("http"), std::string::npos);  // thumbnails are inline
+  // The counted images: never seen (not 0, 5, 9), not refused (not 2).
+  std::vector<std::size_t> counted;
+  for (std::size_t i = 0; i < 12; ++i)
+    if (!run.seen[i] && i != 2) counted.push_back(i);
+  const auto auc = [&](auto score, auto positive, auto included) {
+    double pairs = 0, right = 0;
+    for (std::size_t a : counted)
+      for (std::size_t b : counted)
+        if (included(a) && included(b) && positive(a) && !positive(b)) {
+          ++pairs;
+          right += score(a) > score(b) ? 1 : score(a) == score(b) ? 0.5 : 0;
+        }
+    return right / pairs;
+  };
+  const auto attribute = [&](const std::string& chart, const std::string& name) {
+    const auto at = html.find("data-chart=\"" + chart + "\"");
+    EXPECT_NE(at, std::string::npos) << chart;
+    const auto start = html.find(name + "=\"", at) + name.size() + 2;
+    return std::stod(html.substr(start, html.find('"', start) - start));
+  };
+  const double abnormal_auc = auc([&](std::size_t i) { return run.p_abnormal[i]; },
+                                  [&](std::size_t i) { return report.labels[i] != 0; }, [](std::size_t) { return true; });
+  EXPECT_NEAR(attribute("roc-abnormal", "data-auc"), abnormal_auc, 1e-4);
+  const double malignant_auc = auc([&](std::size_t i) { return double(run.scores[i][2]); },
+                                   [&](std::size_t i) { return report.labels[i] == 2; },
+                                   [&](std::size_t i) { return report.labels[i] != 0; });
+  EXPECT_NEAR(attribute("roc-malignant", "data-auc"), malignant_auc, 1e-4);
+  // ECE over ten bins of the top score.
+  double gaps[10] = {}, ece = 0;
+  for (std::size_t i : counted) {
+    const auto& s = run.scores[i];
+    const auto top = std::max_element(s.begin(), s.end());
+    gaps[std::min(9, int(*top * 10))] += (int(top - s.begin()) == report.labels[i]) - *top;
+  }
+  for (double g : gaps) ece += std::abs(g) / double(counted.size());
+  EXPECT_NEAR(attribute("reliability", "data-ece"), ece, 1e-4);
+  // The referral: abnormal referred / abnormal, normal routine / normal, on the counted images.
+  std::size_t tp = 0, abnormal = 0, tn = 0, normal = 0;
+  for (std::size_t i : counted) {
+    const bool referred = run.verdicts[i] == "refer";
+    if (report.labels[i] != 0) abnormal++, tp += referred;
+    else normal++, tn += !referred;
+  }
+  EXPECT_NE(html.find("data-table=\"referral\""), std::string::npos);
+  EXPECT_NE(html.find("<td>" + std::to_string(tp) + " / " + std::to_string(abnormal) + "</td>"), std::string::npos);
+  EXPECT_NE(html.find("<td>" + std::to_string(tn) + " / " + std::to_string(normal) + "</td>"), std::string::npos);
+  EXPECT_NE(html.find("class=\"operating-point\""), std::string::npos);
+  // The gallery: every misclassified or refused image, a decodable 96x96 thumbnail each.
+  std::size_t wrong = 0;
+  for (std::size_t i = 0; i < 12; ++i) wrong += i == 2 || run.predictions[i] != report.labels[i];
+  std::size_t thumbs = 0, at = 0;
+  while ((at = html.find("<figure class=\"thumb\"", at)) != std::string::npos) ++thumbs, ++at;
+  EXPECT_EQ(thumbs, wrong);
+  EXPECT_NE(html.find("data-kind=\"refused\""), std::string::npos);
+  const auto src = html.find("data:image/png;base64,");
+  ASSERT_NE(src, std::string::npos);
+  const std::string b64 = html.substr(src + 22, html.find('"', src) - src - 22);
+  std::vector<uint8_t> png;
+  for (std::size_t i = 0; i + 3 < b64.size(); i += 4) {
+    uint32_t v = 0;
+    int pad = 0;
+    for (int k = 0; k < 4; ++k) {
+      const char c = b64[i + k];
+      const auto d = std::string("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/").find(c);
+      pad += c == '=';
+      v = v << 6 | uint32_t(c == '=' ? 0 : d);
+    }
+    for (int k = 0; k < 3 - pad; ++k) png.push_back(uint8_t(v >> (16 - 8 * k)));
+  }
+  const cv::Mat thumb = cv::imdecode(png, cv::IMREAD_UNCHANGED);
+  ASSERT_FALSE(thumb.empty());
+  EXPECT_EQ(thumb.rows, 96);
+  EXPECT_EQ(thumb.type(), CV_8UC1);
+}
+
+// Older reports: no per-image data (schema 2 without --per-image), or a top-1
+// backend's "unavailable" verdicts: the page says what it cannot show.
+TEST_F(ClinicalReport, DashboardShowsWhatOlderReportsAllow) {
+  auto plain = nlohmann::json::parse(busi::report_json(report_, false));
+  plain["schema_version"] = 1;
+  for (auto& run : plain["runs"]) run["confusion"] = run["confusion"]["rows_true_columns_predicted"];
+  const std::string old_page = busi::render_dashboard({busi::parse_report_json(plain.dump(), "v1.json")});
+  EXPECT_NE(old_page.find("data-clinical=\"none\""), std::string::npos);
+  EXPECT_EQ(old_page.find("data-chart=\"roc-abnormal\""), std::string::npos);
+  EXPECT_NE(old_page.find("data-chart=\"accuracy\""), std::string::npos);
+  auto top1 = doc_;
+  for (auto& v : top1["runs"][0]["verdict"]) v = "unavailable";
+  const std::string top1_page = busi::render_dashboard({busi::parse_report_json(top1.dump(), "top1.json")});
+  EXPECT_NE(top1_page.find("data-referral=\"unavailable\""), std::string::npos);
+  auto no_verdicts = doc_;
+  no_verdicts["runs"][0].erase("verdict");
+  no_verdicts["runs"][0].erase("p_abnormal");
+  const std::string v2_page = busi::render_dashboard({busi::parse_report_json(no_verdicts.dump(), "v2.json")});
+  EXPECT_NE(v2_page.find("data-referral=\"none\""), std::string::npos);
+  EXPECT_NE(v2_page.find("data-chart=\"roc-abnormal\""), std::string::npos);  // from the scores alone
+}
+
 // The command: a --list subset of the folder, every output written, and errors
 // reported with a non-zero exit.
 TEST_F(Evaluation, BusiEvalCommandWritesReports) {
@@ -306,6 +481,10 @@ TEST_F(Evaluation, DashboardRendersInHeadlessChromium) {
   const std::string text(dom_bytes.begin(), dom_bytes.end());
   EXPECT_NE(text.find("<svg data-chart=\"pareto\""), std::string::npos);
   EXPECT_NE(text.find("test dashboard"), std::string::npos);
+  // The clinical section from the per-image scores: ROC curves, reliability, thumbnails.
+  for (const char* chart : {"data-chart=\"roc-abnormal\"", "data-chart=\"roc-malignant\"", "data-chart=\"reliability\"",
+                            "<img src=\"data:image/png;base64,"})
+    EXPECT_NE(text.find(chart), std::string::npos) << chart;
   for (const auto& run : report.runs) {
     std::ostringstream accuracy;
     accuracy << std::fixed << std::setprecision(1) << 100 * run.confusion.accuracy() << "%";

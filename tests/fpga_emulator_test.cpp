@@ -1,6 +1,6 @@
-// The fpga backend end to end against the emulated PYNQ-Z1: the same classes
-// (and, with a logits overlay, the same int32 logits) as cpu_int for every
-// batch size, and each fault a clear error rather than a hang or a wrong answer.
+// The fpga backend end to end against the emulated PYNQ-Z1: the same int32
+// logits and scores (with the shipped logits overlays; the same classes with a
+// top-1 overlay) as cpu_int for every batch size, and each fault a clear error rather than a hang or a wrong answer.
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -38,7 +38,7 @@ bool has_note(const emu::pynq_emulator& e, const std::string& text) {
 }
 
 TEST(FpgaEmulator, LogitsEqualCpuIntForBatchesOf1_7And64) {
-  board b({random_paper_model(2, 11), true});
+  board b({random_paper_model(2, 11)});
   auto fpga = b.fpga();
   auto cpu = b.cpu_int();
   const auto images = random_images(fpga->model(), 72, 100);
@@ -60,6 +60,8 @@ TEST(FpgaEmulator, LogitsEqualCpuIntForBatchesOf1_7And64) {
 
 TEST(FpgaEmulator, Top1EqualsCpuIntOnW4A4WithThe3fpsFolding) {
   board_setup setup{random_paper_model(4, 12)};
+  setup.top1 = true;
+  setup.overlay = "busi-w4a4";
   setup.folding = "folding_3fps.json";
   board b(setup);
   auto fpga = b.fpga({{"max_batch", "5"}});  // 7 images: one batch of 5, one of 2
@@ -69,6 +71,7 @@ TEST(FpgaEmulator, Top1EqualsCpuIntOnW4A4WithThe3fpsFolding) {
   for (std::size_t i = 0; i < images.size(); ++i) {
     EXPECT_EQ(got[i].class_index, cpu->classify(images[i]).class_index) << i;
     EXPECT_TRUE(got[i].logits.empty());
+    EXPECT_TRUE(got[i].scores.empty());  // a class index alone: nothing to calibrate or refer on
   }
   EXPECT_EQ(b.emulator().stats().batches, 2u);
   // The 3 fps folding: about 30.5 M cycles per image at 100 MHz.
@@ -88,19 +91,23 @@ TEST(FpgaEmulator, CycleEstimateFollowsTheFolding) {
   EXPECT_NE(message.find("PE 3 must divide 8"), std::string::npos) << message;
 }
 
-TEST(FpgaEmulator, EveryBusiImageGivesTheCpuIntClass) {
-  BUSI_REQUIRE_DATA();
-  // The shipped model (models/busi-w2a4.bqnn).
-  auto model = std::make_shared<const Model>(Model::load(default_model_path(ModelKind::quantized)));
-  board b({model});
+// The shipped models on their shipped (logits) overlays, on the BUSI images:
+// every image's int32 logits, and so its scores and class, equal cpu_int's.
+// W2A4 (the default) on every image, in batches cycling through 1, 7 and 64;
+// W4A4 on every 6th.
+void expect_busi_logits_equal_cpu_int(const char* name, std::size_t stride) {
+  auto model = std::make_shared<const Model>(
+      Model::load(std::filesystem::path(BUSI_SOURCE_DIR) / "models" / (std::string(name) + ".bqnn")));
+  board_setup setup{model};
+  setup.overlay = name;
+  board b(setup);
   auto fpga = b.fpga();
   auto cpu = b.cpu_int();
   const auto all = collect_images({test::busi_data_dir()});
   ASSERT_EQ(all.size(), 702u);
   std::vector<std::filesystem::path> files;
-  for (std::size_t i = 0; i < all.size(); i += test::busi_image_stride) files.push_back(all[i]);
+  for (std::size_t i = 0; i < all.size(); i += stride) files.push_back(all[i]);
   std::size_t disagreements = 0;
-  // Each image once, in batches cycling through 1, 7 and 64 images.
   const std::size_t sizes[] = {1, 7, 64};
   std::size_t batches = 0;
   for (std::size_t first = 0, size = 0; first < files.size(); first += size, ++batches) {
@@ -110,21 +117,33 @@ TEST(FpgaEmulator, EveryBusiImageGivesTheCpuIntClass) {
       batch.push_back(load_image(files[i], model->input.height, model->input.width));
     const auto got = fpga->classify_batch(batch);
     for (std::size_t i = 0; i < batch.size(); ++i) {
-      const int want = cpu->classify(batch[i]).class_index;
-      if (got[i].class_index != want) {
+      const auto want = cpu->classify(batch[i]);
+      ASSERT_EQ(want.logits.size(), 3u);
+      if (got[i].logits != want.logits || got[i].scores != want.scores || got[i].class_index != want.class_index) {
         ++disagreements;
-        ADD_FAILURE() << files[first + i] << ": fpga " << got[i].class_index << ", cpu_int " << want;
+        ADD_FAILURE() << files[first + i] << ": fpga logits " << ::testing::PrintToString(got[i].logits)
+                      << ", cpu_int " << ::testing::PrintToString(want.logits);
       }
     }
   }
   EXPECT_EQ(disagreements, 0u);
   EXPECT_EQ(b.emulator().stats().images, files.size());
-  EXPECT_EQ(files.size(), (702 + test::busi_image_stride - 1) / test::busi_image_stride);
   EXPECT_EQ(b.emulator().stats().batches, batches);
+  EXPECT_TRUE(b.emulator().diagnostics().empty()) << b.emulator().diagnostics().front();
+}
+
+TEST(FpgaEmulator, EveryBusiImageGivesTheCpuIntLogitsOnTheShippedW2A4Overlay) {
+  BUSI_REQUIRE_DATA();
+  expect_busi_logits_equal_cpu_int("busi-w2a4", test::busi_image_stride);
+}
+
+TEST(FpgaEmulator, BusiImagesGiveTheCpuIntLogitsOnTheShippedW4A4Overlay) {
+  BUSI_REQUIRE_DATA();
+  expect_busi_logits_equal_cpu_int("busi-w4a4", 6 * test::busi_image_stride);
 }
 
 TEST(FpgaFaults, MissingFlushGivesWrongDataAndIsDiagnosed) {
-  board_setup setup{random_paper_model(2, 14), true};
+  board_setup setup{random_paper_model(2, 14)};
   setup.faults.drop_flush = true;  // as if the host never flushed its input
   board b(setup);
   auto fpga = b.fpga();

@@ -211,8 +211,11 @@ TEST(FpgaOverlay, LoadsTheShippedDescription) {
   EXPECT_EQ(d.name, "busi-w2a4");
   EXPECT_EQ(d.input.dma, "idma0");
   EXPECT_EQ(d.input.packed_bytes(), 255u * 255u);
-  EXPECT_EQ(d.output.packed_bytes(), 1u);
-  EXPECT_EQ(d.kind, output_kind::top1);
+  // The three int32 logits: 12 bytes per image (a top-1 overlay's would be 1).
+  EXPECT_EQ(d.output.packed_bytes(), 12u);
+  EXPECT_EQ(d.kind, output_kind::logits);
+  EXPECT_EQ(overlay_description::load(std::filesystem::path(BUSI_SOURCE_DIR) / "overlays/busi-w4a4").kind,
+            output_kind::logits);
   EXPECT_EQ(d.hwh, shipped_overlay() / "busi-w2a4.hwh");
 }
 

@@ -104,3 +104,52 @@ TEST(Metrics, LabelsComeFromTheNearestClassFolder) {
 }
 
 }  // namespace
+
+namespace busi {
+namespace {
+
+// Wilson's interval: the textbook values (e.g. Newcombe 1998, Table I: 0/10,
+// 5/10, 10/10) and never outside [0, 1].
+TEST(Metrics, WilsonIntervalMatchesPublishedValues) {
+  const auto near = [](Interval got, double low, double high) {
+    EXPECT_NEAR(got.low, low, 5e-5);
+    EXPECT_NEAR(got.high, high, 5e-5);
+  };
+  near(wilson_interval(0, 10), 0.0, 0.2775);
+  near(wilson_interval(5, 10), 0.2366, 0.7634);
+  near(wilson_interval(10, 10), 0.7225, 1.0);
+  near(wilson_interval(81, 263), 0.2553, 0.3662);  // Newcombe's 81/263
+  EXPECT_TRUE(std::isnan(wilson_interval(0, 0).low));
+  EXPECT_THROW(wilson_interval(3, 2), error);
+}
+
+TEST(Metrics, RocCurveAndAucCountTiesAsHalf) {
+  const RocCurve roc = roc_curve({0.9, 0.8, 0.7, 0.6}, {true, false, true, false});
+  EXPECT_EQ(roc.false_positive_rate, (std::vector<double>{0, 0, 0.5, 0.5, 1}));
+  EXPECT_EQ(roc.true_positive_rate, (std::vector<double>{0, 0.5, 0.5, 1, 1}));
+  EXPECT_DOUBLE_EQ(roc.auc, 0.75);
+  EXPECT_LT(roc.auc_interval.low, 0.75);
+  EXPECT_GT(roc.auc_interval.high, 0.75);
+  // Tied scores: one point for the tie, half credit (Mann-Whitney).
+  EXPECT_DOUBLE_EQ(roc_curve({0.5, 0.5, 0.1}, {true, false, false}).auc, 0.75);
+  // The AUC equals the share of (positive, negative) pairs ranked right, on random data.
+  std::vector<double> scores;
+  std::vector<bool> positive;
+  for (int i = 0; i < 200; ++i) {
+    scores.push_back(double((i * 7919) % 101) / 100);
+    positive.push_back((i * 31) % 3 == 0);
+  }
+  double pairs = 0, right = 0;
+  for (std::size_t a = 0; a < scores.size(); ++a)
+    for (std::size_t b = 0; b < scores.size(); ++b)
+      if (positive[a] && !positive[b]) {
+        ++pairs;
+        right += scores[a] > scores[b] ? 1 : scores[a] == scores[b] ? 0.5 : 0;
+      }
+  EXPECT_NEAR(roc_curve(scores, positive).auc, right / pairs, 1e-12);
+  EXPECT_TRUE(std::isnan(roc_curve({0.1, 0.2}, {true, true}).auc));
+  EXPECT_THROW(roc_curve({0.1}, {true, false}), error);
+}
+
+}  // namespace
+}  // namespace busi

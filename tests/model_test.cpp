@@ -4,12 +4,15 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <fstream>
 #include <functional>
 #include <nlohmann/json.hpp>
 
 #include "busi/error.hpp"
 #include "busi/limits.hpp"
 #include "busi/random_model.hpp"
+#include "busi/seen_images.hpp"
 #include "test_support.hpp"
 
 namespace busi {
@@ -247,6 +250,85 @@ TEST(ModelPackage, ShippedDefaultModelLoads) {
   const Model model = Model::load(default_model_path(ModelKind::quantized));
   EXPECT_EQ(model.class_names, (std::vector<std::string>{"normal", "benign", "malignant"}));
   EXPECT_EQ(model.input, (Shape{1, 255, 255}));
+}
+
+// FNV-1a 64's published test vectors (Fowler, Noll, Vo).
+TEST(SeenImages, HashIsFnv1a64) {
+  const auto of = [](const std::string& s) { return fnv1a64({reinterpret_cast<const uint8_t*>(s.data()), s.size()}); };
+  EXPECT_EQ(of(""), 0xcbf29ce484222325ull);
+  EXPECT_EQ(of("a"), 0xaf63dc4c8601ec8cull);
+  EXPECT_EQ(of("foobar"), 0x85944171f73967e8ull);
+  const Tensor8 t{1, 6, {'f', 'o', 'o', 'b', 'a', 'r'}};
+  EXPECT_EQ(input_hash(t), of("foobar"));
+}
+
+TEST(SeenImages, RoundTripAndLookup) {
+  Model model = random_model(paper_network_spec(2, 4), 1);
+  EXPECT_FALSE(Model::parse(model.serialize(), "m.bqnn").seen_images);  // absent: loads as before
+  const Tensor8 a{255, 255, std::vector<uint8_t>(255 * 255, 7)}, b{255, 255, std::vector<uint8_t>(255 * 255, 9)};
+  Tensor8 c = a;
+  c.pixels[1000] ^= 1;  // one pixel differs: another image
+  EXPECT_FALSE(model.has_seen(a));
+  model.seen_images = std::vector<uint64_t>{input_hash(a), input_hash(b)};
+  std::sort(model.seen_images->begin(), model.seen_images->end());
+  const Model back = Model::parse(model.serialize(), "m.bqnn");
+  ASSERT_TRUE(back.seen_images);
+  EXPECT_EQ(*back.seen_images, *model.seen_images);
+  EXPECT_TRUE(back.has_seen(a));
+  EXPECT_TRUE(back.has_seen(b));
+  EXPECT_FALSE(back.has_seen(c));
+  const auto h = header_of(model.serialize());
+  EXPECT_EQ(h["seen_images"]["hash"], "fnv1a64-gray-area-v1");
+  EXPECT_EQ(h["seen_images"]["count"], 2);
+}
+
+TEST(SeenImages, BadBlocksAreRefusedNamingTheKey) {
+  Model model = random_model(paper_network_spec(2, 4), 1);
+  model.seen_images = std::vector<uint64_t>{5, 3};
+  EXPECT_NE(parse_error(model.serialize()).find("m.bqnn: seen_images.hashes are not sorted and distinct (index 1)"),
+            std::string::npos);
+  model.seen_images = std::vector<uint64_t>{3, 5};
+  const auto good = model.serialize();
+  auto h = header_of(good);
+  h["seen_images"]["hash"] = "sha1-gray-area-v1";
+  EXPECT_NE(parse_error(with_header(good, h.dump())).find("hash 'sha1-gray-area-v1' is not the one this runtime"),
+            std::string::npos);
+  h = header_of(good);
+  h["seen_images"]["count"] = 3;
+  EXPECT_NE(parse_error(with_header(good, h.dump())).find("seen_images.hashes: blob has 16 bytes, shapes need 24"),
+            std::string::npos);
+  h = header_of(good);
+  h["seen_images"].erase("hashes");
+  EXPECT_NE(parse_error(with_header(good, h.dump())).find("seen_images needs \"count\" and \"hashes\""),
+            std::string::npos);
+}
+
+// The hashes in the shipped packages were written by Python
+// (training/busi_train/seen.py: data.load_image + package.input_hashes); here the
+// C++ runtime pre-processes and hashes the same files: every training image is
+// found, and the validation images, never trained on, are not.
+TEST(SeenImages, ShippedPackagesKnowTheirTrainingImages) {
+  BUSI_REQUIRE_DATA();
+  const auto split = [](const char* name) {
+    std::vector<std::string> files;
+    std::ifstream in(std::filesystem::path(BUSI_SOURCE_DIR) / "training/splits" / name);
+    for (std::string line; std::getline(in, line);)
+      if (!line.empty()) files.push_back(line);
+    return files;
+  };
+  const auto train = split("train.txt"), val = split("val.txt");
+  ASSERT_EQ(train.size(), 624u);
+  ASSERT_EQ(val.size(), 78u);
+  std::vector<Tensor8> train_inputs, val_inputs;
+  for (const auto& f : train) train_inputs.push_back(load_image(test::busi_data_dir() / f, 255, 255));
+  for (const auto& f : val) val_inputs.push_back(load_image(test::busi_data_dir() / f, 255, 255));
+  for (const char* file : {"busi-w2a4.bqnn", "busi-w4a4.bqnn", "busi-float.bqnn"}) {
+    const Model model = Model::load(std::filesystem::path(BUSI_SOURCE_DIR) / "models" / file);
+    ASSERT_TRUE(model.seen_images) << file;
+    EXPECT_EQ(model.seen_images->size(), 624u) << file;
+    for (std::size_t i = 0; i < train.size(); ++i) EXPECT_TRUE(model.has_seen(train_inputs[i])) << file << " " << train[i];
+    for (std::size_t i = 0; i < val.size(); ++i) EXPECT_FALSE(model.has_seen(val_inputs[i])) << file << " " << val[i];
+  }
 }
 
 void fix_crc(std::vector<uint8_t>& bytes) {

@@ -36,9 +36,9 @@ void print_run(const busi::BackendRun& run) {
   const auto rates = run.confusion.normal_vs_abnormal();
   std::cout << "== " << run.backend << " " << run.precision << " (" << run.model_name << ")\n"
             << "   " << run.description << "\n"
-            << "accuracy " << busi::percent_text(run.confusion.accuracy()) << " (" << run.confusion.correct() << "/"
-            << run.confusion.total() << "), normal-vs-abnormal sensitivity " << busi::percent_text(rates.sensitivity())
-            << ", specificity " << busi::percent_text(rates.specificity()) << "\n"
+            << busi::accuracy_summary(run.confusion, run.unseen) << "all " << run.confusion.total()
+            << ": normal-vs-abnormal sensitivity " << busi::percent_text(rates.sensitivity()) << ", specificity "
+            << busi::percent_text(rates.specificity()) << "\n"
             << run.confusion.to_text() << std::fixed << std::setprecision(3) << "latency ms p50 " << run.latency.p50_ms
             << " p90 " << run.latency.p90_ms << " p99 " << run.latency.p99_ms << ", throughput " << std::setprecision(1)
             << run.throughput << " img/s\n";

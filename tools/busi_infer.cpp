@@ -118,6 +118,7 @@ class Printer {
     std::cout << "file,class";
     for (const auto& c : model_.class_names) std::cout << ",score_" << c;
     if (o_.verify) std::cout << ",verify_class";
+    if (model_.seen_images) std::cout << ",seen";
     std::cout << ",error\n";
   }
 
@@ -130,6 +131,7 @@ class Printer {
         if (r.prediction && c < r.prediction->scores.size()) std::cout << r.prediction->scores[c];
       }
       if (o_.verify) std::cout << "," << (r.verify ? r.verify->class_name : "");
+      if (model_.seen_images) std::cout << "," << (r.seen ? (*r.seen ? "yes" : "no") : "");
       std::cout << "," << busi::csv_field(r.error) << "\n";
       return;
     }
@@ -141,6 +143,7 @@ class Printer {
     std::cout << std::left << std::setw(10) << r.prediction->class_name << std::right;
     for (std::size_t c = 0; c < r.prediction->scores.size(); ++c)
       std::cout << "  " << model_.class_names[c] << " " << std::fixed << std::setprecision(3) << r.prediction->scores[c];
+    if (r.seen == true) std::cout << "  (trained on)";
     if (r.verify && busi::disagrees(r)) std::cout << "\tDISAGREES: " << *o_.verify << " says " << r.verify->class_name;
     std::cout << "\n";
   }
@@ -261,8 +264,8 @@ int run(const Options& o) {
     const busi::ConfusionMatrix confusion = report.confusion();
     if (confusion.total() > 0) {
       const auto binary = confusion.normal_vs_abnormal();
-      out << "accuracy " << busi::percent_text(confusion.accuracy()) << " (" << confusion.correct() << "/"
-          << confusion.total() << " labelled by folder name)\n"
+      out << busi::accuracy_summary(confusion, report.unseen_confusion()) << "all " << confusion.total()
+          << " labelled by folder name, trained-on included:\n"
           << confusion.to_text() << "normal vs abnormal: sensitivity " << busi::percent_text(binary.sensitivity())
           << " (" << binary.true_positive << "/" << binary.true_positive + binary.false_negative << "), specificity "
           << busi::percent_text(binary.specificity()) << " (" << binary.true_negative << "/"

@@ -117,6 +117,13 @@ std::string csv_number(double v) {
   return s.str();
 }
 
+// Adds the counts of a [true][predicted] matrix read from a report.
+void add_counts(ConfusionMatrix& cm, const json& matrix) {
+  for (std::size_t t = 0; t < matrix.size(); ++t)
+    for (std::size_t p = 0; p < matrix.at(t).size(); ++p)
+      for (std::size_t k = matrix[t][p].get<std::size_t>(); k > 0; --k) cm.add(int(t), int(p));
+}
+
 }  // namespace
 
 std::string sha256_file(const fs::path& path) {
@@ -236,6 +243,8 @@ EvaluationReport evaluate(const LabelledImages& images, const std::vector<Planne
   report.started_utc = utc_now();
   report.images = images.inputs.size();
   if (images.inputs.empty()) throw error("evaluate: no images");
+  for (const auto& f : images.files) report.files.push_back(f.string());
+  report.labels = images.labels;
 
   for (const auto& [backend, model] : plan) {
     const std::string what = backend + " with " + model->source.string();
@@ -270,10 +279,18 @@ EvaluationReport evaluate(const LabelledImages& images, const std::vector<Planne
       const Prediction p = classifier->classify(images.inputs[i]);
       run.latencies_ms.push_back(std::chrono::duration<double, std::milli>(clock::now() - t0).count());
       run.predictions.push_back(p.class_index);
+      run.scores.push_back(p.scores);
     }
     run.seconds = std::chrono::duration<double>(clock::now() - begin).count();
     run.energy = meter->stop();
     for (std::size_t i = 0; i < images.inputs.size(); ++i) run.confusion.add(images.labels[i], run.predictions[i]);
+    if (model->seen_images) {
+      run.unseen.emplace(images.class_names);
+      for (std::size_t i = 0; i < images.inputs.size(); ++i) {
+        run.seen.push_back(model->has_seen(images.inputs[i]));
+        if (!run.seen.back()) run.unseen->add(images.labels[i], run.predictions[i]);
+      }
+    }
     run.latency = summarize_latencies(run.latencies_ms);
     run.throughput = run.seconds > 0 ? double(images.inputs.size()) / run.seconds : not_a_number;
     report.runs.push_back(std::move(run));
@@ -293,6 +310,10 @@ std::string report_json(const EvaluationReport& report, bool per_image) {
                   {"host", report.machine.host}};
   j["inputs"] = report.inputs;
   j["images"] = report.images;
+  if (per_image) {
+    j["files"] = report.files;
+    j["labels"] = report.labels;
+  }
   j["runs"] = json::array();
   for (const auto& run : report.runs) {
     const auto& cm = run.confusion;
@@ -304,6 +325,9 @@ std::string report_json(const EvaluationReport& report, bool per_image) {
     r["classes"] = cm.class_names();
     r["images"] = cm.total();
     report::add_metrics(r, cm);
+    report::add_seen(r, run.unseen ? std::optional(std::size_t(std::count(run.seen.begin(), run.seen.end(), true)))
+                                   : std::nullopt,
+                     run.unseen);
     r["latency_ms"] = {{"p50", run.latency.p50_ms},   {"p90", run.latency.p90_ms}, {"p99", run.latency.p99_ms},
                        {"mean", run.latency.mean_ms}, {"min", run.latency.min_ms}, {"max", run.latency.max_ms}};
     r["seconds"] = run.seconds;
@@ -317,6 +341,8 @@ std::string report_json(const EvaluationReport& report, bool per_image) {
     if (per_image) {
       r["predictions"] = run.predictions;
       r["latencies_ms"] = run.latencies_ms;
+      r["scores"] = run.scores;
+      if (run.unseen) r["seen"] = run.seen;
     }
     j["runs"].push_back(r);
   }
@@ -333,7 +359,7 @@ std::string report_csv(const EvaluationReport& report) {
          "power_source,power_estimate,watts,joules,joules_per_image";
   for (const auto& t : classes)
     for (const auto& p : classes) out << ",c_" << t << "_" << p;
-  out << "\n";
+  out << ",seen_images,unseen_labelled,unseen_accuracy,unseen_sensitivity,unseen_specificity\n";
   for (const auto& run : report.runs) {
     const auto& cm = run.confusion;
     const auto rates = cm.normal_vs_abnormal();
@@ -349,6 +375,14 @@ std::string report_csv(const EvaluationReport& report) {
         << csv_number(run.joules_per_image());
     for (std::size_t t = 0; t < cm.num_classes(); ++t)
       for (std::size_t p = 0; p < cm.num_classes(); ++p) out << ',' << cm.count(int(t), int(p));
+    if (run.unseen) {
+      const auto unseen = run.unseen->normal_vs_abnormal();
+      out << ',' << std::count(run.seen.begin(), run.seen.end(), true) << ',' << run.unseen->total() << ','
+          << csv_number(run.unseen->accuracy()) << ',' << csv_number(unseen.sensitivity()) << ','
+          << csv_number(unseen.specificity());
+    } else {
+      out << ",,,,,";
+    }
     out << "\n";
   }
   return out.str();
@@ -368,6 +402,8 @@ EvaluationReport parse_report_json(const std::string& text, const std::string& o
     report.machine = {m.value("cpu", ""), m.value("cores", 0u), m.value("kernel", ""), m.value("host", "")};
     report.inputs = j.value("inputs", std::vector<std::string>{});
     report.images = j.value("images", std::size_t(0));
+    report.files = j.value("files", std::vector<std::string>{});
+    report.labels = j.value("labels", std::vector<int>{});
     for (const json& r : j.at("runs")) {
       BackendRun run(r.at("classes").get<std::vector<std::string>>());
       run.backend = r.at("backend");
@@ -379,9 +415,7 @@ EvaluationReport parse_report_json(const std::string& text, const std::string& o
       // Version 1 wrote the bare matrix; version 2 the confusion object.
       const json& confusion = r.at("confusion");
       const json& matrix = confusion.is_object() ? confusion.at("rows_true_columns_predicted") : confusion;
-      for (std::size_t t = 0; t < matrix.size(); ++t)
-        for (std::size_t p = 0; p < matrix.at(t).size(); ++p)
-          for (std::size_t k = matrix[t][p].get<std::size_t>(); k > 0; --k) run.confusion.add(int(t), int(p));
+      add_counts(run.confusion, matrix);
       const json& lat = r.at("latency_ms");
       run.latency.count = run.confusion.total();
       run.latency.p50_ms = lat.at("p50");
@@ -401,6 +435,16 @@ EvaluationReport parse_report_json(const std::string& text, const std::string& o
       run.energy.seconds = run.seconds;
       if (r.contains("predictions")) run.predictions = r["predictions"].get<std::vector<int>>();
       if (r.contains("latencies_ms")) run.latencies_ms = r["latencies_ms"].get<std::vector<double>>();
+      if (r.contains("scores")) run.scores = r["scores"].get<std::vector<std::vector<float>>>();
+      if (r.contains("seen")) run.seen = r["seen"].get<std::vector<bool>>();
+      if (r.contains("unseen")) {
+        run.unseen.emplace(run.confusion.class_names());
+        add_counts(*run.unseen, r["unseen"].at("confusion").at("rows_true_columns_predicted"));
+      }
+      // Schema 3 (the referral): per-image verdicts and P(abnormal), null when unavailable.
+      if (r.contains("verdict")) run.verdicts = r["verdict"].get<std::vector<std::string>>();
+      if (r.contains("p_abnormal"))
+        for (const json& v : r["p_abnormal"]) run.p_abnormal.push_back(number(v));
       report.runs.push_back(std::move(run));
     }
     return report;

@@ -21,6 +21,36 @@ std::string percent_text(double rate) {
   return s.str();
 }
 
+std::string rate_text(std::size_t successes, std::size_t trials) {
+  if (trials == 0) return "n/a (no image)";
+  const Interval ci = wilson_interval(successes, trials);
+  std::ostringstream s;
+  s << std::fixed << std::setprecision(1) << percent_text(double(successes) / double(trials)) << " (" << successes
+    << "/" << trials << ", 95% CI " << 100 * ci.low << "-" << 100 * ci.high << "%)";
+  return s.str();
+}
+
+std::string accuracy_summary(const ConfusionMatrix& labelled, const std::optional<ConfusionMatrix>& unseen) {
+  std::ostringstream s;
+  s << "accuracy " << rate_text(labelled.correct(), labelled.total()) << " over " << labelled.total()
+    << " labelled images";
+  if (!unseen) {
+    s << "; the model package does not record which images it was trained on, so these may include them\n";
+    return s.str();
+  }
+  const std::size_t seen = labelled.total() - unseen->total();
+  s << ", " << seen << " of which the model was trained on\n";
+  if (unseen->total() == 0) {
+    s << "it was trained on every one of them: these figures say nothing about images it has not seen\n";
+    return s.str();
+  }
+  const auto rates = unseen->normal_vs_abnormal();
+  s << "on the " << unseen->total() << " it never saw: accuracy " << rate_text(unseen->correct(), unseen->total())
+    << ", sensitivity " << rate_text(rates.true_positive, rates.true_positive + rates.false_negative)
+    << ", specificity " << rate_text(rates.true_negative, rates.true_negative + rates.false_positive) << "\n";
+  return s.str();
+}
+
 std::string csv_field(const std::string& text) {
   if (text.find_first_of(",\"\n") == std::string::npos) return text;
   std::string quoted = "\"";
@@ -75,6 +105,7 @@ std::vector<ImageResult> classify_files(const std::vector<std::filesystem::path>
         try {
           inputs.push_back(load_image(results[i].file, h, w));
           index.push_back(i);
+          if (model.seen_images) results[i].seen = model.has_seen(inputs.back());
         } catch (const std::exception& e) {
           results[i].error = e.what();
         }
@@ -128,6 +159,20 @@ ConfusionMatrix InferReport::confusion() const {
   return cm;
 }
 
+std::optional<std::size_t> InferReport::seen() const {
+  if (!model->seen_images) return std::nullopt;
+  return std::size_t(
+      std::count_if(images.begin(), images.end(), [](const ImageResult& r) { return r.prediction && r.seen == true; }));
+}
+
+std::optional<ConfusionMatrix> InferReport::unseen_confusion() const {
+  if (!model->seen_images) return std::nullopt;
+  ConfusionMatrix cm(model->class_names);
+  for (const auto& r : images)
+    if (r.prediction && r.label >= 0 && r.seen == false) cm.add(r.label, r.prediction->class_index);
+  return cm;
+}
+
 std::string infer_report_json(const InferReport& report) {
   using report::json;
   using report::number;
@@ -144,6 +189,7 @@ std::string infer_report_json(const InferReport& report) {
       j["error"] = r.error;
     }
     if (r.label >= 0) j["label"] = report.model->class_names[r.label];
+    if (r.seen) j["seen"] = *r.seen;
     images.push_back(std::move(j));
   }
   const std::size_t classified = report.classified();
@@ -165,6 +211,7 @@ std::string infer_report_json(const InferReport& report) {
     summary["verify"] = {{"backend", *report.verify_backend}, {"disagreements", report.disagreements()}};
   const ConfusionMatrix cm = report.confusion();
   if (cm.total() > 0) report::add_metrics(summary, cm);
+  report::add_seen(summary, report.seen(), report.unseen_confusion());
   return json{{"schema_version", result_schema_version}, {"tool", "busi-infer"}, {"images", images},
               {"summary", summary}}
              .dump(2) +

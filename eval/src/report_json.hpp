@@ -2,6 +2,7 @@
 // The JSON pieces every result document shares (evaluation.cpp, pipeline.cpp):
 // one metrics object, one confusion-matrix object, NaN as null.
 #include <cmath>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "busi/metrics.hpp"
@@ -25,18 +26,36 @@ inline json confusion_json(const ConfusionMatrix& cm) {
   return {{"classes", cm.class_names()}, {"rows_true_columns_predicted", matrix}};
 }
 
+// [low, high] of Wilson's 95% interval; null ends when n = 0.
+inline json interval_json(std::size_t k, std::size_t n) {
+  const Interval ci = wilson_interval(k, n);
+  return json::array({number(ci.low), number(ci.high)});
+}
+
 // Adds the metrics of `cm` to `out`: labelled, correct, accuracy, recall
-// {class: rate}, confusion (confusion_json), sensitivity, specificity.
+// {class: rate}, confusion (confusion_json), sensitivity, specificity, and the
+// 95% interval of each of the three rates (accuracy_ci95, ...).
 inline void add_metrics(json& out, const ConfusionMatrix& cm) {
   const auto rates = cm.normal_vs_abnormal();
   out["labelled"] = cm.total();
   out["correct"] = cm.correct();
   out["accuracy"] = number(cm.accuracy());
+  out["accuracy_ci95"] = interval_json(cm.correct(), cm.total());
+  out["sensitivity_ci95"] = interval_json(rates.true_positive, rates.true_positive + rates.false_negative);
+  out["specificity_ci95"] = interval_json(rates.true_negative, rates.true_negative + rates.false_positive);
   out["recall"] = json::object();
   for (std::size_t c = 0; c < cm.num_classes(); ++c) out["recall"][cm.class_names()[c]] = number(cm.recall(int(c)));
   out["confusion"] = confusion_json(cm);
   out["sensitivity"] = number(rates.sensitivity());
   out["specificity"] = number(rates.specificity());
+}
+
+// What the model was trained on: "seen_images" (how many of the images its
+// package records, null when it records none) and "unseen" (add_metrics of the
+// labelled images it was not trained on), docs/evaluation.md.
+inline void add_seen(json& out, std::optional<std::size_t> seen, const std::optional<ConfusionMatrix>& unseen) {
+  out["seen_images"] = seen ? json(*seen) : json(nullptr);
+  if (unseen) add_metrics(out["unseen"] = json::object(), *unseen);
 }
 
 }  // namespace busi::report

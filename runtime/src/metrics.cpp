@@ -12,11 +12,58 @@
 namespace busi {
 namespace {
 constexpr double not_a_number = std::numeric_limits<double>::quiet_NaN();
+constexpr double z95 = 1.959963984540054;  // the normal distribution's 97.5th percentile
 
 double ratio(std::size_t numerator, std::size_t denominator) {
   return denominator == 0 ? not_a_number : double(numerator) / double(denominator);
 }
 }  // namespace
+
+Interval wilson_interval(std::size_t successes, std::size_t trials) {
+  if (successes > trials)
+    throw error("wilson_interval: " + std::to_string(successes) + " successes out of " + std::to_string(trials) +
+                " trials");
+  if (trials == 0) return {not_a_number, not_a_number};
+  constexpr double z = z95;
+  const double n = double(trials), p = double(successes) / n, z2n = z * z / n;
+  const double centre = (p + z2n / 2) / (1 + z2n);
+  const double half = z / (1 + z2n) * std::sqrt(p * (1 - p) / n + z2n / (4 * n));
+  return {std::max(0.0, centre - half), std::min(1.0, centre + half)};
+}
+
+RocCurve roc_curve(const std::vector<double>& scores, const std::vector<bool>& positive) {
+  if (scores.size() != positive.size())
+    throw error("roc_curve: " + std::to_string(scores.size()) + " scores for " + std::to_string(positive.size()) +
+                " labels");
+  std::vector<std::size_t> order(scores.size());
+  std::iota(order.begin(), order.end(), std::size_t(0));
+  for (double s : scores)
+    if (std::isnan(s)) throw error("roc_curve: a score is NaN");
+  std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return scores[a] > scores[b]; });
+  const std::size_t positives = std::size_t(std::count(positive.begin(), positive.end(), true));
+  const std::size_t negatives = positive.size() - positives;
+  RocCurve roc{{INFINITY}, {0.0}, {0.0}, not_a_number, {not_a_number, not_a_number}};
+  if (positives == 0 || negatives == 0) return roc;
+  std::size_t tp = 0, fp = 0;
+  double area = 0;
+  for (std::size_t i = 0; i < order.size();) {
+    const double threshold = scores[order[i]];
+    for (; i < order.size() && scores[order[i]] == threshold; ++i) ++(positive[order[i]] ? tp : fp);
+    const double fpr = double(fp) / double(negatives), tpr = double(tp) / double(positives);
+    area += (fpr - roc.false_positive_rate.back()) * (tpr + roc.true_positive_rate.back()) / 2;
+    roc.thresholds.push_back(threshold);
+    roc.false_positive_rate.push_back(fpr);
+    roc.true_positive_rate.push_back(tpr);
+  }
+  roc.auc = area;
+  // Hanley & McNeil (1982): the AUC's standard error from Q1 = A/(2-A), Q2 = 2A^2/(1+A).
+  const double q1 = area / (2 - area), q2 = 2 * area * area / (1 + area), np = double(positives),
+               nn = double(negatives);
+  const double se = std::sqrt((area * (1 - area) + (np - 1) * (q1 - area * area) + (nn - 1) * (q2 - area * area)) /
+                              (np * nn));
+  roc.auc_interval = {std::max(0.0, area - z95 * se), std::min(1.0, area + z95 * se)};
+  return roc;
+}
 
 double BinaryRates::sensitivity() const { return ratio(true_positive, true_positive + false_negative); }
 double BinaryRates::specificity() const { return ratio(true_negative, true_negative + false_positive); }

@@ -17,6 +17,7 @@
 
 #include "busi/error.hpp"
 #include "busi/limits.hpp"
+#include "busi/seen_images.hpp"
 
 namespace busi {
 namespace {
@@ -177,6 +178,28 @@ std::string layer_type_name(LayerType t) {
     case LayerType::dense: return "dense";
   }
   return "?";
+}
+
+// "seen_images": {"hash": "fnv1a64-<preprocess>", "count": n, "hashes": blob of n
+// sorted distinct uint64 LE}. Refused when the hash is not the one this runtime
+// computes for the model's pre-processing: a mismatch would call every image unseen.
+std::vector<uint64_t> parse_seen_images(const json& j, const std::string& preprocess, const PayloadReader& payload,
+                                        const Where& where) {
+  if (!j.is_object()) where.fail("\"seen_images\" must be an object");
+  const std::string hash = j.value("hash", std::string());
+  if (hash != seen_image_hash_name(preprocess))
+    where.fail("seen_images: hash '" + hash + "' is not the one this runtime computes for " + preprocess + " (" +
+               seen_image_hash_name(preprocess) + ")");
+  if (!j.contains("count") || !j.contains("hashes")) where.fail("seen_images needs \"count\" and \"hashes\"");
+  const auto count = whole_number(j.at("count"), "seen_images.count", 0, limits::kModelFileBytes / 8, where);
+  const uint8_t* p = payload.blob(j.at("hashes"), std::size_t(count) * 8, "seen_images.hashes", where);
+  std::vector<uint64_t> hashes(count);
+  for (std::size_t i = 0; i < count; ++i) {
+    hashes[i] = uint64_t(read_u32_le(p + 8 * i)) | uint64_t(read_u32_le(p + 8 * i + 4)) << 32;
+    if (i > 0 && hashes[i] <= hashes[i - 1])
+      where.fail("seen_images.hashes are not sorted and distinct (index " + std::to_string(i) + ")");
+  }
+  return hashes;
 }
 
 Layer parse_layer(const json& j, ModelKind kind, const PayloadReader& payload, const Where& where) {
@@ -444,6 +467,8 @@ Model Model::parse(const std::vector<uint8_t>& bytes, const std::string& origin)
       model.logit_scale = float(value);
     }
     model.provenance_json = header.contains("provenance") ? header.at("provenance").dump() : "{}";
+    if (header.contains("seen_images"))
+      model.seen_images = parse_seen_images(header.at("seen_images"), model.preprocess, payload, where);
     const auto& layers = header.at("layers");
     if (!layers.is_array()) where.fail("\"layers\" must be an array");
     for (std::size_t i = 0; i < layers.size(); ++i)
@@ -480,6 +505,14 @@ std::vector<uint8_t> Model::serialize() const {
                  {"provenance", json::parse(provenance_json.empty() ? "{}" : provenance_json)}};
   if (kind == ModelKind::quantized) header["logit_scale"] = logit_scale;
   for (const auto& layer : layers) header["layers"].push_back(layer_to_json(layer, kind, payload));
+  if (seen_images) {
+    json blob = {{"dtype", "uint64"}, {"offset", payload.size()}, {"size", seen_images->size() * 8}};
+    for (uint64_t h : *seen_images) {
+      append_u32_le(payload, uint32_t(h));
+      append_u32_le(payload, uint32_t(h >> 32));
+    }
+    header["seen_images"] = {{"hash", seen_image_hash_name(preprocess)}, {"count", seen_images->size()}, {"hashes", blob}};
+  }
 
   const std::string text = header.dump();
   std::vector<uint8_t> out(kMagic.begin(), kMagic.end());

@@ -16,7 +16,7 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from . import data, fold, package
+from . import data, fold, package, seen
 from .model import POOLED
 from .train import TRAINING_DIR, load_checkpoint
 
@@ -46,10 +46,12 @@ def provenance(ck, extra=None):
 
 def bqnn_bytes(model, ck, name, extra=None):
     prov = provenance(ck, extra)
+    trained_on = seen.split_hashes("train")
     if model.quantized:
         layers, logit_scale = fold.quantized_layers(model)
-        return package.build_package(name, "quantized", layers, prov, logit_scale=logit_scale)
-    return package.build_package(name, "float", fold.float_layers(model), prov)
+        return package.build_package(name, "quantized", layers, prov, logit_scale=logit_scale,
+                                     seen_hashes=trained_on)
+    return package.build_package(name, "float", fold.float_layers(model), prov, seen_hashes=trained_on)
 
 
 def _const(name, array, inits):

@@ -2,7 +2,9 @@
 
 build_package() takes plain numpy arrays per layer, packs them, and returns the
 file's bytes; the C++ reader is busi::Model::load (runtime/src/model.cpp) and an
-independent numpy reader lives in int_reference.py.
+independent numpy reader lives in int_reference.py. input_hashes() is the hash of
+the "seen_images" block (C++: busi::input_hash, runtime/src/seen_images.cpp) and
+with_seen_images() adds that block to a package's bytes, changing nothing else.
 """
 import json
 import struct
@@ -44,14 +46,63 @@ class _payload:
         return b"".join(self.chunks)
 
 
+FNV_OFFSET = np.uint64(0xcbf29ce484222325)
+FNV_PRIME = np.uint64(0x100000001b3)
+
+
+def input_hashes(tensors):
+    """FNV-1a 64 of each pre-processed input tensor's bytes (row-major uint8), for
+    an array of N tensors (N x H x W) or one (H x W): np.uint64 array of N. The
+    images advance together, one byte position at a time (uint64 products wrap)."""
+    t = np.ascontiguousarray(tensors, dtype=np.uint8)
+    flat = t.reshape(-1 if t.ndim > 2 else 1, t.shape[-2] * t.shape[-1]).T
+    h = np.full(flat.shape[1], FNV_OFFSET, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for column in flat:
+            h = (h ^ column) * FNV_PRIME
+    return h
+
+
+def seen_images_block(hashes, preprocess, payload):
+    """The header's "seen_images" object, its blob added to `payload` (a _payload)."""
+    h = np.unique(np.asarray(hashes, dtype=np.uint64))  # sorted, distinct
+    return {"hash": f"fnv1a64-{preprocess}", "count": int(h.size),
+            "hashes": payload.add(h.astype("<u8").tobytes(), dtype="uint64")}
+
+
+def with_seen_images(package_bytes, hashes):
+    """The package with a "seen_images" block of `hashes` (replacing one it has):
+    the header gains the key and the payload the blob at its end; every other key
+    and byte stays as it was."""
+    if package_bytes[:8] != MAGIC:
+        raise ValueError("not a busi model package (bad magic)")
+    head_len = struct.unpack("<I", package_bytes[12:16])[0]
+    header = json.loads(package_bytes[16:16 + head_len])
+    if json.dumps(header, indent=1).encode("utf-8") != package_bytes[16:16 + head_len]:
+        raise ValueError("header is not in build_package's layout; rewriting it would change other bytes")
+    body = package_bytes[16 + head_len:-4]
+    if "seen_images" in header:
+        old = header.pop("seen_images")["hashes"]
+        if old["offset"] + old["size"] != len(body):
+            raise ValueError("the old seen_images blob is not at the payload's end")
+        body = body[:old["offset"]]
+    payload = _payload()
+    payload.add(body)
+    header["seen_images"] = seen_images_block(hashes, header["input"]["preprocess"], payload)
+    head = json.dumps(header, indent=1).encode("utf-8")
+    out = MAGIC + struct.pack("<II", VERSION, len(head)) + head + payload.bytes()
+    return out + struct.pack("<I", zlib.crc32(out) & 0xFFFFFFFF)
+
+
 def build_package(name, kind, layers, provenance, logit_scale=None,
                   classes=("normal", "benign", "malignant"),
-                  input_shape=(1, 255, 255), preprocess="gray-area-v1"):
+                  input_shape=(1, 255, 255), preprocess="gray-area-v1", seen_hashes=None):
     """layers: dicts, in order, one of
       {"type": "maxpool", "kernel": 2}
       {"type": "conv"|"dense", "weights": int array (OIHW / [out][in]) with "weight_bits",
        or float32 array with "bias" (float models), "thresholds": int array [out][2^b-1]
        with "act_bits" (quantized hidden), "relu": True (float hidden), neither (last)}.
+    seen_hashes: input_hashes() of the images it was trained on (the "seen_images" block).
     Returns the package's bytes."""
     if kind not in ("quantized", "float"):
         raise ValueError(f"kind must be 'quantized' or 'float', not {kind!r}")
@@ -106,6 +157,8 @@ def build_package(name, kind, layers, provenance, logit_scale=None,
     if kind == "quantized":
         header["logit_scale"] = float(logit_scale)
     header["provenance"] = provenance
+    if seen_hashes is not None:
+        header["seen_images"] = seen_images_block(seen_hashes, preprocess, payload)
     head = json.dumps(header, indent=1).encode("utf-8")
     body = MAGIC + struct.pack("<II", VERSION, len(head)) + head + payload.bytes()
     return body + struct.pack("<I", zlib.crc32(body) & 0xFFFFFFFF)

@@ -165,6 +165,26 @@ def test_brevitas_model_on_the_emulated_board(brevitas_model, images, busi_infer
         proc.wait(timeout=30)
 
 
+@pytest.mark.parametrize("name", ["busi-w2a4", "busi-w4a4"])
+def test_overlay_build_without_topk_gives_cpu_int_logits(tmp_path, images, busi_infer, name):
+    """What overlays/build.py hands FINN for the shipped logits overlays: the QONNX
+    graph without its TopK, whose output (qonnx's execute_onnx) is cpu_int's int32
+    logits times logit_scale, with the same top-1, on every 40th BUSI image."""
+    sys.path.insert(0, str(REPO / "overlays"))
+    try:
+        import build
+    finally:
+        sys.path.pop(0)
+    out = tmp_path / f"{name}-logits.qonnx.onnx"
+    logits = build.logits_graph(REPO / "models" / f"{name}.qonnx.onnx", out)
+    graph = onnx.load(str(out)).graph
+    assert graph.node[-1].op_type == "MatMul" and [o.name for o in graph.output] == [logits]
+    assert [d.dim_value for d in graph.output[0].type.tensor_type.shape.dim] == [1, 3]
+    names, pixels = images
+    # The graph ends in no TopK, so the oracle reads its output as the logits.
+    check_oracle(out, REPO / "models" / f"{name}.bqnn", (names[::40], pixels[::40]), busi_infer)
+
+
 def test_our_qonnx_passes_qonnx_cleanup_and_inference_cost(tmp_path):
     from qonnx.util.inference_cost import inference_cost
     src = REPO / "models" / "busi-w2a4.qonnx.onnx"

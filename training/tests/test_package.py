@@ -141,3 +141,52 @@ def test_float_onnx_runs_in_opencv_like_pytorch(tmp_path):
     with torch.no_grad():
         expected = model(torch.from_numpy(x) / 255).numpy()
     np.testing.assert_allclose(net.forward(), expected, rtol=1e-3, atol=1e-4 * np.abs(expected).max())
+
+
+def test_input_hashes_are_fnv1a64():
+    # FNV-1a 64's published vectors; the C++ side (busi::fnv1a64) is checked on the same.
+    as_tensor = lambda s: np.frombuffer(s, np.uint8).reshape(1, len(s))
+    assert int(package.input_hashes(as_tensor(b"a"))[0]) == 0xaf63dc4c8601ec8c
+    assert int(package.input_hashes(as_tensor(b"foobar"))[0]) == 0x85944171f73967e8
+    # N images at once give what each gives alone, row-major.
+    rng = np.random.default_rng(0)
+    batch = rng.integers(0, 256, (5, 7, 9), dtype=np.uint8)
+    assert [int(package.input_hashes(im)[0]) for im in batch] == [int(h) for h in package.input_hashes(batch)]
+
+
+def test_with_seen_images_adds_the_block_and_changes_nothing_else():
+    import json
+    import struct
+    model = busi_net(2, 4)
+    layers, scale = fold.quantized_layers(model)
+    original = package.build_package("m", "quantized", layers, {"note": "x"}, logit_scale=scale)
+
+    def split(b):
+        n = struct.unpack("<I", b[12:16])[0]
+        return json.loads(b[16:16 + n]), b[16 + n:-4]
+
+    hashes = np.array([9, 3, 3, 2**64 - 1], dtype=np.uint64)
+    added = package.with_seen_images(original, hashes)
+    head0, payload0 = split(original)
+    head1, payload1 = split(added)
+    block = head1.pop("seen_images")
+    assert head1 == head0 and payload1[:len(payload0)] == payload0
+    assert block["hash"] == "fnv1a64-gray-area-v1" and block["count"] == 3
+    blob = payload1[block["hashes"]["offset"]:][:block["hashes"]["size"]]
+    assert np.frombuffer(blob, "<u8").tolist() == [3, 9, 2**64 - 1]
+    # Writing it again replaces the block; build_package writes the same bytes.
+    assert package.with_seen_images(added, hashes) == added
+    assert package.build_package("m", "quantized", layers, {"note": "x"}, logit_scale=scale,
+                                 seen_hashes=hashes) == added
+
+
+def test_seen_refuses_a_package_trained_on_another_split(tmp_path):
+    from busi_train import seen
+    model = busi_net(2, 4)
+    layers, scale = fold.quantized_layers(model)
+    other = tmp_path / "other.bqnn"
+    other.write_bytes(package.build_package("m", "quantized", layers, {"split_sha256": {"train": "abc"}},
+                                            logit_scale=scale))
+    with pytest.raises(SystemExit, match="names training split abc, not train.txt"):
+        seen.main([str(other)])
+    assert seen.training_split_of(other.read_bytes()) == "abc"  # untouched

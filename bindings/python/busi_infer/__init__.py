@@ -38,6 +38,7 @@ from ._core import (  # noqa: E402  (after the model folder is known)
     ModelError,
     PowerMeter,
     Prediction,
+    RocCurve,
     __version__,
     available_backends,
     collect_images,
@@ -50,7 +51,9 @@ from ._core import (  # noqa: E402  (after the model folder is known)
     percentile,
     preprocess,
     render_dashboard,
+    roc_curve,
     summarize_latencies,
+    wilson_interval,
 )
 
 __all__ = [
@@ -70,6 +73,7 @@ __all__ = [
     "ModelError",
     "PowerMeter",
     "Prediction",
+    "RocCurve",
     "__version__",
     "available_backends",
     "collect_images",
@@ -82,5 +86,7 @@ __all__ = [
     "percentile",
     "preprocess",
     "render_dashboard",
+    "roc_curve",
     "summarize_latencies",
+    "wilson_interval",
 ]

@@ -63,6 +63,11 @@ class Model:
     @property
     def source(self) -> str:
         """The file it was loaded from ('' when built in memory)."""
+    @property
+    def seen_images(self) -> Optional[int]:
+        """How many images the package records the model was trained on; None when it records none."""
+    def has_seen(self, image: Union[str, os.PathLike, np.ndarray], color_order: str = "bgr") -> bool:
+        """Whether the model was trained on this image (pre-processed as classify() does)."""
 
 class Classifier:
     """A model running on one backend.
@@ -172,6 +177,29 @@ class LatencySummary:
     @property
     def p99_ms(self) -> float: ...
 
+class RocCurve:
+    """A ROC curve from the strictest threshold down, with its AUC."""
+
+    @property
+    def thresholds(self) -> List[float]:
+        """inf first, then each distinct score, descending."""
+    @property
+    def false_positive_rate(self) -> List[float]: ...
+    @property
+    def true_positive_rate(self) -> List[float]: ...
+    @property
+    def auc(self) -> float:
+        """Area under the curve (ties count one half); NaN with one class."""
+    @property
+    def auc_interval(self) -> Tuple[float, float]:
+        """Hanley and McNeil's 95% interval (low, high)."""
+
+def wilson_interval(successes: int, trials: int) -> Tuple[float, float]:
+    """Wilson's 95% interval (low, high) of successes / trials; NaN for 0 trials."""
+
+def roc_curve(scores: List[float], positive: List[bool]) -> RocCurve:
+    """The ROC curve of a score (higher = positive) against a list of booleans."""
+
 def percentile(values: List[float], p: float) -> float:
     """p in [0, 100], linear between the nearest order statistics (numpy's default)."""
 
@@ -269,6 +297,15 @@ class BackendRun:
     def latencies_ms(self) -> List[float]:
         """classify() wall time per image."""
     @property
+    def scores(self) -> List[List[float]]:
+        """Softmax scores per image; empty for a top-1 backend."""
+    @property
+    def seen(self) -> List[bool]:
+        """Per image, whether the model was trained on it; empty when its package does not say."""
+    @property
+    def unseen(self) -> Optional[ConfusionMatrix]:
+        """The confusion of the images the model was not trained on; None when its package does not say."""
+    @property
     def latency(self) -> LatencySummary: ...
     @property
     def seconds(self) -> float: ...
@@ -293,6 +330,12 @@ class EvaluationReport:
     def inputs(self) -> List[str]: ...
     @property
     def images(self) -> int: ...
+    @property
+    def files(self) -> List[str]:
+        """Per image, its path."""
+    @property
+    def labels(self) -> List[int]:
+        """Per image, its true class index."""
     @property
     def runs(self) -> List[BackendRun]: ...
     def to_json(self, per_image: bool = False) -> str:

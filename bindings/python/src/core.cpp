@@ -342,6 +342,23 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("num_layers", [](const busi::Model& model) { return model.layers.size(); })
       .def_readonly("provenance_json", &busi::Model::provenance_json, "Training provenance as JSON text.")
       .def_property_readonly(
+          "seen_images",
+          [](const busi::Model& model) -> std::optional<std::size_t> {
+            if (!model.seen_images) return std::nullopt;
+            return model.seen_images->size();
+          },
+          "How many images the package records the model was trained on; None when it records none.")
+      .def(
+          "has_seen",
+          [](const busi::Model& model, const py::handle& image, const std::string& order) {
+            auto input = to_input(image, parse_color_order(order));
+            py::gil_scoped_release no_gil;
+            return model.has_seen(load_input(input, model.input));
+          },
+          py::arg("image"), py::arg("color_order") = "bgr",
+          "Whether the model was trained on this image (a path or an array, pre-processed as classify() does); "
+          "False when the package records no training images.")
+      .def_property_readonly(
           "source", [](const busi::Model& model) { return model.source.string(); },
           "The file it was loaded from ('' when built in memory).")
       .def("__repr__", [](const busi::Model& model) {

@@ -106,6 +106,11 @@ void bind_evaluation(py::module_& m) {
       .def_readonly("confusion", &busi::BackendRun::confusion)
       .def_readonly("predictions", &busi::BackendRun::predictions, "Class index per image, in the images' order.")
       .def_readonly("latencies_ms", &busi::BackendRun::latencies_ms, "classify() wall time per image.")
+      .def_readonly("scores", &busi::BackendRun::scores, "Softmax scores per image; empty for a top-1 backend.")
+      .def_readonly("seen", &busi::BackendRun::seen,
+                    "Per image, whether the model was trained on it; empty when its package does not say.")
+      .def_readonly("unseen", &busi::BackendRun::unseen,
+                    "The confusion of the images the model was not trained on; None when its package does not say.")
       .def_readonly("latency", &busi::BackendRun::latency)
       .def_readonly("seconds", &busi::BackendRun::seconds)
       .def_readonly("throughput", &busi::BackendRun::throughput, "Images per second over the run.")
@@ -118,6 +123,8 @@ void bind_evaluation(py::module_& m) {
       .def_readonly("started_utc", &busi::EvaluationReport::started_utc)
       .def_readonly("inputs", &busi::EvaluationReport::inputs)
       .def_readonly("images", &busi::EvaluationReport::images)
+      .def_readonly("files", &busi::EvaluationReport::files, "Per image, its path.")
+      .def_readonly("labels", &busi::EvaluationReport::labels, "Per image, its true class index.")
       .def_readonly("runs", &busi::EvaluationReport::runs)
       .def("to_json", &busi::report_json, py::arg("per_image") = false, "busi-eval's JSON report.")
       .def("to_csv", &busi::report_csv, "busi-eval's CSV: one row per run.")

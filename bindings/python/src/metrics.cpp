@@ -74,6 +74,23 @@ void bind_metrics(py::module_& m) {
                ", p90_ms=" + std::to_string(s.p90_ms) + ", p99_ms=" + std::to_string(s.p99_ms) + ")";
       });
 
+  py::class_<busi::RocCurve>(m, "RocCurve", "A ROC curve from the strictest threshold down, with its AUC.")
+      .def_readonly("thresholds", &busi::RocCurve::thresholds, "inf first, then each distinct score, descending.")
+      .def_readonly("false_positive_rate", &busi::RocCurve::false_positive_rate)
+      .def_readonly("true_positive_rate", &busi::RocCurve::true_positive_rate)
+      .def_readonly("auc", &busi::RocCurve::auc, "Area under the curve (ties count one half); NaN with one class.")
+      .def_property_readonly(
+          "auc_interval", [](const busi::RocCurve& r) { return py::make_tuple(r.auc_interval.low, r.auc_interval.high); },
+          "Hanley and McNeil's 95% interval (low, high).");
+  m.def(
+      "wilson_interval",
+      [](std::size_t successes, std::size_t trials) {
+        const auto ci = busi::wilson_interval(successes, trials);
+        return py::make_tuple(ci.low, ci.high);
+      },
+      py::arg("successes"), py::arg("trials"), "Wilson's 95% interval (low, high) of successes / trials; NaN for 0 trials.");
+  m.def("roc_curve", &busi::roc_curve, py::arg("scores"), py::arg("positive"),
+        "The ROC curve of a score (higher = positive) against a list of booleans.");
   m.def("percentile", &busi::percentile, py::arg("values"), py::arg("p"),
         "p in [0, 100], linear between the nearest order statistics (numpy's default).");
   m.def("summarize_latencies", &busi::summarize_latencies, py::arg("milliseconds"));

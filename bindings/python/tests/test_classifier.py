@@ -164,3 +164,17 @@ def test_one_instance_from_many_threads(classifier):
     assert len(results) == 3 * len(images)
     for (_, k), p in results.items():
         assert same(p, expected[k])
+
+
+def test_model_knows_its_training_images(busi_dir, png_path):
+    # The shipped package records the 624 images of training/splits/train.txt.
+    from conftest import SOURCE_DIR
+    model = busi_infer.Model.load(SOURCE_DIR / "models" / "busi-w2a4.bqnn")
+    assert model.seen_images == 624
+    split = lambda name: (SOURCE_DIR / "training" / "splits" / f"{name}.txt").read_text().split("\n")
+    trained, never = split("train")[0], split("val")[0]
+    assert model.has_seen(busi_dir / trained)
+    cv2 = pytest.importorskip("cv2")
+    assert model.has_seen(cv2.imread(str(busi_dir / trained), cv2.IMREAD_UNCHANGED))  # an array, the same pixels
+    assert not model.has_seen(busi_dir / never)
+    assert not model.has_seen(png_path[0])

@@ -55,3 +55,13 @@ def test_label_from_path():
     assert busi_infer.label_from_path("/data/busi/benign/benign (3).png", CLASSES) == 1
     assert busi_infer.label_from_path("/data/malignant/x/y.png", CLASSES) == 2
     assert busi_infer.label_from_path("/data/other/y.png", CLASSES) == -1
+
+
+def test_wilson_interval_and_roc_curve():
+    low, high = busi_infer.wilson_interval(0, 10)
+    assert low == 0 and high == pytest.approx(0.2775, abs=1e-4)
+    assert all(math.isnan(v) for v in busi_infer.wilson_interval(0, 0))
+    roc = busi_infer.roc_curve([0.9, 0.8, 0.7, 0.6], [True, False, True, False])
+    assert roc.auc == pytest.approx(0.75)
+    assert roc.true_positive_rate == [0, 0.5, 0.5, 1, 1]
+    assert math.isnan(busi_infer.roc_curve([0.1, 0.2], [True, True]).auc)

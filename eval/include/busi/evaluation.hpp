@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -69,6 +70,16 @@ struct BackendRun {
   ConfusionMatrix confusion;
   std::vector<int> predictions;      // per image, in LabelledImages order
   std::vector<double> latencies_ms;  // per image, classify() wall time
+  std::vector<std::vector<float>> scores;  // per image, Prediction::scores (empty for a top-1 backend)
+  // Per image, whether the model was trained on it (Model::has_seen), and the
+  // confusion of the images it was not; empty / absent when its package does not
+  // record its training images.
+  std::vector<bool> seen;
+  std::optional<ConfusionMatrix> unseen;
+  // Per image, read back from reports whose backends give them (docs/evaluation.md,
+  // schema 3): the referral verdict and P(abnormal); empty otherwise.
+  std::vector<std::string> verdicts;
+  std::vector<double> p_abnormal;
   LatencySummary latency;
   double seconds = 0;     // the run's window (all images)
   double throughput = 0;  // images / seconds
@@ -83,6 +94,9 @@ struct EvaluationReport {
   std::string started_utc;          // ISO 8601
   std::vector<std::string> inputs;  // the folders/files given
   std::size_t images = 0;
+  // Per image (written with per-image results): file and true class index.
+  std::vector<std::string> files;
+  std::vector<int> labels;
   std::vector<BackendRun> runs;
 };
 

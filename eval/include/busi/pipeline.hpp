@@ -24,6 +24,18 @@ inline constexpr int result_schema_version = 2;
 
 // "73.1%", or "n/a" for NaN (a rate with an empty denominator).
 std::string percent_text(double rate);
+// "73.1% (57/78, 95% CI 62.3-81.8%)": a rate with its counts and Wilson interval.
+std::string rate_text(std::size_t successes, std::size_t trials);
+
+// The accuracy lines of a screen summary. Without `unseen` (the package does not
+// say what the model was trained on) the figure is said to possibly include
+// training images; with it, how many of the labelled images the model was trained
+// on, then accuracy, sensitivity and specificity over the others, or that there
+// are none:
+//   accuracy 93.3% (655/702, ...) over 702 labelled images, 624 of which the model was trained on
+//   on the 78 it never saw: accuracy 73.1% (57/78, 95% CI ...), sensitivity ..., specificity ...
+std::string accuracy_summary(const ConfusionMatrix& labelled, const std::optional<ConfusionMatrix>& unseen);
+
 // A CSV field, quoted (RFC 4180) when it holds a comma, a quote or a newline.
 std::string csv_field(const std::string& text);
 
@@ -40,6 +52,9 @@ struct ImageResult {
   std::optional<Prediction> verify;       // the verifying backend's answer, when there is one
   std::string error;                      // why it failed
   double latency_ms = 0;                  // decode + pre-process + inference, per image of its batch
+  // Whether the model was trained on it (Model::has_seen); absent when the
+  // image failed to decode or the package does not record its training images.
+  std::optional<bool> seen;
 };
 
 // Whether the verifying backend disagrees: another class, or, when both are
@@ -79,6 +94,10 @@ struct InferReport {
   std::size_t disagreements() const;
   // The labelled, classified images (rows true, columns predicted).
   ConfusionMatrix confusion() const;
+  // The classified images the model was trained on, and the confusion of the
+  // labelled ones it was not; both absent when its package does not record them.
+  std::optional<std::size_t> seen() const;
+  std::optional<ConfusionMatrix> unseen_confusion() const;
 };
 
 // {"schema_version": 2, "images": [...], "summary": {...}} (docs/cli.md); the

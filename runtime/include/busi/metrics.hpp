@@ -65,6 +65,32 @@ class ConfusionMatrix {
   std::vector<std::size_t> counts_;  // row-major [true][predicted]
 };
 
+// A 95% confidence interval; both ends NaN when there is nothing to estimate from.
+struct Interval {
+  double low, high;
+};
+
+// Wilson's score interval of the proportion successes / trials at 95% (z = 1.96):
+// it stays inside [0, 1] and is not degenerate at 0 or `trials` successes, unlike
+// the normal approximation. Every rate the tools print with an interval uses it.
+// Throws busi::error when successes > trials.
+Interval wilson_interval(std::size_t successes, std::size_t trials);
+
+// The ROC curve of a score against a two-class truth (a higher score means
+// "positive"), one point per distinct score from the strictest threshold down:
+// point k is (false positive rate, true positive rate) when every image scoring
+// >= thresholds[k] is called positive; the curve starts at (0, 0) (threshold
+// +infinity). AUC is the area under it (trapezoids, so tied scores count one
+// half: the Mann-Whitney statistic), with Hanley and McNeil's (1982) 95%
+// interval. NaN when either class is absent. Throws busi::error when the sizes
+// differ or a score is NaN.
+struct RocCurve {
+  std::vector<double> thresholds, false_positive_rate, true_positive_rate;
+  double auc;
+  Interval auc_interval;
+};
+RocCurve roc_curve(const std::vector<double>& scores, const std::vector<bool>& positive);
+
 // Latency statistics in milliseconds. Percentiles interpolate linearly between
 // the two nearest order statistics (numpy's default), so p50 of {1, 2} is 1.5.
 struct LatencySummary {

@@ -6,10 +6,13 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 namespace busi {
+
+struct Tensor8;
 
 enum class ModelKind { quantized, floating };
 enum class LayerType { conv, maxpool, dense };
@@ -63,8 +66,14 @@ struct Model {
   float logit_scale = 1.0f;   // quantized: real logit = int32 logit * logit_scale
   std::string provenance_json;  // the header's "provenance" object, as JSON text
   std::filesystem::path source; // where it was loaded from ("" when built in memory)
+  // The input_hash (busi/seen_images.hpp) of every image the model was trained
+  // on, sorted and distinct; absent when the package does not record them
+  // ("seen_images", docs/model-format.md).
+  std::optional<std::vector<uint64_t>> seen_images;
 
   std::size_t num_classes() const { return class_names.size(); }
+  // Whether `input` (pre-processed) is one of seen_images; false when they are not recorded.
+  bool has_seen(const Tensor8& input) const;
 
   // Reads, checks (magic, version, CRC, shapes, bit widths, threshold order,
   // int32 accumulator range) and unpacks a package. Throws model_error naming
