@@ -303,44 +303,26 @@ struct avx512vnni_winograd {
   };
 
   // Fills `p` (oc, oc_pad and per already set) and returns true when this
-  // step can run here: the transformed inputs, shifted by 2 * input_max to be
-  // unsigned, fit a byte (they lie in [-2m, 4m]), the transformed weights fit
-  // int8, and 4 * |acc| fits int16 (the products are then summed mod 2^16).
+  // step can run here: pack_winograd_bytes accepts it and in_c divides 64.
   static bool pack(const conv_step& s, packed& p) {
-    const int64_t bound = int64_t(s.input_max) * s.max_abs_channel_sum();
-    if (!winograd_shape(s) || 6 * s.input_max > 255 || 4 * bound > 32766) return false;
-    if (s.in_c % 4 != 0 || 64 % s.in_c != 0) return false;    // whole pixels per dword permute (winograd_inputs)
-    constexpr int at[2][4] = {{1, 1, 1, 0}, {0, 1, -1, -1}};  // A^T
-    const int groups = (s.in_c + 3) / 4, vectors = p.oc_pad / lanes;
-    std::vector<int8_t> weights(std::size_t(16) * groups * p.oc_pad * 4, 0);
-    std::vector<int64_t> sums(std::size_t(16) * p.oc_pad, 0);  // sum over ic of each transformed weight
-    for (int o = 0; o < s.oc; ++o)
-      for (int ic = 0; ic < s.in_c; ++ic)
-        for (int xi = 0; xi < 16; ++xi) {
-          const int u = winograd_weight(s, xi, ic, o);
-          if (u < -128 || u > 127) return false;
-          weights[((std::size_t(xi) * groups + ic / 4) * p.oc_pad + o) * 4 + ic % 4] = int8_t(u);
-          sums[std::size_t(xi) * p.oc_pad + o] += u;
-        }
-    p.groups = groups;
-    p.offset = 2 * s.input_max;
-    p.weights = std::move(weights);
+    if (64 % s.in_c != 0) return false;  // whole pixels per dword permute (winograd_inputs)
+    winograd_bytes b;
+    if (!pack_winograd_bytes(s, lanes, b)) return false;
+    p.groups = b.groups;
+    p.offset = b.offset;
+    p.weights = std::move(b.weights);
+    const int vectors = p.oc_pad / lanes;
     for (int v = 0; v < vectors; ++v)
-      for (int py = 0; py < 2; ++py)
-        for (int px = 0; px < 2; ++px)
-          for (int lane = 0; lane < 32; ++lane) {
-            const int o = v * lanes + lane % lanes;
-            int64_t c = 0;
-            for (int i = 0; i < 4; ++i)
-              for (int j = 0; j < 4; ++j) c += at[py][i] * at[px][j] * sums[std::size_t(4 * i + j) * p.oc_pad + o];
-            p.corrections.push_back(int16_t(uint16_t(uint64_t(c * p.offset))));
-          }
+      for (int pos = 0; pos < 4; ++pos)
+        for (int lane = 0; lane < 32; ++lane) {
+          const int o = v * lanes + lane % lanes;
+          p.corrections.push_back(o < s.oc ? b.correction(o, pos) : 0);
+        }
     for (int v = 0; v < vectors; ++v)
       for (int k = 0; k < p.per; ++k)
         for (int lane = 0; lane < 32; ++lane) {
           const int o = v * lanes + lane % lanes;
-          const int64_t t = o < s.oc ? 4 * int64_t(s.layer->channel_thresholds(o)[k]) : 0;
-          p.thresholds.push_back(int16_t(std::clamp<int64_t>(t, -4 * bound, 4 * bound + 1) - 1));
+          p.thresholds.push_back(o < s.oc ? b.threshold(o, k, p.per) : -1);
         }
     // Rows: the column pass reads up to 2 pixels past twice the planes' bytes.
     const std::size_t row = s.in_row_bytes(), plane = std::size_t(s.pooled_w) * s.in_c;
