@@ -48,7 +48,7 @@ counts() {
 
 echo "image: $image; qemu $(qemu-arm --version | head -1 | awk '{print $3}'), -cpu cortex-a9"
 echo
-echo "| cpu_int isa | instructions / image | NEON+VFP | NEON multiplies | NEON loads/stores | scalar loads/stores | est. ms at IPC 1.0 | est. ms at IPC 0.5 | NEON issue floor, ms |"
+echo "| engine | instructions / image | NEON+VFP | NEON multiplies | NEON loads/stores | scalar loads/stores | est. ms at IPC 1.0 | est. ms at IPC 0.5 | NEON issue floor, ms |"
 echo "|---|---|---|---|---|---|---|---|---|"
 engines=("$probe scalar" "$probe neon")
 if [ -n "$armnn_probe" ]; then
