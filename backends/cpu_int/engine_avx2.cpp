@@ -63,19 +63,7 @@ struct avx2_winograd {
     p.groups = b.groups;
     p.offset = b.offset;
     p.weights = std::move(b.weights);
-    const int vectors = p.oc_pad / lanes;
-    for (int v = 0; v < vectors; ++v)
-      for (int pos = 0; pos < 4; ++pos)
-        for (int l = 0; l < 16; ++l) {
-          const int o = v * lanes + lane_channel(l);
-          p.corrections.push_back(o < s.oc ? b.correction(o, pos) : 0);
-        }
-    for (int v = 0; v < vectors; ++v)
-      for (int k = 0; k < p.per; ++k)
-        for (int l = 0; l < 16; ++l) {
-          const int o = v * lanes + lane_channel(l);
-          p.thresholds.push_back(o < s.oc ? b.threshold(o, k, p.per) : -1);
-        }
+    b.lane_tables(s.oc, p.per, p.oc_pad / lanes, lanes, 16, lane_channel, p.corrections, p.thresholds);
     const std::size_t row = s.in_row_bytes(), plane = std::size_t(s.pooled_w) * s.in_c;
     p.plane_stride = (plane + 31) / 32 * 32;
     // The column pass reads up to 2 pixels past twice the planes' bytes.
@@ -254,6 +242,99 @@ struct avx2_winograd {
   }
 };
 
+// Output columns across lanes for a first layer (1 input channel, a kernel
+// at most 4 wide, a 2x2 pool), where channels across lanes would broadcast one
+// activation group per multiply for only 8 channels. A 32-byte load at byte
+// x0 + r gives in dword lane i the group of output column x0 + 4i + r, so 4
+// plain loads give 32 columns, and each serves 4 channels, whose kernel
+// rows are one broadcast group of weights each. The pair sums of vpmaddubsw are added over the kernel
+// rows in int16 and joined by one vpmaddwd: exact while kh * 2 * input_max *
+// max|w| <= 32767. The pool is a max of loads r = 0, 1 (pooled column 2i)
+// and 2, 3 (2i + 1) and of the two conv rows; the pooled accumulators, at
+// most `bound` <= 32766 in size, are packed to int16 and counted against the
+// channel's thresholds (clamped to [-bound, bound + 1], minus 1).
+struct avx2_columns {
+  struct packed {
+    int kh = 0, per = 0;
+    std::vector<int32_t> weights;     // [channel][ky]: the kernel row as 4 bytes
+    std::vector<int16_t> thresholds;  // [channel][t][16]: broadcast, 4 t - 1 as above
+  };
+
+  static bool pack(const conv_step& s, packed& p) {
+    const int64_t bound = int64_t(s.input_max) * s.max_abs_channel_sum();
+    if (s.in_c != 1 || s.kw > 4 || s.pool != 2 || s.logits || bound > 32766 ||
+        int64_t(s.kh) * 2 * s.input_max * s.max_abs_weight() > 32767)
+      return false;
+    p.kh = s.kh;
+    p.per = s.thresholds_per_channel();
+    for (int o = 0; o < s.oc; ++o)
+      for (int ky = 0; ky < s.kh; ++ky) {
+        uint32_t taps = 0;
+        for (int t = 0; t < 4; ++t) taps |= uint32_t(uint8_t(s.weight(ky, t, o))) << (8 * t);
+        p.weights.push_back(int32_t(taps));
+      }
+    for (int o = 0; o < s.oc; ++o)
+      for (int t = 0; t < p.per; ++t)
+        p.thresholds.insert(p.thresholds.end(), 16,
+                            int16_t(std::clamp<int64_t>(s.layer->channel_thresholds(o)[t], -bound, bound + 1) - 1));
+    return true;
+  }
+
+  static __m256i load(const uint8_t* a) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a)); }
+
+  // 16 pooled outputs (32 conv columns, 2 conv rows) per block, every channel.
+  static void run(const conv_step& s, const packed& p, const uint8_t* in, uint8_t* out) {
+    const std::size_t row = s.in_row_bytes();
+    const __m256i ones = _mm256_set1_epi16(1);
+    // packs(even, odd) puts pooled columns 0,2,4,6,1,3,5,7 | 8,10,...: their index.
+    constexpr int column_of[16] = {0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15};
+    alignas(32) int16_t levels[16];
+    constexpr int together = 4;  // channels per pass: 8 measured no faster
+    for (int py = 0; py < s.pooled_h; ++py) {
+      const uint8_t* rows = in + std::size_t(2 * py) * row;
+      uint8_t* out_row = out + std::size_t(py) * s.pooled_w * s.oc;
+      for (int px0 = 0; px0 < s.pooled_w; px0 += 16) {
+        const uint8_t* first = rows + 2 * px0;
+        const int valid = std::min(16, s.pooled_w - px0);
+        for (int c0 = 0; c0 < s.oc; c0 += together) {
+          // `together` channels at a time, sharing every load (past oc the
+          // last channel repeats; it is not stored).
+          const int32_t* w[together];
+          for (int k = 0; k < together; ++k) w[k] = p.weights.data() + std::size_t(std::min(c0 + k, s.oc - 1)) * p.kh;
+          __m256i pooled[together][2];  // [channel][pooled columns 2i (loads r = 0, 1), 2i + 1 (r = 2, 3)]
+          for (int half = 0; half < 2; ++half) {
+            __m256i m[together];
+            for (int k = 0; k < together; ++k) m[k] = _mm256_set1_epi32(INT32_MIN);
+            for (int r = 2 * half; r < 2 * half + 2; ++r)
+              for (int conv_row = 0; conv_row < 2; ++conv_row) {
+                __m256i pairs[together];
+                for (int k = 0; k < together; ++k) pairs[k] = _mm256_setzero_si256();
+                for (int ky = 0; ky < p.kh; ++ky) {
+                  const __m256i a = load(first + (conv_row + ky) * row + r);
+                  for (int k = 0; k < together; ++k)
+                    pairs[k] = _mm256_add_epi16(pairs[k], _mm256_maddubs_epi16(a, _mm256_set1_epi32(w[k][ky])));
+                }
+                for (int k = 0; k < together; ++k) m[k] = _mm256_max_epi32(m[k], _mm256_madd_epi16(pairs[k], ones));
+              }
+            for (int k = 0; k < together; ++k) pooled[k][half] = m[k];
+          }
+          for (int k = 0; k < together && c0 + k < s.oc; ++k) {
+            const int c = c0 + k;
+            const __m256i acc = _mm256_packs_epi32(pooled[k][0], pooled[k][1]);  // exact: |acc| <= bound
+            __m256i level = _mm256_setzero_si256();
+            const int16_t* t = p.thresholds.data() + std::size_t(c) * p.per * 16;
+            for (int j = 0; j < p.per; ++j, t += 16)  // acc > t - 1: all ones, -1
+              level = _mm256_sub_epi16(level, _mm256_cmpgt_epi16(acc, load(reinterpret_cast<const uint8_t*>(t))));
+            _mm256_store_si256(reinterpret_cast<__m256i*>(levels), level);
+            for (int j = 0; j < 16; ++j)
+              if (column_of[j] < valid) out_row[std::size_t(px0 + column_of[j]) * s.oc + c] = uint8_t(levels[j]);
+          }
+        }
+      }
+    }
+  }
+};
+
 struct avx2_kernel {
   static constexpr isa which = isa::avx2;
   static constexpr int lanes = 8, max_nv = 2;
@@ -267,6 +348,8 @@ struct avx2_kernel {
     bool split = false;
     bool winograd = false;  // run by avx2_winograd, with its own packing
     avx2_winograd::packed wg;
+    bool columns = false;  // run by avx2_columns, with its own packing
+    avx2_columns::packed cols;
   };
 
   static packed pack(const conv_step& s) {
@@ -279,6 +362,8 @@ struct avx2_kernel {
     p.wg.per = p.per;
     p.winograd = avx2_winograd::pack(s, p.wg);
     if (p.winograd) return p;  // the direct packing would go unused
+    p.columns = avx2_columns::pack(s, p.cols);
+    if (p.columns) return p;
     p.split = 2 * s.input_max * s.max_abs_weight() > 32767;
     if (p.split) {
       p.weights = pack_groups(s, lanes, split_lo);
@@ -341,9 +426,11 @@ struct avx2_kernel {
     return p.winograd ? avx2_winograd::make_scratch(p.wg) : scratch{};
   }
   static bool run_special(const conv_step& s, const packed& p, scratch& w, const uint8_t* in, uint8_t* out) {
-    if (!p.winograd) return false;
-    run_winograd<avx2_winograd>(s, p.wg, w, in, out);
-    return true;
+    if (p.winograd)
+      run_winograd<avx2_winograd>(s, p.wg, w, in, out);
+    else if (p.columns)
+      avx2_columns::run(s, p.cols, in, out);
+    return p.winograd || p.columns;
   }
 
   static void store_levels(const packed& p, int v, vec acc, uint8_t* out) {

@@ -311,19 +311,8 @@ struct avx512vnni_winograd {
     p.groups = b.groups;
     p.offset = b.offset;
     p.weights = std::move(b.weights);
-    const int vectors = p.oc_pad / lanes;
-    for (int v = 0; v < vectors; ++v)
-      for (int pos = 0; pos < 4; ++pos)
-        for (int lane = 0; lane < 32; ++lane) {
-          const int o = v * lanes + lane % lanes;
-          p.corrections.push_back(o < s.oc ? b.correction(o, pos) : 0);
-        }
-    for (int v = 0; v < vectors; ++v)
-      for (int k = 0; k < p.per; ++k)
-        for (int lane = 0; lane < 32; ++lane) {
-          const int o = v * lanes + lane % lanes;
-          p.thresholds.push_back(o < s.oc ? b.threshold(o, k, p.per) : -1);
-        }
+    b.lane_tables(s.oc, p.per, p.oc_pad / lanes, lanes, 32, [](int lane) { return lane % lanes; }, p.corrections,
+                  p.thresholds);
     // Rows: the column pass reads up to 2 pixels past twice the planes' bytes.
     const std::size_t row = s.in_row_bytes(), plane = std::size_t(s.pooled_w) * s.in_c;
     p.plane_stride = (plane + 63) / 64 * 64;

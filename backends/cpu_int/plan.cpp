@@ -153,6 +153,24 @@ bool pack_winograd_bytes(const conv_step& s, int lanes, winograd_bytes& out) {
   return true;
 }
 
+void winograd_bytes::lane_tables(int oc, int per, int vectors, int channels, int lanes, int (*channel_of)(int lane),
+                                 std::vector<int16_t>& lane_corrections, std::vector<int16_t>& lane_thresholds) const {
+  lane_corrections.clear();
+  lane_thresholds.clear();
+  for (int v = 0; v < vectors; ++v)
+    for (int pos = 0; pos < 4; ++pos)
+      for (int l = 0; l < lanes; ++l) {
+        const int o = v * channels + channel_of(l);
+        lane_corrections.push_back(o < oc ? corrections[std::size_t(o) * 4 + pos] : 0);
+      }
+  for (int v = 0; v < vectors; ++v)
+    for (int t = 0; t < per; ++t)
+      for (int l = 0; l < lanes; ++l) {
+        const int o = v * channels + channel_of(l);
+        lane_thresholds.push_back(o < oc ? thresholds[std::size_t(o) * per + t] : -1);
+      }
+}
+
 std::vector<int32_t> pack_thresholds(const conv_step& s, int lanes) {
   const int oc_pad = (s.oc + lanes - 1) / lanes * lanes;
   const int per = s.thresholds_per_channel();

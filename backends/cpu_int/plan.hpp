@@ -107,8 +107,12 @@ struct winograd_bytes {
   // 4 * threshold - 1, clamped to [-4 bound - 1, 4 bound] first (the same
   // counts for every reachable 4 * acc), so level = count of 4 acc > it: [o][t].
   std::vector<int16_t> thresholds;
-  int16_t correction(int o, int pos) const { return corrections[std::size_t(o) * 4 + pos]; }
-  int16_t threshold(int o, int t, int per) const { return thresholds[std::size_t(o) * per + t]; }
+  // The corrections as [vector][pos][lane] and the thresholds as
+  // [vector][t][lane] for an ISA whose int16 vectors hold `lanes` lanes, lane
+  // l of vector v holding channel v * channels + channel_of(l) (padding
+  // channels: correction 0, threshold -1).
+  void lane_tables(int oc, int per, int vectors, int channels, int lanes, int (*channel_of)(int lane),
+                   std::vector<int16_t>& lane_corrections, std::vector<int16_t>& lane_thresholds) const;
 };
 // Fills `out` and returns true when the step has the Winograd shape and its
 // numbers fit as above (in_c a multiple of 4); false leaves the step to the
