@@ -62,8 +62,9 @@ struct plan {
   std::size_t logit_count = 0;
 };
 
-// Read slack at the end of every activation buffer: the widest over-read is
-// a 32-byte load at a group of the last row (engine_avx512vnni.cpp).
+// Read slack at the end of every activation buffer: the widest over-reads,
+// 64-byte loads at a group of the last row (engine_avx512vnni.cpp; up to 65
+// bytes past it in its single_channel kernel), stay within it.
 constexpr std::size_t buffer_slack = 128;
 
 // Checks the model (check_model) and plans it.
