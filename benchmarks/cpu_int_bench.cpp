@@ -6,8 +6,10 @@
 // when the scheduler does not take the core away mid-run), and speed-up over
 // the reference.
 //
-//   cpu_int_bench [--model M.bqnn] [--image I.png] [--rounds R]
-// Defaults: the shipped quantized model; a fixed random image.
+//   cpu_int_bench [--model M.bqnn] [--image I.png] [--rounds R] [--steps]
+// Defaults: the shipped quantized model; a fixed random image. --steps adds a
+// second table: each fast path's median wall time per step (layer with its
+// fused pool), from separate timed runs (engine::run_timed).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -41,6 +43,7 @@ int main(int argc, char** argv) try {
   std::filesystem::path model_path;
   std::string image_path;
   int rounds = 20;
+  bool steps = false;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--model" && i + 1 < argc)
@@ -49,8 +52,10 @@ int main(int argc, char** argv) try {
       image_path = argv[++i];
     else if (arg == "--rounds" && i + 1 < argc)
       rounds = std::max(1, std::atoi(argv[++i]));
+    else if (arg == "--steps")
+      steps = true;
     else
-      throw error("usage: cpu_int_bench [--model M.bqnn] [--image I.png] [--rounds R]; unknown argument '" + arg + "'");
+      throw error("usage: cpu_int_bench [--model M.bqnn] [--image I.png] [--rounds R] [--steps]; unknown argument '" + arg + "'");
   }
   const Model model = Model::load(model_path.empty() ? default_model_path(ModelKind::quantized) : model_path);
   const std::vector<uint8_t> pixels = image_path.empty()
@@ -99,6 +104,26 @@ int main(int argc, char** argv) try {
     std::printf("| %s | %zu | %.1f | %.1f | %.1f | %.1f | %.1fx, %.1fx |\n", cpu_int::isa_name(r.engine->kind()),
                 r.us.size(), median, percentile(r.us, 0.1), percentile(r.us, 0.9), cpu, reference_median / median,
                 reference_cpu / cpu);
+  }
+  if (steps) {
+    std::printf("\nPer step, median us of %d timed runs each (run_timed):\n\n", 20 * rounds);
+    for (const runner& r : runners) {
+      if (r.engine->kind() == cpu_int::isa::scalar) continue;
+      const std::vector<std::string> names = r.engine->steps();
+      std::vector<std::vector<double>> ns(names.size());
+      std::vector<double> one(names.size());
+      for (int k = 0; k < 20 * rounds; ++k) {
+        r.engine->run_timed(pixels.data(), logits.data(), one.data());
+        for (std::size_t i = 0; i < names.size(); ++i) ns[i].push_back(one[i]);
+      }
+      std::printf("| %s step | median us | p10 us |\n|---|---|---|\n", cpu_int::isa_name(r.engine->kind()));
+      double total = 0;
+      for (std::size_t i = 0; i < names.size(); ++i) {
+        total += percentile(ns[i], 0.5) / 1e3;
+        std::printf("| %s | %.1f | %.1f |\n", names[i].c_str(), percentile(ns[i], 0.5) / 1e3, percentile(ns[i], 0.1) / 1e3);
+      }
+      std::printf("| sum of medians | %.1f | |\n\n", total);
+    }
   }
   return 0;
 } catch (const std::exception& e) {

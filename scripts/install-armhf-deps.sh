@@ -11,10 +11,19 @@
 # architecture whose index fails to download makes every later `apt-get update`
 # on the machine exit non-zero. This way the host's dpkg state is never touched.
 #
-# Usage: scripts/install-armhf-deps.sh            (sysroot in $BUSI_ARMHF_SYSROOT,
+# Usage: scripts/install-armhf-deps.sh [--armnn]   (sysroot in $BUSI_ARMHF_SYSROOT,
 #        default /opt/busi-armhf/sysroot; apt state beside it). Idempotent: does
 #        nothing when the sysroot already holds this package list.
+#        --armnn also adds Debian 12's armhf Arm NN (20.08, its reference
+#        backend CpuRef: Debian builds no CpuAcc/NEON backend for armhf) for
+#        benchmarks/armhf/count-insns.sh; neither the build nor its tests need it.
 set -euo pipefail
+with_armnn=false
+case "${1:-}" in
+  --armnn) with_armnn=true ;;
+  "") ;;
+  *) echo "usage: scripts/install-armhf-deps.sh [--armnn]" >&2; exit 2 ;;
+esac
 
 root=${BUSI_ARMHF_SYSROOT:-/opt/busi-armhf/sysroot}
 state=$(dirname "$root")/apt
@@ -37,8 +46,12 @@ packages=(
 # XML library, linked statically.
 extras=(libpugixml-dev libpugixml1v5)
 extras_marker=usr/include/pugixml.hpp
+armnn=(libarmnn-dev libarmnn22 libarmnn-cpuref-backend22)
+armnn_marker=usr/include/armnn/INetwork.hpp
 stamp="$root/.busi-armhf-packages"
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "${packages[*]}" ] && [ -f "$root/$extras_marker" ]; then
+state_ready() { [ -f "$stamp" ] && [ "$(cat "$stamp")" = "${packages[*]}" ]; }
+armnn_ready() { ! $with_armnn || [ -f "$root/$armnn_marker" ]; }
+if state_ready && [ -f "$root/$extras_marker" ] && armnn_ready; then
   echo "install-armhf-deps: sysroot $root is up to date"
   exit 0
 fi
@@ -56,15 +69,24 @@ apt_opts=(
   -o APT::Install-Recommends=false -o APT::Install-Suggests=false
   -o Debug::NoLocking=1 -o APT::Sandbox::User="$(id -un)"
 )
-add_extras() {
-  apt-get "${apt_opts[@]}" install -y -q --download-only "${extras[@]}" >"$state/extras.log" 2>&1 ||
+# add_packages NAME... : downloads them (with what they need) and unpacks the
+# named ones and, for Arm NN, its libraries (libarmnn*) into the sysroot.
+add_packages() {
+  apt-get "${apt_opts[@]}" install -y -q --download-only "$@" >"$state/extras.log" 2>&1 ||
     { cat "$state/extras.log" >&2; exit 1; }
-  for p in "${extras[@]}"; do
+  for p in "$@"; do
     dpkg-deb -x "$(ls "$state"/cache/archives/"${p}"_*_armhf.deb | head -1)" "$root"
   done
-  echo "install-armhf-deps: added ${extras[*]} to $root"
+  echo "install-armhf-deps: added $* to $root"
 }
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "${packages[*]}" ]; then
+add_extras() {
+  [ -f "$root/$extras_marker" ] || add_packages "${extras[@]}"
+  if ! armnn_ready; then
+    add_packages "${armnn[@]}"
+    for deb in "$state"/cache/archives/libarmnn*_armhf.deb; do dpkg-deb -x "$deb" "$root"; done
+  fi
+}
+if state_ready; then
   add_extras
   exit 0
 fi

@@ -160,6 +160,45 @@ TEST(CpuIntFastPaths, ExtremeWeightsAndThresholds) {
       }
 }
 
+// Accumulators at the bound the int16 paths clamp thresholds to (every
+// weight +max, a white image, every earlier level at its top): a threshold
+// just above the bound gives level 0 there, one at it the top level. Those
+// levels feed the logits directly (the dense layer after the last conv), so
+// one off by one shows. One conv (1 input channel: the AVX-512 columns
+// kernel, NEON Winograd) or two (4 input channels into the second: Winograd
+// on bytes).
+TEST(CpuIntFastPaths, AccumulatorsAtTheirBound) {
+  REQUIRE_FAST_PATH();
+  for (const auto& convs : {std::vector<RandomModelSpec::Conv>{{6, 3, 2}},
+                            std::vector<RandomModelSpec::Conv>{{4, 3, 2}, {6, 3, 2}}})
+    for (int w : {2, 4, 8})
+      for (int a : {2, 4, 8}) {
+        Model m = random_model(spec({1, 14, 18}, convs, {}, 3, w, a), 80 + w + a);
+        const int wmax = (1 << (w - 1)) - 1;
+        for (Layer& layer : m.layers) std::fill(layer.weights.begin(), layer.weights.end(), int8_t(wmax));
+        const std::size_t last_conv = m.layers.size() - 3;  // then its pool, then the dense logits
+        for (std::size_t i = 0; i <= last_conv; ++i) {
+          Layer& conv = m.layers[i];
+          if (conv.type != LayerType::conv) continue;
+          const int32_t bound = ((1 << conv.input_bits) - 1) * conv.in_channels * 9 * wmax;
+          const int per = conv.thresholds_per_channel();
+          for (int oc = 0; oc < conv.out_channels; ++oc) {
+            int32_t* t = conv.thresholds.data() + std::size_t(oc) * per;
+            if (i < last_conv) {
+              std::fill(t, t + per, INT32_MIN);
+              continue;
+            }
+            std::fill(t, t + per, oc % 2 ? bound + 1 : bound);
+            if (oc % 3 == 2) t[0] = bound - 1;
+          }
+        }
+        m.validate("at the bound");
+        expect_fast_paths_match(m, 85 + w + a,
+                                "accumulators at the bound, " + std::to_string(convs.size()) + " convs, w" +
+                                    std::to_string(w) + "a" + std::to_string(a));
+      }
+}
+
 // 4-bit activations in, 8-bit out: a layer whose level count no fast-path
 // template is made for (the AVX-512 Winograd kernel's generic count).
 TEST(CpuIntFastPaths, EightBitOutputFromFourBitInput) {

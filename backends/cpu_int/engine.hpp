@@ -37,6 +37,12 @@ class engine {
   // logits: model.layers.back().output.size() int32, CHW order.
   virtual void run(const uint8_t* pixels, int32_t* logits) = 0;
   virtual isa kind() const = 0;
+  // For the benchmark's per-layer profile (benchmarks/cpu_int_bench.cpp): the
+  // names of the steps run() takes, and run() with each step's wall-clock
+  // nanoseconds written to step_ns[0 .. steps().size()). The reference is one
+  // step.
+  virtual std::vector<std::string> steps() const { return {"all"}; }
+  virtual void run_timed(const uint8_t* pixels, int32_t* logits, double* step_ns);
 };
 
 // Makes the engine for `which`; throws busi::error naming the ISA when this

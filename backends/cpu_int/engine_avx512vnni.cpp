@@ -34,13 +34,19 @@ __mmask16 valid_lanes(int oc, int v) {
 // as 16-entry rows per channel padded with INT32_MAX; when every accumulator
 // fits in int16 (|acc| <= bound <= 32766), the rows as int16 (narrow),
 // clamped to [-bound, bound + 1] (the same count for any acc in range), 64 per
-// 4 channels, so one search covers 32 lanes.
+// 4 channels, so one search covers 32 lanes. The shipped models' conv1 (1
+// input channel, 8 outputs, int16 accumulators) has a kernel of its own,
+// single_channel.
 struct avx512vnni_columns {
   struct packed {
     int per = 0;
     bool narrow = false;
     std::vector<int32_t> tap_weights, threshold_rows;
     std::vector<int16_t> threshold_rows16;
+    // For single_channel's searches (narrow): per channel and step 8, 4, 2, 1,
+    // 32 entries, entry i = row[min(i + step - 1, 15)], so a step's lookup
+    // needs no add: [channel][step][32].
+    std::vector<int16_t> search_tables;
   };
 
   // Fills `p` and returns true when this step runs here. kw * in_c <= 64
@@ -68,12 +74,27 @@ struct avx512vnni_columns {
       for (std::size_t i = 0; i < p.threshold_rows.size(); ++i)
         p.threshold_rows16[i] = int16_t(std::clamp<int64_t>(p.threshold_rows[i], -bound, bound + 1));
     }
+    if (single_channel_shape(s, p)) {
+      for (std::size_t o = 0; o < p.threshold_rows16.size() / 16; ++o)
+        for (int step = 8; step > 0; step /= 2)
+          for (int i = 0; i < 32; ++i) p.search_tables.push_back(p.threshold_rows16[o * 16 + std::min(i + step - 1, 15)]);
+    }
     return true;
   }
 
   static void run(const conv_step& s, const packed& p, const uint8_t* in, uint8_t* out) {
     switch (s.in_c) {
       case 1:
+        if (single_channel_shape(s, p)) {
+          switch (p.per) {
+            case 1:
+              return single_channel<1>(s, p, in, out);
+            case 3:
+              return single_channel<2>(s, p, in, out);
+            default:
+              return single_channel<8>(s, p, in, out);
+          }
+        }
         columns_for<1>(s, p, in, out);
         break;
       case 4:
@@ -82,6 +103,88 @@ struct avx512vnni_columns {
       default:
         columns_for<8>(s, p, in, out);
         break;
+    }
+  }
+
+  // One input channel, a kernel at most 4 wide, 8 output channels, int16
+  // accumulators: a 64-byte load at byte x0 + r holds in dword lane i the
+  // group of output column x0 + 4i + r, so 4 plain loads give 64 columns (no
+  // shuffles), and the 2x2 pool is a max of loads r = 0, 1 (pooled column 2i)
+  // and r = 2, 3 (2i + 1) and of the two conv rows (no permutes). Each
+  // channel's 32 pooled accumulators are packed to int16 and binary-searched
+  // in its own threshold row; the 8 channels' levels are interleaved into
+  // [pixel][channel] bytes by unpacks and 128-bit lane moves.
+  static bool single_channel_shape(const conv_step& s, const packed& p) {
+    return s.in_c == 1 && p.narrow && s.oc == 8 && s.groups == 1;
+  }
+
+  template <int Steps>
+  static void single_channel(const conv_step& s, const packed& p, const uint8_t* in, uint8_t* out) {
+    const std::size_t row = s.in_row_bytes();
+    const int kh = s.kh;
+    for (int py = 0; py < s.pooled_h; ++py) {
+      const uint8_t* rows = in + std::size_t(2 * py) * row;
+      uint8_t* out_row = out + std::size_t(py) * s.pooled_w * 8;
+      for (int px0 = 0; px0 < s.pooled_w; px0 += 32) {
+        const uint8_t* first = rows + 2 * px0;
+        __m512i pooled[8];  // int16 per channel, pooled columns in packs order (below)
+        for (int c0 = 0; c0 < 8; c0 += 2) {
+          __m512i acc[2][2][4];  // [channel][conv row][load offset r]
+          for (int c = 0; c < 2; ++c)
+            for (int y = 0; y < 2; ++y)
+              for (int r = 0; r < 4; ++r) acc[c][y][r] = _mm512_setzero_si512();
+          for (int ry = 0; ry <= kh; ++ry)  // input row ry: kernel row ry of the top conv row, ry - 1 of the bottom
+            for (int r = 0; r < 4; ++r) {
+              const __m512i a = _mm512_loadu_si512(first + std::size_t(ry) * row + r);
+              for (int c = 0; c < 2; ++c) {
+                const int32_t* w = p.tap_weights.data() + std::size_t(ry) * 8 + c0 + c;  // [ky][channel], groups == 1
+                if (ry < kh) acc[c][0][r] = _mm512_dpbusd_epi32(acc[c][0][r], a, _mm512_set1_epi32(w[0]));
+                if (ry > 0) acc[c][1][r] = _mm512_dpbusd_epi32(acc[c][1][r], a, _mm512_set1_epi32(w[-8]));
+              }
+            }
+          for (int c = 0; c < 2; ++c) {
+            auto pool = [&](int r) {
+              return _mm512_max_epi32(_mm512_max_epi32(acc[c][0][r], acc[c][0][r + 1]),
+                                      _mm512_max_epi32(acc[c][1][r], acc[c][1][r + 1]));
+            };
+            // Per 128-bit lane L: pooled columns 8L, 8L+2, 8L+4, 8L+6, 8L+1, 8L+3, 8L+5, 8L+7.
+            pooled[c0 + c] = _mm512_packs_epi32(pool(0), pool(2));  // exact: |acc| <= bound
+          }
+        }
+        // The 8 searches interleaved (each step is a dependent chain).
+        __m512i levels[8];
+        for (int c = 0; c < 8; ++c) levels[c] = _mm512_setzero_si512();
+        for (int step = Steps, k = Steps == 8 ? 0 : Steps == 2 ? 2 : 3; step > 0; step /= 2, ++k)
+          for (int c = 0; c < 8; ++c) {
+            const __m512i t =
+                _mm512_permutexvar_epi16(levels[c], _mm512_loadu_si512(p.search_tables.data() + (c * 4 + k) * 32));
+            levels[c] =
+                _mm512_mask_add_epi16(levels[c], _mm512_cmpge_epi16_mask(pooled[c], t), levels[c], _mm512_set1_epi16(step));
+          }
+        // Channel pairs as bytes of int16 lanes, then per 128-bit lane L
+        // dwords of 4 channels and qwords of all 8 for columns 8L, 8L+2
+        // (lo_lo), 8L+4, 8L+6 (lo_hi), 8L+1, 8L+3 (hi_lo), 8L+5, 8L+7 (hi_hi).
+        __m512i pairs[4];
+        for (int k = 0; k < 4; ++k) pairs[k] = _mm512_or_si512(levels[2 * k], _mm512_slli_epi16(levels[2 * k + 1], 8));
+        const __m512i lo03 = _mm512_unpacklo_epi16(pairs[0], pairs[1]), hi03 = _mm512_unpackhi_epi16(pairs[0], pairs[1]);
+        const __m512i lo47 = _mm512_unpacklo_epi16(pairs[2], pairs[3]), hi47 = _mm512_unpackhi_epi16(pairs[2], pairs[3]);
+        const __m512i lo_lo = _mm512_unpacklo_epi32(lo03, lo47), lo_hi = _mm512_unpackhi_epi32(lo03, lo47);
+        const __m512i hi_lo = _mm512_unpacklo_epi32(hi03, hi47), hi_hi = _mm512_unpackhi_epi32(hi03, hi47);
+        // Columns 8L, 8L+1 | 8L+2, 8L+3 | 8L+4, 8L+5 | 8L+6, 8L+7 of each lane L.
+        const __m512i e = _mm512_unpacklo_epi64(lo_lo, hi_lo), f = _mm512_unpackhi_epi64(lo_lo, hi_lo);
+        const __m512i g = _mm512_unpacklo_epi64(lo_hi, hi_hi), h = _mm512_unpackhi_epi64(lo_hi, hi_hi);
+        // 4x4 transpose of 128-bit lanes: output vector L = (e, f, g, h) of lane L.
+        const __m512i ef_lo = _mm512_shuffle_i64x2(e, f, 0x44), ef_hi = _mm512_shuffle_i64x2(e, f, 0xee);
+        const __m512i gh_lo = _mm512_shuffle_i64x2(g, h, 0x44), gh_hi = _mm512_shuffle_i64x2(g, h, 0xee);
+        const __m512i columns[4] = {_mm512_shuffle_i64x2(ef_lo, gh_lo, 0x88), _mm512_shuffle_i64x2(ef_lo, gh_lo, 0xdd),
+                                    _mm512_shuffle_i64x2(ef_hi, gh_hi, 0x88), _mm512_shuffle_i64x2(ef_hi, gh_hi, 0xdd)};
+        const int valid = std::min(32, s.pooled_w - px0);
+        for (int L = 0; L < 4 && 8 * L < valid; ++L) {
+          const int n = std::min(8, valid - 8 * L);  // columns of this vector to store
+          _mm512_mask_storeu_epi8(out_row + std::size_t(px0 + 8 * L) * 8,
+                                  n == 8 ? ~__mmask64(0) : (__mmask64(1) << (8 * n)) - 1, columns[L]);
+        }
+      }
     }
   }
 
@@ -303,45 +406,16 @@ struct avx512vnni_winograd {
   };
 
   // Fills `p` (oc, oc_pad and per already set) and returns true when this
-  // step can run here: the transformed inputs, shifted by 2 * input_max to be
-  // unsigned, fit a byte (they lie in [-2m, 4m]), the transformed weights fit
-  // int8, and 4 * |acc| fits int16 (the products are then summed mod 2^16).
+  // step can run here: pack_winograd_bytes accepts it and in_c divides 64.
   static bool pack(const conv_step& s, packed& p) {
-    const int64_t bound = int64_t(s.input_max) * s.max_abs_channel_sum();
-    if (!winograd_shape(s) || 6 * s.input_max > 255 || 4 * bound > 32766) return false;
-    if (s.in_c % 4 != 0 || 64 % s.in_c != 0) return false;    // whole pixels per dword permute (winograd_inputs)
-    constexpr int at[2][4] = {{1, 1, 1, 0}, {0, 1, -1, -1}};  // A^T
-    const int groups = (s.in_c + 3) / 4, vectors = p.oc_pad / lanes;
-    std::vector<int8_t> weights(std::size_t(16) * groups * p.oc_pad * 4, 0);
-    std::vector<int64_t> sums(std::size_t(16) * p.oc_pad, 0);  // sum over ic of each transformed weight
-    for (int o = 0; o < s.oc; ++o)
-      for (int ic = 0; ic < s.in_c; ++ic)
-        for (int xi = 0; xi < 16; ++xi) {
-          const int u = winograd_weight(s, xi, ic, o);
-          if (u < -128 || u > 127) return false;
-          weights[((std::size_t(xi) * groups + ic / 4) * p.oc_pad + o) * 4 + ic % 4] = int8_t(u);
-          sums[std::size_t(xi) * p.oc_pad + o] += u;
-        }
-    p.groups = groups;
-    p.offset = 2 * s.input_max;
-    p.weights = std::move(weights);
-    for (int v = 0; v < vectors; ++v)
-      for (int py = 0; py < 2; ++py)
-        for (int px = 0; px < 2; ++px)
-          for (int lane = 0; lane < 32; ++lane) {
-            const int o = v * lanes + lane % lanes;
-            int64_t c = 0;
-            for (int i = 0; i < 4; ++i)
-              for (int j = 0; j < 4; ++j) c += at[py][i] * at[px][j] * sums[std::size_t(4 * i + j) * p.oc_pad + o];
-            p.corrections.push_back(int16_t(uint16_t(uint64_t(c * p.offset))));
-          }
-    for (int v = 0; v < vectors; ++v)
-      for (int k = 0; k < p.per; ++k)
-        for (int lane = 0; lane < 32; ++lane) {
-          const int o = v * lanes + lane % lanes;
-          const int64_t t = o < s.oc ? 4 * int64_t(s.layer->channel_thresholds(o)[k]) : 0;
-          p.thresholds.push_back(int16_t(std::clamp<int64_t>(t, -4 * bound, 4 * bound + 1) - 1));
-        }
+    if (64 % s.in_c != 0) return false;  // whole pixels per dword permute (winograd_inputs)
+    winograd_bytes b;
+    if (!pack_winograd_bytes(s, lanes, b)) return false;
+    p.groups = b.groups;
+    p.offset = b.offset;
+    p.weights = std::move(b.weights);
+    b.lane_tables(s.oc, p.per, p.oc_pad / lanes, lanes, 32, [](int lane) { return lane % lanes; }, p.corrections,
+                  p.thresholds);
     // Rows: the column pass reads up to 2 pixels past twice the planes' bytes.
     const std::size_t row = s.in_row_bytes(), plane = std::size_t(s.pooled_w) * s.in_c;
     p.plane_stride = (plane + 63) / 64 * 64;

@@ -7,6 +7,7 @@
 #include <arm_neon.h>
 
 #include <climits>
+#include <type_traits>
 
 #include "engine_simd.hpp"
 
@@ -29,6 +30,12 @@ struct neon_kernel {
     int wg_ic_pad = 0;
     std::vector<int16_t> wg_weights;
     std::size_t wg_row = 0, wg_plane = 0;  // int16 values per row, per plane
+    // Narrow Winograd, when 4 * |acc| fits int16: products summed mod 2^16 in
+    // int16 lanes (vmla(q)_lane_s16: 8 channels per multiply where vmlal
+    // gives 4), thresholds as int16 [t][oc_pad] clamped to [-bound, bound + 1]
+    // (the same counts for every reachable acc).
+    bool narrow = false;
+    std::vector<int16_t> thresholds16;
   };
   // A Winograd step's scratch, one per engine and step (an engine runs one
   // image at a time, on one thread): the 4 rows of the vertical transform, the
@@ -36,7 +43,8 @@ struct neon_kernel {
   // of a block of tiles [xi][tile][oc_pad].
   struct scratch {
     std::vector<int16_t> rows, planes;
-    std::vector<int32_t> products;
+    std::vector<int32_t> products;    // wide: [xi][tile][oc_pad] int32
+    std::vector<int16_t> products16;  // narrow: the same, int16
   };
 
   static constexpr int winograd_tiles = 8;  // tiles per block: 16 KB of products at 32 channels
@@ -73,6 +81,10 @@ struct neon_kernel {
           p.wg_weights[(std::size_t(xi) * p.wg_ic_pad + ic) * p.oc_pad + o] = int16_t(winograd_weight(s, xi, ic, o));
     p.wg_row = s.in_row_bytes();
     p.wg_plane = std::size_t(s.pooled_w) * p.wg_ic_pad;
+    const int64_t bound = int64_t(s.input_max) * s.max_abs_channel_sum();
+    p.narrow = 4 * bound <= 32767;
+    if (p.narrow)
+      for (int32_t t : p.thresholds) p.thresholds16.push_back(int16_t(std::clamp<int64_t>(t, -bound, bound + 1)));
   }
 
   static scratch make_scratch(const conv_step&, const packed& p) {
@@ -80,7 +92,10 @@ struct neon_kernel {
     if (!p.winograd) return w;
     w.rows.assign(4 * p.wg_row, 0);
     w.planes.assign(16 * p.wg_plane + 4, 0);  // padding channels stay 0; 4 values of read slack
-    w.products.assign(std::size_t(16) * winograd_tiles * p.oc_pad, 0);
+    if (p.narrow)
+      w.products16.assign(std::size_t(16) * winograd_tiles * p.oc_pad, 0);
+    else
+      w.products.assign(std::size_t(16) * winograd_tiles * p.oc_pad, 0);
     return w;
   }
 
@@ -149,6 +164,75 @@ struct neon_kernel {
   // 4 tiles' values are one load, each the scalar of a by-lane multiply.
   template <int NV>
   static void winograd_products(const packed& p, scratch& w, int v0, int tx0, int n) {
+    if (p.narrow)
+      winograd_products_narrow<NV>(p, w, v0, tx0, n);
+    else
+      winograd_products_wide<NV>(p, w, v0, tx0, n);
+  }
+
+  // Narrow: NV vectors of 4 channels are one int16 register (d for 4, q for 8).
+  template <int NV>
+  using narrow_vec = std::conditional_t<NV == 2, int16x8_t, int16x4_t>;
+  template <int NV>
+  static narrow_vec<NV> load16(const int16_t* a) {
+    if constexpr (NV == 2) return vld1q_s16(a); else return vld1_s16(a);
+  }
+  template <int NV>
+  static void store16(int16_t* a, narrow_vec<NV> v) {
+    if constexpr (NV == 2) vst1q_s16(a, v); else vst1_s16(a, v);
+  }
+  template <int NV, int Lane>
+  static narrow_vec<NV> mla16(narrow_vec<NV> acc, narrow_vec<NV> w, int16x4_t a) {
+    if constexpr (NV == 2) return vmlaq_lane_s16(acc, w, a, Lane); else return vmla_lane_s16(acc, w, a, Lane);
+  }
+
+  template <int NV, int Lane>
+  static narrow_vec<NV> mul16(narrow_vec<NV> w, int16x4_t a) {
+    if constexpr (NV == 2) return vmulq_lane_s16(w, a, Lane); else return vmul_lane_s16(w, a, Lane);
+  }
+
+  template <int NV>
+  static void winograd_products_narrow(const packed& p, scratch& w, int v0, int tx0, int n) {
+    using vec16 = narrow_vec<NV>;
+    const int cp = p.wg_ic_pad;
+    const std::size_t u_xi = std::size_t(cp) * p.oc_pad, m_xi = std::size_t(winograd_tiles) * p.oc_pad;
+    const int16_t* u0 = p.wg_weights.data() + v0 * lanes;
+    for (int t0 = 0; t0 < n; t0 += 4) {
+      const int16_t* tile[4];
+      for (int t = 0; t < 4; ++t) tile[t] = w.planes.data() + std::size_t(tx0 + std::min(t0 + t, n - 1)) * cp;
+      int16_t* products = w.products16.data() + std::size_t(t0) * p.oc_pad + v0 * lanes;
+      for (int xi = 0; xi < 16; ++xi) {
+        const std::size_t plane = xi * p.wg_plane;
+        const int16_t* u = u0 + xi * u_xi;
+        vec16 acc[4];
+        if (cp == 1) {
+          const int16x4_t a = vld1_s16(tile[0] + plane);  // tiles t0..t0+3 (scratch planes have the slack)
+          const vec16 wv = load16<NV>(u);
+          acc[0] = mul16<NV, 0>(wv, a);
+          acc[1] = mul16<NV, 1>(wv, a);
+          acc[2] = mul16<NV, 2>(wv, a);
+          acc[3] = mul16<NV, 3>(wv, a);
+        } else {
+          for (int t = 0; t < 4; ++t) acc[t] = vec16{};
+          for (int g = 0; g < cp; g += 4) {
+            vec16 wk[4];
+            for (int k = 0; k < 4; ++k) wk[k] = load16<NV>(u + std::size_t(g + k) * p.oc_pad);
+            for (int t = 0; t < 4; ++t) {
+              const int16x4_t a = vld1_s16(tile[t] + plane + g);
+              acc[t] = mla16<NV, 0>(acc[t], wk[0], a);
+              acc[t] = mla16<NV, 1>(acc[t], wk[1], a);
+              acc[t] = mla16<NV, 2>(acc[t], wk[2], a);
+              acc[t] = mla16<NV, 3>(acc[t], wk[3], a);
+            }
+          }
+        }
+        for (int t = 0; t < 4; ++t) store16<NV>(products + xi * m_xi + std::size_t(t) * p.oc_pad, acc[t]);
+      }
+    }
+  }
+
+  template <int NV>
+  static void winograd_products_wide(const packed& p, scratch& w, int v0, int tx0, int n) {
     const int cp = p.wg_ic_pad;
     const std::size_t u_xi = std::size_t(cp) * p.oc_pad, m_xi = std::size_t(winograd_tiles) * p.oc_pad;
     const int16_t* u0 = p.wg_weights.data() + v0 * lanes;
@@ -199,6 +283,59 @@ struct neon_kernel {
   template <int NV>
   static void winograd_levels(const conv_step& s, const packed& p, scratch& w, int v0, int tx0, int n,
                               uint8_t* out_row) {
+    if (p.narrow)
+      winograd_levels_narrow<NV>(s, p, w, v0, tx0, n, out_row);
+    else
+      winograd_levels_wide<NV>(s, p, w, v0, tx0, n, out_row);
+  }
+
+  // The same on int16 lanes (4 * acc fits int16), NV vectors at once; the
+  // levels narrowed to bytes and stored together.
+  template <int NV>
+  static void winograd_levels_narrow(const conv_step& s, const packed& p, scratch& w, int v0, int tx0, int n,
+                                     uint8_t* out_row) {
+    using vec16 = narrow_vec<NV>;
+    const std::size_t xi_stride = std::size_t(winograd_tiles) * p.oc_pad;
+    const int channels = std::min(NV * lanes, p.oc - v0 * lanes);
+    const int16_t* thresholds = p.thresholds16.data() + v0 * lanes;
+    for (int t = 0; t < n; ++t) {
+      const int16_t* m = w.products16.data() + std::size_t(t) * p.oc_pad + v0 * lanes;
+      vec16 r0[4], r1[4];  // A^T M: rows m0 + m1 + m2 and m1 - m2 - m3
+      for (int j = 0; j < 4; ++j) {
+        const vec16 m0 = load16<NV>(m + j * xi_stride), m1 = load16<NV>(m + (4 + j) * xi_stride),
+                    m2 = load16<NV>(m + (8 + j) * xi_stride), m3 = load16<NV>(m + (12 + j) * xi_stride);
+        r0[j] = m0 + m1 + m2;
+        r1[j] = m1 - m2 - m3;
+      }
+      auto left = [](const vec16* r) { return r[0] + r[1] + r[2]; };
+      auto right = [](const vec16* r) { return r[1] - r[2] - r[3]; };
+      uint8_t* out = out_row + std::size_t(tx0 + t) * s.oc + v0 * lanes;
+      if constexpr (NV == 2) {
+        const int16x8_t acc = vshrq_n_s16(vmaxq_s16(vmaxq_s16(left(r0), right(r0)), vmaxq_s16(left(r1), right(r1))), 2);
+        uint16x8_t level = vdupq_n_u16(0);  // a true compare is all ones (-1)
+        for (int k = 0; k < p.per; ++k) level = vsubq_u16(level, vcgeq_s16(acc, vld1q_s16(thresholds + k * p.oc_pad)));
+        const uint8x8_t bytes = vmovn_u16(level);
+        if (channels == 8) {
+          vst1_u8(out, bytes);
+          continue;
+        }
+        uint8_t values[8];
+        vst1_u8(values, bytes);
+        std::memcpy(out, values, channels);
+      } else {
+        const int16x4_t acc = vshr_n_s16(vmax_s16(vmax_s16(left(r0), right(r0)), vmax_s16(left(r1), right(r1))), 2);
+        uint16x4_t level = vdup_n_u16(0);
+        for (int k = 0; k < p.per; ++k) level = vsub_u16(level, vcge_s16(acc, vld1_s16(thresholds + k * p.oc_pad)));
+        uint8_t values[8];
+        vst1_u8(values, vmovn_u16(vcombine_u16(level, level)));
+        std::memcpy(out, values, channels);
+      }
+    }
+  }
+
+  template <int NV>
+  static void winograd_levels_wide(const conv_step& s, const packed& p, scratch& w, int v0, int tx0, int n,
+                                   uint8_t* out_row) {
     const std::size_t xi_stride = std::size_t(winograd_tiles) * p.oc_pad;
     for (int v = v0; v < v0 + NV; ++v)
       for (int t = 0; t < n; ++t) {

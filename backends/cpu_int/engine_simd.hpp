@@ -32,6 +32,7 @@
 // winograd_levels<NV>(s, p, w, v0, tx0, n, out_row) (the products, then the
 // levels, of tiles tx0..tx0+n-1 for vectors v0..v0+NV-1).
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <memory>
 
@@ -184,18 +185,27 @@ class simd_engine final : public engine {
     for (std::size_t bytes : plan_.buffer_bytes) buffers_.emplace_back(bytes, 0);
   }
 
-  void run(const uint8_t* pixels, int32_t* logits) override {
-    // A copy, because the caller's pixels have no read slack after them.
-    std::memcpy(buffers_[0].data(), pixels, buffers_[0].size() - buffer_slack);
-    for (std::size_t i = 0; i < plan_.steps.size(); ++i) {
-      uint8_t* out = i + 1 < buffers_.size() ? buffers_[i + 1].data() : nullptr;
-      run_step<K>(plan_.steps[i], packed_[i], scratch_[i], buffers_[i].data(), out, logits);
-    }
+  void run(const uint8_t* pixels, int32_t* logits) override { run_steps<false>(pixels, logits, nullptr); }
+  void run_timed(const uint8_t* pixels, int32_t* logits, double* step_ns) override {
+    run_steps<true>(pixels, logits, step_ns);
   }
+  std::vector<std::string> steps() const override { return step_names(plan_); }
 
   isa kind() const override { return K::which; }
 
  private:
+  template <bool Timed>
+  void run_steps(const uint8_t* pixels, int32_t* logits, double* step_ns) {
+    // A copy, because the caller's pixels have no read slack after them.
+    std::memcpy(buffers_[0].data(), pixels, buffers_[0].size() - buffer_slack);
+    for (std::size_t i = 0; i < plan_.steps.size(); ++i) {
+      uint8_t* out = i + 1 < buffers_.size() ? buffers_[i + 1].data() : nullptr;
+      [[maybe_unused]] const auto t0 = Timed ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
+      run_step<K>(plan_.steps[i], packed_[i], scratch_[i], buffers_[i].data(), out, logits);
+      if constexpr (Timed) step_ns[i] = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count();
+    }
+  }
+
   plan plan_;
   std::vector<typename K::packed> packed_;
   std::vector<typename K::scratch> scratch_;  // this engine's, one per step: one thread at a time

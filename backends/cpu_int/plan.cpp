@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <sstream>
 
 #include "engine.hpp"
 
@@ -79,6 +80,20 @@ plan make_plan(const Model& model) {
   return p;
 }
 
+std::vector<std::string> step_names(const plan& p) {
+  std::vector<std::string> names;
+  for (const conv_step& s : p.steps) {
+    std::ostringstream name;
+    if (s.layer->type == LayerType::dense)
+      name << "dense " << s.in_h * s.in_w * s.in_c << "->" << s.oc;
+    else
+      name << "conv " << s.kh << "x" << s.kw << " " << s.in_c << "->" << s.oc << " on " << s.in_h << "x" << s.in_w;
+    if (s.pool > 1) name << ", pool " << s.pool;
+    names.push_back(name.str());
+  }
+  return names;
+}
+
 std::vector<int8_t> pack_groups(const conv_step& s, int lanes, int8_t (*map)(int8_t)) {
   const int oc_pad = (s.oc + lanes - 1) / lanes * lanes;
   std::vector<int8_t> out(std::size_t(s.kh) * s.groups * oc_pad * 4, 0);
@@ -101,6 +116,59 @@ int winograd_weight(const conv_step& s, int xi, int ic, int o) {
   for (int ky = 0; ky < 3; ++ky)
     for (int kx = 0; kx < 3; ++kx) u += g2[i][ky] * s.weight(ky, kx * s.in_c + ic, o) * g2[j][kx];
   return u;
+}
+
+bool pack_winograd_bytes(const conv_step& s, int lanes, winograd_bytes& out) {
+  const int64_t bound = int64_t(s.input_max) * s.max_abs_channel_sum();
+  if (!winograd_shape(s) || 6 * s.input_max > 255 || 4 * bound > 32766 || s.in_c % 4 != 0) return false;
+  constexpr int at[2][4] = {{1, 1, 1, 0}, {0, 1, -1, -1}};  // A^T
+  const int oc_pad = (s.oc + lanes - 1) / lanes * lanes, groups = s.in_c / 4;
+  std::vector<int8_t> weights(std::size_t(16) * groups * oc_pad * 4, 0);
+  std::vector<int64_t> sums(std::size_t(16) * s.oc, 0);  // sum over ic of each transformed weight
+  for (int o = 0; o < s.oc; ++o)
+    for (int ic = 0; ic < s.in_c; ++ic)
+      for (int xi = 0; xi < 16; ++xi) {
+        const int u = winograd_weight(s, xi, ic, o);
+        if (u < -128 || u > 127) return false;
+        weights[((std::size_t(xi) * groups + ic / 4) * oc_pad + o) * 4 + ic % 4] = int8_t(u);
+        sums[std::size_t(xi) * s.oc + o] += u;
+      }
+  out.groups = groups;
+  out.offset = 2 * s.input_max;
+  out.weights = std::move(weights);
+  out.corrections.clear();
+  out.thresholds.clear();
+  const int per = s.thresholds_per_channel();
+  for (int o = 0; o < s.oc; ++o) {
+    for (int pos = 0; pos < 4; ++pos) {
+      int64_t c = 0;
+      for (int i = 0; i < 4; ++i)
+        for (int j = 0; j < 4; ++j) c += at[pos / 2][i] * at[pos % 2][j] * sums[std::size_t(4 * i + j) * s.oc + o];
+      out.corrections.push_back(int16_t(uint16_t(uint64_t(c * out.offset))));
+    }
+    for (int t = 0; t < per; ++t)
+      out.thresholds.push_back(
+          int16_t(std::clamp<int64_t>(4 * int64_t(s.layer->channel_thresholds(o)[t]), -4 * bound, 4 * bound + 1) - 1));
+  }
+  return true;
+}
+
+void winograd_bytes::lane_tables(int oc, int per, int vectors, int channels, int lanes, int (*channel_of)(int lane),
+                                 std::vector<int16_t>& lane_corrections, std::vector<int16_t>& lane_thresholds) const {
+  lane_corrections.clear();
+  lane_thresholds.clear();
+  for (int v = 0; v < vectors; ++v)
+    for (int pos = 0; pos < 4; ++pos)
+      for (int l = 0; l < lanes; ++l) {
+        const int o = v * channels + channel_of(l);
+        lane_corrections.push_back(o < oc ? corrections[std::size_t(o) * 4 + pos] : 0);
+      }
+  for (int v = 0; v < vectors; ++v)
+    for (int t = 0; t < per; ++t)
+      for (int l = 0; l < lanes; ++l) {
+        const int o = v * channels + channel_of(l);
+        lane_thresholds.push_back(o < oc ? thresholds[std::size_t(o) * per + t] : -1);
+      }
 }
 
 std::vector<int32_t> pack_thresholds(const conv_step& s, int lanes) {

@@ -16,6 +16,7 @@
 // conv whose window is its whole input (weights re-ordered from CHW to HWC).
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "busi/model.hpp"
@@ -61,12 +62,17 @@ struct plan {
   std::size_t logit_count = 0;
 };
 
-// Read slack at the end of every activation buffer: the widest over-read is
-// a 32-byte load at a group of the last row (engine_avx512vnni.cpp).
+// Read slack at the end of every activation buffer: the widest over-reads,
+// 64-byte loads at a group of the last row (engine_avx512vnni.cpp; up to 65
+// bytes past it in its single_channel kernel), stay within it.
 constexpr std::size_t buffer_slack = 128;
 
 // Checks the model (check_model) and plans it.
 plan make_plan(const Model& model);
+
+// One name per step for profiles: the layer's type and index in the model,
+// with the pool fused into it ("conv 0 + pool 2").
+std::vector<std::string> step_names(const plan& p);
 
 // Weights of a step packed for 4-byte-group dot products with `lanes` output
 // channels per vector: [ky][group][oc_pad][4] int8, oc_pad = oc rounded up to
@@ -86,6 +92,33 @@ bool winograd_shape(const conv_step& s);
 // (G' g G'^T)[xi / 4][xi % 4] for input channel ic and output o (|value| <= 9
 // times the largest |weight|).
 int winograd_weight(const conv_step& s, int xi, int ic, int o);
+
+// The numbers of Winograd on bytes (the x86 paths): transformed inputs
+// B^T d B shifted by offset = 2 * input_max into unsigned bytes (they lie in
+// [-2m, 4m]), transformed weights as int8, products summed mod 2^16 (4 * acc
+// must fit int16), the offset's share subtracted after the output transform.
+struct winograd_bytes {
+  int groups = 0;  // 4-byte groups of input channels: in_c / 4
+  int offset = 0;
+  // [xi][group][oc_pad][4] int8, oc_pad = oc rounded up to `lanes`.
+  std::vector<int8_t> weights;
+  // What the offset adds to 4 * acc at pooled position pos = 2 * py + px of a
+  // tile, mod 2^16: [o][pos].
+  std::vector<int16_t> corrections;
+  // 4 * threshold - 1, clamped to [-4 bound - 1, 4 bound] first (the same
+  // counts for every reachable 4 * acc), so level = count of 4 acc > it: [o][t].
+  std::vector<int16_t> thresholds;
+  // The corrections as [vector][pos][lane] and the thresholds as
+  // [vector][t][lane] for an ISA whose int16 vectors hold `lanes` lanes, lane
+  // l of vector v holding channel v * channels + channel_of(l) (padding
+  // channels: correction 0, threshold -1).
+  void lane_tables(int oc, int per, int vectors, int channels, int lanes, int (*channel_of)(int lane),
+                   std::vector<int16_t>& lane_corrections, std::vector<int16_t>& lane_thresholds) const;
+};
+// Fills `out` and returns true when the step has the Winograd shape and its
+// numbers fit as above (in_c a multiple of 4); false leaves the step to the
+// direct kernels.
+bool pack_winograd_bytes(const conv_step& s, int lanes, winograd_bytes& out);
 
 // Thresholds as [t][oc_pad] int32 so one vector load gives threshold t of
 // `lanes` channels; padding channels never store their level.

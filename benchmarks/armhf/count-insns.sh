@@ -8,6 +8,11 @@
 # repeats, halved (start-up, model load and image decoding cancel out); the
 # script checks that the two single-inference differences agree.
 #
+# Beside cpu_int, when the build has armnn_probe (its sysroot holds Debian's
+# Arm NN: scripts/install-armhf-deps.sh --armnn), Arm NN's reference backend
+# (CpuRef, the one Debian 12 ships for armhf) running the float network built
+# through its graph API, counted the same way.
+#
 # Usage: benchmarks/armhf/count-insns.sh [armhf-build-dir] [image]
 #   (build dir from scripts/test-armhf.sh, default build-armhf; image default
 #   ../shared/busi/benign/benign (1).png). Prints a markdown table.
@@ -24,26 +29,44 @@ cc -O2 -Wall -shared -fPIC -o "$plugin" benchmarks/armhf/insn_count_plugin.c
 cmake --build "$build" --target insn_probe >/dev/null
 probe="$build/benchmarks/armhf/insn_probe"
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
 
-# counts ISA REPEATS -> "insns simd simd_mul simd_mem scalar_mem"
+armnn_probe="$build/benchmarks/armhf/armnn_probe"
+cmake --build "$build" --target armnn_probe >/dev/null 2>&1 || armnn_probe=
+# Arm NN finds its dynamic backends by listing a folder; a 32-bit guest's
+# readdir on ext4 fails under qemu-user with EOVERFLOW (64-bit directory
+# offsets), so the backend is listed from a copy on tmpfs.
+backends=$(mktemp -d -p /dev/shm 2>/dev/null || mktemp -d)
+trap 'rm -f "$log"; rm -rf "$backends"' EXIT
+cp "$root"/usr/lib/arm-linux-gnueabihf/armnn*/Arm_CpuRef_backend.so "$backends"/ 2>/dev/null || true
+
+# counts PROBE ENGINE REPEATS -> "insns simd simd_mul simd_mem scalar_mem"
 counts() {
-  qemu-arm -cpu cortex-a9 -L "$root" -plugin "$plugin" -d plugin -D "$log" "$probe" "$1" "$2" "$image" >/dev/null
+  ARMNN_BACKENDS_PATH="$backends" qemu-arm -cpu cortex-a9 -L "$root" -plugin "$plugin" -d plugin -D "$log" \
+    "$1" "$2" "$3" "$image" >/dev/null
   sed -n 's/^insn_count: insns=\([0-9]*\) simd=\([0-9]*\) simd_mul=\([0-9]*\) simd_mem=\([0-9]*\) scalar_mem=\([0-9]*\)$/\1 \2 \3 \4 \5/p' "$log"
 }
 
 echo "image: $image; qemu $(qemu-arm --version | head -1 | awk '{print $3}'), -cpu cortex-a9"
 echo
-echo "| cpu_int isa | instructions / image | NEON+VFP | NEON multiplies | NEON loads/stores | scalar loads/stores | est. ms at IPC 1.0 | est. ms at IPC 0.5 | NEON issue floor, ms |"
+echo "| engine | instructions / image | NEON+VFP | NEON multiplies | NEON loads/stores | scalar loads/stores | est. ms at IPC 1.0 | est. ms at IPC 0.5 | NEON issue floor, ms |"
 echo "|---|---|---|---|---|---|---|---|---|"
-for isa in scalar neon; do
-  if ! qemu-arm -cpu cortex-a9 -L "$root" "$probe" "$isa" 0 "$image" >/dev/null 2>&1; then
+engines=("$probe scalar" "$probe neon")
+if [ -n "$armnn_probe" ]; then
+  engines+=("$armnn_probe CpuRef")
+else
+  echo "| Arm NN | not in this build (its sysroot lacks libarmnn-dev: scripts/install-armhf-deps.sh --armnn) | | | | | | | |"
+fi
+for engine in "${engines[@]}"; do
+  read -r program kind <<<"$engine"
+  isa=$kind
+  [ "$program" = "$armnn_probe" ] && isa="Arm NN $kind, float"
+  if ! ARMNN_BACKENDS_PATH="$backends" qemu-arm -cpu cortex-a9 -L "$root" "$program" "$kind" 0 "$image" >/dev/null 2>&1; then
     echo "| $isa | not available in this build | | | | | | | |"
     continue
   fi
-  read -r a1 s1 x1 m1 l1 <<<"$(counts "$isa" 1)"
-  read -r a2 s2 x2 m2 l2 <<<"$(counts "$isa" 2)"
-  read -r a3 s3 x3 m3 l3 <<<"$(counts "$isa" 3)"
+  read -r a1 s1 x1 m1 l1 <<<"$(counts "$program" "$kind" 1)"
+  read -r a2 s2 x2 m2 l2 <<<"$(counts "$program" "$kind" 2)"
+  read -r a3 s3 x3 m3 l3 <<<"$(counts "$program" "$kind" 3)"
   # The allocator's bookkeeping makes two inferences differ by a handful of
   # instructions out of hundreds of millions; more than 1e-5 means something else ran.
   d1=$((a2 - a1)) d2=$((a3 - a2))
