@@ -235,6 +235,7 @@ EvaluationReport evaluate(const LabelledImages& images, const std::vector<Planne
   report.commit = build_commit();
   report.started_utc = utc_now();
   report.images = images.inputs.size();
+  for (const auto& file : images.files) report.files.push_back(file.string());
   if (images.inputs.empty()) throw error("evaluate: no images");
 
   for (const auto& [backend, model] : plan) {
@@ -248,6 +249,7 @@ EvaluationReport evaluate(const LabelledImages& images, const std::vector<Planne
     copts.model = model;
     if (const auto it = options.settings.find(backend); it != options.settings.end()) copts.settings = it->second;
     auto classifier = make_classifier(backend, copts);
+    if (options.referral_sensitivity) classifier->set_referral_sensitivity(*options.referral_sensitivity);
 
     const auto spec_it = options.backend_power.find(backend);
     auto meter = make_power_meter(spec_it == options.backend_power.end() ? options.power : spec_it->second,
@@ -270,10 +272,13 @@ EvaluationReport evaluate(const LabelledImages& images, const std::vector<Planne
       const Prediction p = classifier->classify(images.inputs[i]);
       run.latencies_ms.push_back(std::chrono::duration<double, std::milli>(clock::now() - t0).count());
       run.predictions.push_back(p.class_index);
+      run.outputs.push_back(p);
     }
     run.seconds = std::chrono::duration<double>(clock::now() - begin).count();
     run.energy = meter->stop();
-    for (std::size_t i = 0; i < images.inputs.size(); ++i) run.confusion.add(images.labels[i], run.predictions[i]);
+    // An image the gate refused before inference has no class to score.
+    for (std::size_t i = 0; i < images.inputs.size(); ++i)
+      if (run.predictions[i] >= 0) run.confusion.add(images.labels[i], run.predictions[i]);
     run.latency = summarize_latencies(run.latencies_ms);
     run.throughput = run.seconds > 0 ? double(images.inputs.size()) / run.seconds : not_a_number;
     report.runs.push_back(std::move(run));
@@ -314,9 +319,26 @@ std::string report_json(const EvaluationReport& report, bool per_image) {
                   {"joules", number(run.energy.joules)},
                   {"joules_per_image", number(run.joules_per_image())},
                   {"note", run.energy.note}};
+    json verdicts = {{"refer", 0}, {"routine", 0}, {"unreadable", 0}, {"unavailable", 0}};
+    for (const auto& p : run.outputs) {
+      json& count = verdicts[verdict_name(p.verdict)];
+      count = count.get<int>() + 1;
+    }
+    if (!run.outputs.empty()) r["verdicts"] = verdicts;
     if (per_image) {
       r["predictions"] = run.predictions;
       r["latencies_ms"] = run.latencies_ms;
+      json images = json::array();
+      for (std::size_t i = 0; i < run.outputs.size(); ++i) {
+        const Prediction& p = run.outputs[i];
+        json one = {{"file", i < report.files.size() ? report.files[i] : std::string()},
+                    {"class", p.class_index >= 0 ? json(p.class_name) : json(nullptr)}};
+        if (!p.scores.empty()) one["scores"] = p.scores;
+        report::add_decision(one, p);
+        one.erase("ood_features");  // in busi-infer's output; here they would dwarf the report
+        images.push_back(std::move(one));
+      }
+      r["per_image"] = images;
     }
     j["runs"].push_back(r);
   }

@@ -36,7 +36,7 @@ std::shared_ptr<const Model> load_model_for(const std::string& backend, const st
 
 bool disagrees(const ImageResult& r) {
   if (!r.prediction || !r.verify) return false;
-  if (r.prediction->class_index != r.verify->class_index) return true;
+  if (r.prediction->class_index != r.verify->class_index || r.prediction->verdict != r.verify->verdict) return true;
   // Both integer backends with logits: they must agree exactly.
   return !r.prediction->logits.empty() && !r.verify->logits.empty() && r.prediction->logits != r.verify->logits;
 }
@@ -124,7 +124,7 @@ std::size_t InferReport::disagreements() const {
 ConfusionMatrix InferReport::confusion() const {
   ConfusionMatrix cm(model->class_names);
   for (const auto& r : images)
-    if (r.prediction && r.label >= 0) cm.add(r.label, r.prediction->class_index);
+    if (r.prediction && r.prediction->class_index >= 0 && r.label >= 0) cm.add(r.label, r.prediction->class_index);
   return cm;
 }
 
@@ -135,13 +135,19 @@ std::string infer_report_json(const InferReport& report) {
   for (const auto& r : report.images) {
     json j = {{"file", r.file.string()}};
     if (r.prediction) {
-      j["class"] = r.prediction->class_name;
-      j["class_index"] = r.prediction->class_index;
+      // An image the gate refused before inference has no class.
+      j["class"] = r.prediction->class_index >= 0 ? json(r.prediction->class_name) : json(nullptr);
+      j["class_index"] = r.prediction->class_index >= 0 ? json(r.prediction->class_index) : json(nullptr);
       if (!r.prediction->scores.empty()) j["scores"] = r.prediction->scores;
       if (!r.prediction->logits.empty()) j["logits"] = r.prediction->logits;
-      if (r.verify) j["verify"] = {{"class", r.verify->class_name}, {"agrees", !disagrees(r)}};
+      report::add_decision(j, *r.prediction);
+      if (r.verify)
+        j["verify"] = {{"class", r.verify->class_name},
+                       {"verdict", verdict_name(r.verify->verdict)},
+                       {"agrees", !disagrees(r)}};
     } else {
       j["error"] = r.error;
+      report::add_failure(j, r.error);
     }
     if (r.label >= 0) j["label"] = report.model->class_names[r.label];
     images.push_back(std::move(j));
@@ -161,6 +167,12 @@ std::string infer_report_json(const InferReport& report) {
                   {"threads", report.threads},
                   {"peak_rss_mb", number(report.peak_rss_mb)},
                   {"anon_rss_mb_at_end", number(report.anon_rss_mb_at_end)}};
+  json verdicts = {{"refer", 0}, {"routine", 0}, {"unreadable", 0}, {"unavailable", 0}};
+  for (const auto& r : report.images) {
+    json& count = verdicts[r.prediction ? verdict_name(r.prediction->verdict) : "unreadable"];
+    count = count.get<int>() + 1;
+  }
+  summary["verdicts"] = verdicts;
   if (report.verify_backend)
     summary["verify"] = {{"backend", *report.verify_backend}, {"disagreements", report.disagreements()}};
   const ConfusionMatrix cm = report.confusion();

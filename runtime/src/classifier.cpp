@@ -6,6 +6,10 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <iomanip>
+#include <opencv2/core.hpp>
+#include <opencv2/imgproc.hpp>
+#include <sstream>
 
 #include "busi/backend.hpp"
 #include "busi/error.hpp"
@@ -29,21 +33,54 @@ void check_input(const Classifier& classifier, const Tensor8& input, long index)
 
 }  // namespace
 
+const char* verdict_name(Verdict verdict) {
+  switch (verdict) {
+    case Verdict::refer: return "refer";
+    case Verdict::routine: return "routine";
+    case Verdict::unreadable: return "unreadable";
+    case Verdict::unavailable: return "unavailable";
+  }
+  return "?";
+}
+
+void Classifier::set_referral_sensitivity(double sensitivity) {
+  referral_ = model().referral_at(sensitivity);
+}
+
 Prediction Classifier::classify(const Tensor8& input) {
   check_input(*this, input, -1);
-  RawOutput raw;
-  infer(std::span<const Tensor8>(&input, 1), std::span<RawOutput>(&raw, 1));
-  return make_prediction(model(), backend(), std::move(raw));
+  return gate_and_infer(std::vector<Tensor8>{input}).front();
 }
 
 std::vector<Prediction> Classifier::classify_batch(const std::vector<Tensor8>& inputs) {
   for (std::size_t i = 0; i < inputs.size(); ++i) check_input(*this, inputs[i], long(i));
-  std::vector<Prediction> out;
-  if (inputs.empty()) return out;
-  std::vector<RawOutput> raw(inputs.size());
-  infer(inputs, raw);
-  out.reserve(inputs.size());
-  for (auto& r : raw) out.push_back(make_prediction(model(), backend(), std::move(r)));
+  return gate_and_infer(inputs);
+}
+
+std::vector<Prediction> Classifier::gate_and_infer(const std::vector<Tensor8>& inputs) {
+  // Inputs the gate refuses are not run; the others run together.
+  std::vector<Prediction> out(inputs.size());
+  std::vector<Tensor8> accepted;
+  std::vector<std::size_t> where;
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    std::string refusal = input_refusal(model(), inputs[i]);
+    if (refusal.empty()) {
+      where.push_back(i);
+      continue;
+    }
+    out[i].verdict = Verdict::unreadable;
+    out[i].reason = std::move(refusal);
+  }
+  if (where.empty()) return out;
+  // The common case, every input accepted, runs on `inputs` without a copy.
+  if (where.size() != inputs.size())
+    for (std::size_t i : where) accepted.push_back(inputs[i]);
+  const std::vector<Tensor8>& run = where.size() == inputs.size() ? inputs : accepted;
+  std::vector<RawOutput> raw(run.size());
+  infer(run, raw);
+  const OperatingPoint* referral = referral_ ? &*referral_ : nullptr;
+  for (std::size_t k = 0; k < run.size(); ++k)
+    out[where[k]] = make_prediction(model(), backend(), run[k], std::move(raw[k]), referral);
   return out;
 }
 
@@ -55,7 +92,83 @@ Prediction Classifier::classify_pixels(const ImageView& image) {
   return classify(preprocess(image, model().input.height, model().input.width));
 }
 
-Prediction make_prediction(const Model& model, const std::string& backend, RawOutput&& raw) {
+namespace {
+
+std::string fixed(double value, int digits) {
+  std::ostringstream s;
+  s << std::fixed << std::setprecision(digits) << value;
+  return s.str();
+}
+
+double mean_of(const cv::Mat& m) { return cv::mean(m)[0]; }
+
+// Mean absolute change between horizontal and between vertical neighbours.
+std::pair<double, double> mean_changes(const cv::Mat& m) {
+  cv::Mat dx, dy;
+  cv::absdiff(m.colRange(1, m.cols), m.colRange(0, m.cols - 1), dx);
+  cv::absdiff(m.rowRange(1, m.rows), m.rowRange(0, m.rows - 1), dy);
+  return {mean_of(dx) + 1e-3, mean_of(dy) + 1e-3};
+}
+
+double pixel_stddev(const Tensor8& input) {
+  cv::Scalar mean, stddev;
+  cv::meanStdDev(cv::Mat(input.height, input.width, CV_8U, const_cast<uint8_t*>(input.pixels.data())), mean, stddev);
+  return stddev[0];
+}
+
+}  // namespace
+
+std::string input_refusal(const Model& model, const Tensor8& input) {
+  if (!model.calibration) return "";
+  const Calibration::Gate& gate = model.calibration->gate;
+  const int shorter = std::min(input.source_height, input.source_width);
+  if (shorter > 0 && shorter < gate.min_side)
+    return "image " + std::to_string(input.source_width) + "x" + std::to_string(input.source_height) +
+           " is smaller than " + std::to_string(gate.min_side) + " pixels on its shorter side: it would be enlarged " +
+           fixed(double(std::min(input.height, input.width)) / shorter, 1) + "x to the model's " +
+           std::to_string(input.width) + "x" + std::to_string(input.height) +
+           " input, which blurs away the speckle texture the model reads";
+  if (input.source_colour > gate.max_colour)
+    return "image is in colour (mean channel difference " + fixed(input.source_colour, 1) + " > " +
+           fixed(gate.max_colour, 1) + "): ultrasound is grey-scale";
+  const double stddev = pixel_stddev(input);
+  if (stddev < gate.min_stddev)
+    return "image is blank or nearly constant (pixel standard deviation " + fixed(stddev, 2) + " < " +
+           fixed(gate.min_stddev, 1) + ")";
+  return "";
+}
+
+std::vector<float> ood_features(const Tensor8& input, const std::vector<float>& real_logits) {
+  cv::Mat pixels;
+  cv::Mat(input.height, input.width, CV_8U, const_cast<uint8_t*>(input.pixels.data())).convertTo(pixels, CV_32F);
+  cv::Scalar mean_s, stddev_s;
+  cv::meanStdDev(pixels, mean_s, stddev_s);
+  const double mean = mean_s[0], stddev = stddev_s[0];
+  std::vector<double> f;
+  f.push_back(mean / 255);
+  f.push_back(std::log(stddev + 1));
+  f.push_back(double(cv::countNonZero(pixels < 16)) / double(pixels.total()));
+  f.push_back(double(cv::countNonZero(pixels > 239)) / double(pixels.total()));
+  cv::Mat z = (pixels - mean) / (stddev + 1e-9), z3;
+  cv::pow(z, 3, z3);
+  f.push_back(std::cbrt(mean_of(z3)));
+  for (int k : {1, 3, 9}) {
+    cv::Mat scaled = pixels;
+    if (k > 1) cv::resize(pixels, scaled, cv::Size(input.width / k, input.height / k), 0, 0, cv::INTER_AREA);
+    const auto [across, down] = mean_changes(scaled);
+    f.push_back(std::log(across / (stddev + 1)));
+    f.push_back(std::log(down / across));
+  }
+  const int third_rows = input.height / 3, third_cols = input.width / 3;
+  f.push_back((mean_of(pixels.rowRange(0, third_rows)) - mean_of(pixels.rowRange(input.height - third_rows, input.height))) / 255);
+  f.push_back((mean_of(pixels.colRange(0, third_cols)) + mean_of(pixels.colRange(input.width - third_cols, input.width))) / 2 / 255 - mean / 255);
+  std::vector<float> out(f.begin(), f.end());
+  out.insert(out.end(), real_logits.begin(), real_logits.end());
+  return out;
+}
+
+Prediction make_prediction(const Model& model, const std::string& backend, const Tensor8& input, RawOutput&& raw,
+                           const OperatingPoint* referral) {
   const std::size_t classes = model.num_classes();
   const bool has_logits = !raw.logits.empty(), has_real = !raw.real_logits.empty();
   if ((has_logits && raw.logits.size() != classes) || (has_real && raw.real_logits.size() != classes))
@@ -73,15 +186,50 @@ Prediction make_prediction(const Model& model, const std::string& backend, RawOu
   std::vector<float>& real = raw.real_logits;
   if (has_logits && !has_real)
     for (int32_t v : raw.logits) real.push_back(float(v) * model.logit_scale);
-  if (!real.empty()) {
-    // Softmax, shifted by the maximum for range.
-    const float top = *std::max_element(real.begin(), real.end());
-    double sum = 0;
-    for (float v : real) sum += std::exp(double(v - top));
-    p.scores.reserve(real.size());
-    for (float v : real) p.scores.push_back(float(std::exp(double(v - top)) / sum));
-  }
   p.logits = std::move(raw.logits);
+  const Calibration* calibration = model.calibration ? &*model.calibration : nullptr;
+  if (real.empty()) {
+    p.reason = "backend " + backend + " reports only the top-1 class (a TopK overlay), so it has no scores to refer on";
+    return p;
+  }
+  // Softmax of logits / temperature, shifted by the maximum for range.
+  const double temperature = calibration ? calibration->temperature : 1.0;
+  const float top = *std::max_element(real.begin(), real.end());
+  double sum = 0;
+  for (float v : real) sum += std::exp(double(v - top) / temperature);
+  p.scores.reserve(real.size());
+  for (float v : real) p.scores.push_back(float(std::exp(double(v - top) / temperature) / sum));
+  // Computed without a calibration too: calibrate.py fits the gate on them.
+  p.ood_features = ood_features(input, real);
+  if (!calibration) {
+    p.reason = "model " + model.name +
+               " has no calibration block, so it has no referral threshold (training/busi_train/calibrate.py fits one)";
+    return p;
+  }
+
+  const Calibration::Gate& gate = calibration->gate;
+  double distance = 0;
+  const std::size_t n = p.ood_features.size();
+  for (std::size_t i = 0; i < n; ++i)
+    for (std::size_t j = 0; j < n; ++j)
+      distance += (p.ood_features[i] - gate.mean[i]) * gate.precision[i * n + j] * (p.ood_features[j] - gate.mean[j]);
+  p.ood_score = float(std::sqrt(std::max(distance, 0.0)));
+  const auto class_of = [&](const char* name) {
+    return std::size_t(std::find(model.class_names.begin(), model.class_names.end(), name) - model.class_names.begin());
+  };
+  p.p_abnormal = 1 - p.scores[class_of("normal")];
+  if (!(p.ood_score <= gate.ood_threshold)) {
+    p.verdict = Verdict::unreadable;
+    p.reason = "out of distribution: score " + fixed(p.ood_score, 1) + " > " + fixed(gate.ood_threshold, 1) + " (" +
+               gate.ood_score + "); not like the breast ultrasound the model was calibrated on";
+    return p;
+  }
+  const OperatingPoint& point = referral ? *referral : calibration->referral;
+  const bool refer = p.p_abnormal >= point.threshold;
+  p.verdict = refer ? Verdict::refer : Verdict::routine;
+  p.reason = "P(abnormal) " + fixed(p.p_abnormal, 2) + (refer ? " >= " : " < ") + fixed(point.threshold, 2) + " (" +
+             fixed(100 * point.target_sensitivity, 0) + "% sensitivity)";
+  p.suspicious_malignancy = p.scores[class_of("malignant")] >= calibration->suspicious.threshold;
   return p;
 }
 

@@ -36,6 +36,20 @@ class Prediction:
     @property
     def logits(self) -> List[int]:
         """Raw int32 logits of integer backends; empty otherwise."""
+    @property
+    def verdict(self) -> str:
+        """'refer', 'routine', 'unreadable' or 'unavailable'."""
+    @property
+    def reason(self) -> str:
+        """One sentence saying why the verdict is what it is."""
+    @property
+    def p_abnormal(self) -> float:
+        """P(benign) + P(malignant) of the calibrated scores; nan when unavailable."""
+    @property
+    def suspicious_malignancy(self) -> bool: ...
+    @property
+    def ood_score(self) -> float:
+        """The out-of-distribution score; nan when not computed."""
 
 class Model:
     """A validated .bqnn model package; immutable, shareable between classifiers and threads."""
@@ -91,6 +105,8 @@ class Classifier:
         row's pixels are contiguous and rows are a positive stride apart, else copied."""
     def classify_batch(self, images: Iterable[ImageInput], color_order: str = "bgr") -> List[Prediction]:
         """Classifies paths and/or arrays in one call; one Prediction each, in order."""
+    def set_referral_sensitivity(self, sensitivity: float) -> None:
+        """Refer at this sensitivity, re-chosen from the model's stored referral curve."""
     def _time_classify_pixels(self, image: npt.NDArray[np.uint8], repeats: int) -> List[float]: ...
 
 def available_backends() -> List[str]:

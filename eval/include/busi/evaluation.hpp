@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -61,13 +62,17 @@ struct EvaluationOptions {
   std::map<std::string, std::string> backend_power;
   PowerOptions power_options;
   int warmup = 1;  // untimed classifications of the first image before each run
+  // Refer at this sensitivity, re-chosen from each model's stored referral
+  // curve (Classifier::set_referral_sensitivity) instead of its threshold.
+  std::optional<double> referral_sensitivity;
 };
 
 struct BackendRun {
   std::string backend, description;
   std::string model_name, model_path, model_sha256, precision;
   ConfusionMatrix confusion;
-  std::vector<int> predictions;      // per image, in LabelledImages order
+  std::vector<int> predictions;      // per image, in LabelledImages order (-1: refused before inference)
+  std::vector<Prediction> outputs;   // per image: scores, verdict and reason (not read back from JSON)
   std::vector<double> latencies_ms;  // per image, classify() wall time
   LatencySummary latency;
   double seconds = 0;     // the run's window (all images)
@@ -83,6 +88,7 @@ struct EvaluationReport {
   std::string started_utc;          // ISO 8601
   std::vector<std::string> inputs;  // the folders/files given
   std::size_t images = 0;
+  std::vector<std::string> files;   // the images, in LabelledImages order
   std::vector<BackendRun> runs;
 };
 
