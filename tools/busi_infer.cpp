@@ -152,7 +152,7 @@ class Printer {
     }
     const busi::Prediction& p = *r.prediction;
     std::cout << std::left << std::setw(12) << busi::verdict_name(p.verdict) << std::setw(10)
-              << (p.class_index >= 0 ? p.class_name : "-") << std::right;
+              << p.class_name << std::right;
     for (std::size_t c = 0; c < p.scores.size(); ++c)
       std::cout << "  " << model_.class_names[c] << " " << std::fixed << std::setprecision(3) << p.scores[c];
     if (p.suspicious_malignancy) std::cout << "  SUSPICIOUS FOR MALIGNANCY";

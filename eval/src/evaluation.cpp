@@ -276,9 +276,7 @@ EvaluationReport evaluate(const LabelledImages& images, const std::vector<Planne
     }
     run.seconds = std::chrono::duration<double>(clock::now() - begin).count();
     run.energy = meter->stop();
-    // An image the gate refused before inference has no class to score.
-    for (std::size_t i = 0; i < images.inputs.size(); ++i)
-      if (run.predictions[i] >= 0) run.confusion.add(images.labels[i], run.predictions[i]);
+    for (std::size_t i = 0; i < images.inputs.size(); ++i) run.confusion.add(images.labels[i], run.predictions[i]);
     run.latency = summarize_latencies(run.latencies_ms);
     run.throughput = run.seconds > 0 ? double(images.inputs.size()) / run.seconds : not_a_number;
     report.runs.push_back(std::move(run));
@@ -332,7 +330,7 @@ std::string report_json(const EvaluationReport& report, bool per_image) {
       for (std::size_t i = 0; i < run.outputs.size(); ++i) {
         const Prediction& p = run.outputs[i];
         json one = {{"file", i < report.files.size() ? report.files[i] : std::string()},
-                    {"class", p.class_index >= 0 ? json(p.class_name) : json(nullptr)}};
+                    {"class", p.class_name}};
         if (!p.scores.empty()) one["scores"] = p.scores;
         report::add_decision(one, p);
         one.erase("ood_features");  // in busi-infer's output; here they would dwarf the report

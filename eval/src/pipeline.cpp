@@ -124,7 +124,7 @@ std::size_t InferReport::disagreements() const {
 ConfusionMatrix InferReport::confusion() const {
   ConfusionMatrix cm(model->class_names);
   for (const auto& r : images)
-    if (r.prediction && r.prediction->class_index >= 0 && r.label >= 0) cm.add(r.label, r.prediction->class_index);
+    if (r.prediction && r.label >= 0) cm.add(r.label, r.prediction->class_index);
   return cm;
 }
 
@@ -135,9 +135,8 @@ std::string infer_report_json(const InferReport& report) {
   for (const auto& r : report.images) {
     json j = {{"file", r.file.string()}};
     if (r.prediction) {
-      // An image the gate refused before inference has no class.
-      j["class"] = r.prediction->class_index >= 0 ? json(r.prediction->class_name) : json(nullptr);
-      j["class_index"] = r.prediction->class_index >= 0 ? json(r.prediction->class_index) : json(nullptr);
+      j["class"] = r.prediction->class_name;
+      j["class_index"] = r.prediction->class_index;
       if (!r.prediction->scores.empty()) j["scores"] = r.prediction->scores;
       if (!r.prediction->logits.empty()) j["logits"] = r.prediction->logits;
       report::add_decision(j, *r.prediction);

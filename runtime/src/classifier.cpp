@@ -49,38 +49,20 @@ void Classifier::set_referral_sensitivity(double sensitivity) {
 
 Prediction Classifier::classify(const Tensor8& input) {
   check_input(*this, input, -1);
-  return gate_and_infer(std::vector<Tensor8>{input}).front();
+  RawOutput raw;
+  infer(std::span<const Tensor8>(&input, 1), std::span<RawOutput>(&raw, 1));
+  return make_prediction(model(), backend(), input, std::move(raw), referral_ ? &*referral_ : nullptr);
 }
 
 std::vector<Prediction> Classifier::classify_batch(const std::vector<Tensor8>& inputs) {
   for (std::size_t i = 0; i < inputs.size(); ++i) check_input(*this, inputs[i], long(i));
-  return gate_and_infer(inputs);
-}
-
-std::vector<Prediction> Classifier::gate_and_infer(const std::vector<Tensor8>& inputs) {
-  // Inputs the gate refuses are not run; the others run together.
-  std::vector<Prediction> out(inputs.size());
-  std::vector<Tensor8> accepted;
-  std::vector<std::size_t> where;
-  for (std::size_t i = 0; i < inputs.size(); ++i) {
-    std::string refusal = input_refusal(model(), inputs[i]);
-    if (refusal.empty()) {
-      where.push_back(i);
-      continue;
-    }
-    out[i].verdict = Verdict::unreadable;
-    out[i].reason = std::move(refusal);
-  }
-  if (where.empty()) return out;
-  // The common case, every input accepted, runs on `inputs` without a copy.
-  if (where.size() != inputs.size())
-    for (std::size_t i : where) accepted.push_back(inputs[i]);
-  const std::vector<Tensor8>& run = where.size() == inputs.size() ? inputs : accepted;
-  std::vector<RawOutput> raw(run.size());
-  infer(run, raw);
-  const OperatingPoint* referral = referral_ ? &*referral_ : nullptr;
-  for (std::size_t k = 0; k < run.size(); ++k)
-    out[where[k]] = make_prediction(model(), backend(), run[k], std::move(raw[k]), referral);
+  std::vector<Prediction> out;
+  if (inputs.empty()) return out;
+  std::vector<RawOutput> raw(inputs.size());
+  infer(inputs, raw);
+  out.reserve(inputs.size());
+  for (std::size_t i = 0; i < inputs.size(); ++i)
+    out.push_back(make_prediction(model(), backend(), inputs[i], std::move(raw[i]), referral_ ? &*referral_ : nullptr));
   return out;
 }
 
@@ -188,7 +170,15 @@ Prediction make_prediction(const Model& model, const std::string& backend, const
     for (int32_t v : raw.logits) real.push_back(float(v) * model.logit_scale);
   p.logits = std::move(raw.logits);
   const Calibration* calibration = model.calibration ? &*model.calibration : nullptr;
+  // The gate on the input first: it needs no scores, so it refuses for top-1
+  // backends too. The class and scores stay for whoever wants to look, but no
+  // decision is made on them.
+  if (std::string refusal = input_refusal(model, input); !refusal.empty()) {
+    p.verdict = Verdict::unreadable;
+    p.reason = std::move(refusal);
+  }
   if (real.empty()) {
+    if (p.verdict == Verdict::unreadable) return p;
     p.reason = "backend " + backend + " reports only the top-1 class (a TopK overlay), so it has no scores to refer on";
     return p;
   }
@@ -201,6 +191,7 @@ Prediction make_prediction(const Model& model, const std::string& backend, const
   for (float v : real) p.scores.push_back(float(std::exp(double(v - top) / temperature) / sum));
   // Computed without a calibration too: calibrate.py fits the gate on them.
   p.ood_features = ood_features(input, real);
+  if (p.verdict == Verdict::unreadable) return p;
   if (!calibration) {
     p.reason = "model " + model.name +
                " has no calibration block, so it has no referral threshold (training/busi_train/calibrate.py fits one)";
@@ -217,13 +208,13 @@ Prediction make_prediction(const Model& model, const std::string& backend, const
   const auto class_of = [&](const char* name) {
     return std::size_t(std::find(model.class_names.begin(), model.class_names.end(), name) - model.class_names.begin());
   };
-  p.p_abnormal = 1 - p.scores[class_of("normal")];
   if (!(p.ood_score <= gate.ood_threshold)) {
     p.verdict = Verdict::unreadable;
     p.reason = "out of distribution: score " + fixed(p.ood_score, 1) + " > " + fixed(gate.ood_threshold, 1) + " (" +
                gate.ood_score + "); not like the breast ultrasound the model was calibrated on";
     return p;
   }
+  p.p_abnormal = 1 - p.scores[class_of("normal")];
   const OperatingPoint& point = referral ? *referral : calibration->referral;
   const bool refer = p.p_abnormal >= point.threshold;
   p.verdict = refer ? Verdict::refer : Verdict::routine;

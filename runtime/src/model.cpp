@@ -293,9 +293,11 @@ double number_in(const json& obj, const std::string& key, const std::string& pat
                  const Where& where) {
   const json& v = field(obj, key, path, where);
   const double x = v.is_number() ? v.get<double>() : std::nan("");
-  if (!(std::isfinite(x) && x >= low && x <= high))
-    where.fail(path + "." + key + " = " + shown(v) + " is not a number in [" + json(low).dump() + ", " +
-               json(high).dump() + "]");
+  if (!(std::isfinite(x) && x >= low && x <= high)) {
+    std::ostringstream range;
+    range << "[" << low << ", " << high << "]";
+    where.fail(path + "." + key + " = " + shown(v) + " is not a number in " + range.str());
+  }
   return x;
 }
 

@@ -71,7 +71,7 @@ struct BackendRun {
   std::string backend, description;
   std::string model_name, model_path, model_sha256, precision;
   ConfusionMatrix confusion;
-  std::vector<int> predictions;      // per image, in LabelledImages order (-1: refused before inference)
+  std::vector<int> predictions;      // per image, in LabelledImages order
   std::vector<Prediction> outputs;   // per image: scores, verdict and reason (not read back from JSON)
   std::vector<double> latencies_ms;  // per image, classify() wall time
   LatencySummary latency;

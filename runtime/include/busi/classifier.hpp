@@ -51,11 +51,12 @@ struct Prediction {
   std::vector<int32_t> logits;
 
   // The decision, and one sentence saying why ("P(abnormal) 0.61 >= 0.42 (97%
-  // sensitivity)", "image 40x40 is smaller than 128x128: ..."). An image the
-  // gate refused before inference has class_index -1 and no scores.
+  // sensitivity)", "image 40x40 is smaller than 128 pixels ..."). An image the
+  // gate refused keeps its class and scores, but no decision is made on them.
   Verdict verdict = Verdict::unavailable;
   std::string reason;
-  // P(abnormal) = 1 - P(normal) of the calibrated scores; NaN without scores.
+  // P(abnormal) = 1 - P(normal) of the calibrated scores, when the verdict is
+  // refer or routine; NaN otherwise.
   float p_abnormal = std::numeric_limits<float>::quiet_NaN();
   // P(malignant) reached the package's "suspicious" threshold.
   bool suspicious_malignancy = false;
@@ -118,9 +119,6 @@ class Classifier {
   virtual void infer(std::span<const Tensor8> inputs, std::span<RawOutput> outputs) = 0;
 
  private:
-  // The gate (input_refusal) on each checked input, infer() on those it
-  // accepts, make_prediction on each output.
-  std::vector<Prediction> gate_and_infer(const std::vector<Tensor8>& inputs);
   std::optional<OperatingPoint> referral_;  // set by set_referral_sensitivity
 };
 

@@ -58,7 +58,8 @@ int first_argmax(const T* values, std::size_t count) {
   return static_cast<int>(best);
 }
 
-// The gate before inference (docs/safety.md): the reason `input` is unreadable
+// The gate's checks of the input alone (docs/safety.md), run by make_prediction
+// before it looks at the scores: the reason `input` is unreadable
 // (its decoded image is smaller than the package's min_side, it is in colour,
 // or its pixels are blank or nearly constant), or "" when it may be
 // classified. Always "" for a package without a calibration block.
@@ -77,7 +78,8 @@ std::vector<float> ood_features(const Tensor8& input, const std::vector<float>& 
 // class index (first_argmax of the logits, or the backend's top-1), class name,
 // scores (softmax of the real-valued logits, int32 logits times
 // model.logit_scale, divided by the calibration's temperature), and with a
-// calibration block the out-of-distribution score, P(abnormal), the verdict
+// calibration block the gate (input_refusal, then the out-of-distribution
+// score), P(abnormal), the verdict
 // (against `referral`, or the package's referral point when null) and
 // "suspicious for malignancy". `input` is what the backend ran. Throws
 // busi::error naming the backend when the output has the wrong number of
