@@ -215,7 +215,12 @@ TEST(Cli, JsonAndThreadsGiveTheSameAnswers) {
   const auto a = nlohmann::json::parse(one.out), b = nlohmann::json::parse(two.out);
   ASSERT_EQ(a["images"].size(), 5u);
   EXPECT_EQ(a["images"], b["images"]);
-  EXPECT_EQ(a["schema_version"], 2);
+  EXPECT_EQ(a["schema_version"], 3);
+  // Every image carries a verdict and its reason, a file that could not be read too.
+  for (const auto& image : a["images"]) {
+    EXPECT_TRUE(image.contains("verdict") && image.contains("reason") && image.contains("p_abnormal")) << image;
+    EXPECT_EQ(image.contains("error"), image["verdict"] == "unreadable") << image;
+  }
   EXPECT_EQ(a["summary"]["failed"], 2);
   EXPECT_EQ(a["summary"]["labelled"], 3);
   // The metrics object busi-eval writes for each run (docs/evaluation.md).
