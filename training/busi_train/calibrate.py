@@ -106,13 +106,7 @@ def fit(features, labels, fitted_on, accept=ACCEPT):
     logits = features[:, package.IMAGE_STATISTICS:]
     temperature = cv_metrics.fit_temperature(logits, labels)
     probs = cv_metrics.softmax(logits / temperature)
-    mean = features.mean(0)
-    # A small ridge keeps the inverse finite when a feature barely varies.
-    cov = np.cov(features.T) + 1e-6 * np.eye(features.shape[1])
-    precision = np.linalg.inv(cov)
-    centred = features - mean
-    distance = np.sqrt(np.einsum("ij,jk,ik->i", centred, precision, centred))
-    threshold = float(np.quantile(distance, accept))
+    mean, precision, distance, threshold = mahalanobis_gate(features, accept)
     lesion = labels != cv_metrics.NORMAL
     referral_curve = operating_curve(1 - probs[:, cv_metrics.NORMAL], lesion)
     # Curves need both classes for specificity; BUS-BRA alone has no normals, so
@@ -124,7 +118,7 @@ def fit(features, labels, fitted_on, accept=ACCEPT):
         "gate": {"min_side": MIN_SIDE, "min_stddev": MIN_STDDEV, "max_colour": MAX_COLOUR,
                  "ood_score": "image-logit-mahalanobis-v1",
                  "ood_params": {"mean": mean.tolist(), "precision": precision.reshape(-1).tolist()},
-                 "ood_threshold": threshold, "accepted_rate": float(np.mean(distance <= threshold))},
+                 "ood_threshold": threshold, "accepted_rate": float(np.mean(distance(features) <= threshold))},
         "referral": operating_point(referral_curve, REFERRAL_SENSITIVITY),
         "suspicious": operating_point(suspicious_curve, SUSPICIOUS_SENSITIVITY),
     }
@@ -173,8 +167,25 @@ def held_out_figures(images, labels, sources_of, logits):
     }
 
 
-def negative_figures(busi_infer, backend, model_path, negatives_dir):
-    """The share of each negative kind (negatives.py) the runtime refuses."""
+def mahalanobis_gate(fit_on, accept=ACCEPT):
+    """(mean, precision, distance, threshold): the Mahalanobis distance from
+    fit_on's mean (the runtime's computation, for figures here) and its
+    threshold at the `accept` quantile of fit_on."""
+    mean = fit_on.mean(0)
+    # A small ridge keeps the inverse finite when a feature barely varies.
+    precision = np.linalg.inv(np.cov(fit_on.T) + 1e-6 * np.eye(fit_on.shape[1]))
+
+    def distance(x):
+        centred = np.asarray(x, float) - mean
+        return np.sqrt(np.einsum("ij,jk,ik->i", centred, precision, centred))
+    return mean, precision, distance, float(np.quantile(distance(fit_on), accept))
+
+
+def negative_figures(busi_infer, backend, model_path, negatives_dir, features):
+    """The share of each negative kind (negatives.py) the runtime refuses, by
+    which rule, and what the network's logits alone would refuse (a Mahalanobis
+    distance on the logits, its threshold at the same share of the validation
+    images `features`): the measurement behind docs/safety.md."""
     paths = sorted(p for p in Path(negatives_dir).rglob("*.png"))
     images = run_runtime(busi_infer, backend, model_path, paths)
     kinds = np.array([p.parent.name for p in paths])
@@ -182,7 +193,15 @@ def negative_figures(busi_infer, backend, model_path, negatives_dir):
     out = {"images": int(len(paths)), "refused": float(refused.mean())}
     for kind in np.unique(kinds):
         out[f"refused_{kind}"] = float(refused[kinds == kind].mean())
-    out["accepted_files"] = [str(p) for p, r in zip(paths, refused) if not r]
+    rules = ("smaller than", "in colour", "blank or nearly constant", "out of distribution")
+    out["refused_by"] = {rule: int(sum(im["verdict"] == "unreadable" and rule in im["reason"] for im in images))
+                         for rule in rules}
+    _, _, distance, threshold = mahalanobis_gate(features[:, package.IMAGE_STATISTICS:])
+    reached = [im for im in images if "ood_features" in im]
+    logits = np.array([im["ood_features"][package.IMAGE_STATISTICS:] for im in reached], float)
+    out["logits_only_refused"] = float(np.mean(distance(logits) > threshold))
+    out["logits_only_images"] = len(reached)
+    out["accepted_files"] = [str(p.relative_to(Path(negatives_dir))) for p, r in zip(paths, refused) if not r]
     return out
 
 
@@ -237,7 +256,7 @@ def main(argv=None):
                   "suspicious": {k: block["suspicious"][k] for k in ("threshold", "sensitivity", "specificity")},
                   "cross_fitted": cross}
         if args.negatives:
-            report["negatives"] = negative_figures(args.busi_infer, backend, args.out, args.negatives)
+            report["negatives"] = negative_figures(args.busi_infer, backend, args.out, args.negatives, features)
     text = json.dumps(report, indent=1)
     if args.report:
         Path(args.report).write_text(text + "\n")

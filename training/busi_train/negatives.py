@@ -42,14 +42,25 @@ def _skimage(name):
     return np.ascontiguousarray(img)
 
 
+# Every negative but the "tiny" kind is at least this large on its shorter
+# side, so that the gate refuses it for what it shows, not for its size
+# (the gate's minimum is 128).
+MIN_SIDE = 160
+
+
 def _crops(img, rng, count, name):
     """count views of img: whole, and random crops of 40-100% of the side,
-    rotated by multiples of 90 degrees and flipped, each at least 64 pixels."""
-    out = [(f"{name}-whole", img)]
+    rotated by multiples of 90 degrees and flipped, each at least MIN_SIDE
+    pixels (a smaller sample image is enlarged first)."""
     h, w = img.shape[:2]
+    if min(h, w) < 2 * MIN_SIDE:
+        f = 2 * MIN_SIDE / min(h, w)
+        img = cv2.resize(img, (round(w * f), round(h * f)), interpolation=cv2.INTER_CUBIC)
+        h, w = img.shape[:2]
+    out = [(f"{name}-whole", img)]
     for i in range(count - 1):
         f = rng.uniform(0.4, 1.0)
-        ch, cw = max(64, int(h * f)), max(64, int(w * rng.uniform(0.4, 1.0)))
+        ch, cw = max(MIN_SIDE, int(h * f)), max(MIN_SIDE, int(w * rng.uniform(0.4, 1.0)))
         ch, cw = min(ch, h), min(cw, w)
         y, x = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
         view = np.rot90(img[y:y + ch, x:x + cw], int(rng.integers(0, 4)))
@@ -62,7 +73,7 @@ def _crops(img, rng, count, name):
 def _noise(rng, n):
     out = []
     for i in range(n):
-        h, w = (int(v) for v in rng.integers(120, 600, 2))
+        h, w = (int(v) for v in rng.integers(MIN_SIDE, 600, 2))
         kind = ("uniform", "uniform-rgb", "gaussian", "salt-pepper", "rgba", "smooth")[i % 6]
         if kind == "uniform":
             img = rng.integers(0, 256, (h, w), dtype=np.uint8)
@@ -87,7 +98,7 @@ def _noise(rng, n):
 def _blank(rng, n):
     out = []
     for i in range(n):
-        h, w = (int(v) for v in rng.integers(100, 700, 2))
+        h, w = (int(v) for v in rng.integers(MIN_SIDE, 700, 2))
         value = int(rng.integers(0, 256))
         if i % 3 == 0:
             img = np.full((h, w), value, np.uint8)
@@ -103,7 +114,7 @@ def _blank(rng, n):
 def _gradient(rng, n):
     out = []
     for i in range(n):
-        h, w = (int(v) for v in rng.integers(100, 700, 2))
+        h, w = (int(v) for v in rng.integers(MIN_SIDE, 700, 2))
         y, x = np.mgrid[0:h, 0:w].astype(np.float64)
         a, b = rng.uniform(0, 255, 2)
         if i % 3 == 0:  # linear at a random angle
