@@ -99,13 +99,16 @@ def test_busi_eval_per_image_verdicts(negative_dir, tmp_path):
     folder = tmp_path / "eval" / "normal"
     folder.mkdir(parents=True)
     for p in negative_dir.rglob("*.png"):
-        if p.name != "not-an-image.png":
-            shutil.copy(p, folder / f"{p.parent.name}--{p.name}")
+        shutil.copy(p, folder / f"{p.parent.name}--{p.name}")
     out = tmp_path / "report.json"
     done = subprocess.run([exe, "--backends", "cpu_int", "--power", "none", "--warmup", "0", "--json", str(out),
                            "--per-image", str(tmp_path / "eval")], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    run = json.loads(out.read_text())["runs"][0]
+    # The undecodable file is skipped and listed (exit 1); the others are evaluated.
+    assert done.returncode == 1, done.stderr
+    report = json.loads(out.read_text())
+    assert len(report["unreadable"]) == 1 and "noise--not-an-image.png" in report["unreadable"][0]
+    assert "noise--not-an-image.png" in done.stderr
+    run = report["runs"][0]
     verdicts = {}
     for im in run["per_image"]:
         kind, name = Path(im["file"]).name.split("--")

@@ -247,7 +247,10 @@ TEST(Cli, FileAndModelPathsWithSpacesAndParentheses) {
 TEST(Cli, CsvHasOneRowPerImage) {
   Fixture f;
   const CliRun r = busi_infer("--format csv --model " + quote(f.model) + " " + quote((f.dir / "benign").string()));
-  EXPECT_NE(r.out.find("file,class,score_normal,score_benign,score_malignant,error"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("file,class,score_normal,score_benign,score_malignant,verdict,p_abnormal,"
+                       "suspicious_malignancy,reason,error"),
+            std::string::npos)
+      << r.out;
   EXPECT_NE(r.out.find("broken.png,,,,,"), std::string::npos) << r.out;
 }
 

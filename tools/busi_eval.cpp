@@ -149,7 +149,10 @@ int run(int argc, char** argv) {
   const busi::Model& first = *plan.front().model;
   const auto images =
       busi::load_labelled_images(images_to_load, first.class_names, first.input.height, first.input.width);
-  std::cerr << "busi-eval: " << images.inputs.size() << " images pre-processed once; " << plan.size() << " run(s)\n";
+  for (const auto& e : images.unreadable) std::cerr << "busi-eval: " << e << "\n";
+  std::cerr << "busi-eval: " << images.inputs.size() << " images pre-processed once";
+  if (!images.unreadable.empty()) std::cerr << ", " << images.unreadable.size() << " could not be read";
+  std::cerr << "; " << plan.size() << " run(s)\n";
 
   auto report = busi::evaluate(images, plan, options);
   for (const auto& p : inputs) report.inputs.push_back(p.string());
@@ -160,7 +163,7 @@ int run(int argc, char** argv) {
   if (!json_path.empty()) write_text(json_path, busi::report_json(report, per_image));
   if (!csv_path.empty()) write_text(csv_path, busi::report_csv(report));
   if (!html_path.empty()) write_text(html_path, busi::render_dashboard({report}));
-  return busi::cli::exit_ok;
+  return images.unreadable.empty() ? busi::cli::exit_ok : busi::cli::exit_some_failed;
 }
 
 }  // namespace

@@ -191,10 +191,18 @@ LabelledImages load_labelled_images(const std::vector<fs::path>& paths, const st
       for (const auto& c : class_names) names += (names.empty() ? "" : ", ") + c;
       throw error(file.string() + ": not inside a folder named after a class (" + names + ")");
     }
+    try {
+      out.inputs.push_back(load_image(file, height, width));
+    } catch (const image_error& e) {
+      out.unreadable.push_back(e.what());
+      continue;
+    }
     out.files.push_back(file);
     out.labels.push_back(label);
-    out.inputs.push_back(load_image(file, height, width));
   }
+  if (out.files.empty() && !out.unreadable.empty())
+    throw error("none of the " + std::to_string(out.unreadable.size()) + " images could be read, e.g. " +
+                out.unreadable.front());
   if (out.files.empty()) throw error("no images found under the given paths");
   return out;
 }
@@ -236,6 +244,7 @@ EvaluationReport evaluate(const LabelledImages& images, const std::vector<Planne
   report.started_utc = utc_now();
   report.images = images.inputs.size();
   for (const auto& file : images.files) report.files.push_back(file.string());
+  report.unreadable = images.unreadable;
   if (images.inputs.empty()) throw error("evaluate: no images");
 
   for (const auto& [backend, model] : plan) {
@@ -296,6 +305,7 @@ std::string report_json(const EvaluationReport& report, bool per_image) {
                   {"host", report.machine.host}};
   j["inputs"] = report.inputs;
   j["images"] = report.images;
+  j["unreadable"] = report.unreadable;
   j["runs"] = json::array();
   for (const auto& run : report.runs) {
     const auto& cm = run.confusion;
@@ -388,6 +398,7 @@ EvaluationReport parse_report_json(const std::string& text, const std::string& o
     report.machine = {m.value("cpu", ""), m.value("cores", 0u), m.value("kernel", ""), m.value("host", "")};
     report.inputs = j.value("inputs", std::vector<std::string>{});
     report.images = j.value("images", std::size_t(0));
+    report.unreadable = j.value("unreadable", std::vector<std::string>{});
     for (const json& r : j.at("runs")) {
       BackendRun run(r.at("classes").get<std::vector<std::string>>());
       run.backend = r.at("backend");

@@ -36,7 +36,10 @@ std::shared_ptr<const Model> load_model_for(const std::string& backend, const st
 
 bool disagrees(const ImageResult& r) {
   if (!r.prediction || !r.verify) return false;
-  if (r.prediction->class_index != r.verify->class_index || r.prediction->verdict != r.verify->verdict) return true;
+  if (r.prediction->class_index != r.verify->class_index) return true;
+  // A backend that cannot decide (a TopK overlay: unavailable) does not disagree on the verdict.
+  const bool both_decide = r.prediction->verdict != Verdict::unavailable && r.verify->verdict != Verdict::unavailable;
+  if (both_decide && r.prediction->verdict != r.verify->verdict) return true;
   // Both integer backends with logits: they must agree exactly.
   return !r.prediction->logits.empty() && !r.verify->logits.empty() && r.prediction->logits != r.verify->logits;
 }

@@ -208,11 +208,15 @@ class LabelledImages:
     def __len__(self) -> int: ...
     def input(self, index: int) -> npt.NDArray[np.uint8]:
         """The pre-processed network input of image `index` (a copy)."""
+    @property
+    def unreadable(self) -> List[str]:
+        """'<file>: <reason>' of each image that could not be decoded (skipped)."""
 
 def load_labelled_images(paths: Sequence[Union[str, os.PathLike]],
                          class_names: Sequence[str] = ("normal", "benign", "malignant"),
                          height: int = 255, width: int = 255) -> LabelledImages:
-    """The images under `paths`, labelled by folder name and pre-processed once."""
+    """The images under `paths`, labelled by folder name and pre-processed once;
+    one that cannot be decoded is skipped and listed in .unreadable."""
 
 class EnergyReading:
     """Energy and mean power over a window; NaN without a source."""
@@ -307,6 +311,9 @@ class EvaluationReport:
     def started_utc(self) -> str: ...
     @property
     def inputs(self) -> List[str]: ...
+    @property
+    def unreadable(self) -> List[str]:
+        """Images that could not be decoded, skipped."""
     @property
     def images(self) -> int: ...
     @property

@@ -23,12 +23,16 @@ struct LabelledImages {
   std::vector<std::filesystem::path> files;
   std::vector<int> labels;
   std::vector<Tensor8> inputs;
+  // Images that could not be decoded, "<file>: <reason>": skipped, so one bad
+  // file never costs the others' results.
+  std::vector<std::string> unreadable;
 };
 
 // Collects images under `paths` (busi::collect_images), labels each from its
 // folder (busi::label_from_path) and pre-processes it once to height x width.
-// Throws busi::error naming a file that is under no class folder, and
-// image_error for an image that cannot be decoded.
+// Throws busi::error naming a file that is under no class folder; an image
+// that cannot be decoded is listed in `unreadable` and skipped (busi::error when
+// none could be read).
 LabelledImages load_labelled_images(const std::vector<std::filesystem::path>& paths,
                                     const std::vector<std::string>& class_names, int height, int width);
 
@@ -89,6 +93,7 @@ struct EvaluationReport {
   std::vector<std::string> inputs;  // the folders/files given
   std::size_t images = 0;
   std::vector<std::string> files;   // the images, in LabelledImages order
+  std::vector<std::string> unreadable;  // LabelledImages::unreadable
   std::vector<BackendRun> runs;
 };
 

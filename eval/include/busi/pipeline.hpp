@@ -42,8 +42,9 @@ struct ImageResult {
   double latency_ms = 0;                  // decode + pre-process + inference, per image of its batch
 };
 
-// Whether the verifying backend disagrees: another class or verdict, or, when
-// both are integer backends with logits, other logits.
+// Whether the verifying backend disagrees: another class, another verdict when
+// both can decide (neither is unavailable), or, when both are integer backends
+// with logits, other logits.
 bool disagrees(const ImageResult& result);
 
 struct FileRunOptions {
