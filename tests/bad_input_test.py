@@ -127,3 +127,25 @@ def test_real_ultrasound_is_accepted(source, folder, at_least):
     accepted = (counts["refer"] + counts["routine"]) / len(report["images"])
     # docs/safety.md: BUSI 98.1% (702), BUS-BRA 99.6% (1,350) with the shipped w2a4 package.
     assert accepted >= at_least, (source, counts)
+
+
+def test_referral_sensitivity_is_rechosen_from_the_curve_or_refused(negative_dir):
+    """--referral-sensitivity (busi-infer, busi-eval) and set_referral_sensitivity
+    (Python) choose from the stored curve; one it does not reach is refused."""
+    image = SHARED / "busi" / "benign" / "benign (1).png"
+    if not image.is_file():
+        pytest.skip(f"no BUSI image at {image}")
+    done = infer("--format", "json", "--referral-sensitivity", "0.8", image)
+    assert json.loads(done.stdout)["images"][0]["reason"].endswith("(80% sensitivity)")
+    bad = infer("--referral-sensitivity", "0.3", image)
+    assert bad.returncode == 2
+    assert "sensitivity 0.3 cannot be chosen: the stored referral curve covers sensitivities 0.50 to 1.00" in bad.stderr
+    bad_eval = subprocess.run([tool("BUSI_EVAL_TOOL"), "--backends", "cpu_int", "--referral-sensitivity", "1.5",
+                               str(negative_dir)], capture_output=True, text=True)
+    assert bad_eval.returncode == 2 and "is not in (0, 1]" in bad_eval.stderr
+    busi_infer = pytest.importorskip("busi_infer")
+    classifier = busi_infer.Classifier("cpu_int")
+    classifier.set_referral_sensitivity(0.8)
+    assert classifier.classify(str(image)).reason.endswith("(80% sensitivity)")
+    with pytest.raises(busi_infer.Error, match="cannot be chosen"):
+        classifier.set_referral_sensitivity(0.3)

@@ -175,7 +175,9 @@ TEST(Referral, ASensitivityIsChosenFromTheCurveOrRefusedSayingWhatItCovers) {
   EXPECT_EQ(classifier->model().referral_at(0.6).threshold, 0.9);
   EXPECT_EQ(classifier->model().referral_at(1.0).threshold, 0.1);
   const std::string low = test::error_of([&] { classifier->set_referral_sensitivity(0.5); });
-  EXPECT_NE(low.find("the stored curve covers sensitivities 0.6 to 1"), std::string::npos) << low;
+  EXPECT_NE(low.find("sensitivity 0.5 cannot be chosen: the stored referral curve covers sensitivities 0.60 to 1.00"),
+            std::string::npos)
+      << low;
   const std::string high = test::error_of([&] { classifier->set_referral_sensitivity(1.5); });
   EXPECT_NE(high.find("is not in (0, 1]"), std::string::npos) << high;
   const auto bare = cpu_int_on(std::make_shared<const Model>(random_model(paper_network_spec(2, 4), 3)));

@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <iomanip>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -397,7 +398,8 @@ OperatingPoint OperatingPoint::choose(double target) const {
   }
   const auto covers = [&] {
     std::ostringstream s;
-    s << "the stored curve covers sensitivities " << lowest << " to " << highest;
+    s << std::fixed << std::setprecision(2) << "the stored referral curve covers sensitivities " << lowest << " to "
+      << highest;
     return s.str();
   };
   if (!(target > 0 && target <= 1))
@@ -405,7 +407,8 @@ OperatingPoint OperatingPoint::choose(double target) const {
   const std::array<double, 3>* best = nullptr;
   for (const auto& point : curve)
     if (point[1] >= target && (!best || point[0] >= (*best)[0])) best = &point;
-  if (!best || target < lowest) throw error("sensitivity " + json(target).dump() + " is outside what " + covers());
+  if (!best || target < lowest)
+    throw error("sensitivity " + json(target).dump() + " cannot be chosen: " + covers());
   OperatingPoint chosen = *this;
   chosen.target_sensitivity = target;
   chosen.threshold = (*best)[0];
