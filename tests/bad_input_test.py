@@ -19,8 +19,8 @@ import pytest
 from busi_train import negatives
 
 SHARED = Path(os.environ.get("BUSI_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
-# Kinds every image of which is refused in docs/safety.md's measurement; a few
-# photographs of textures (brick walls) pass the gate there, hence the bound.
+# Kinds every image of which is refused in docs/safety.md's measurements; a few
+# grey photographs (crops of coins) pass the gate in its fresh draw, hence the bound.
 ALWAYS_REFUSED = ("noise", "blank", "gradient", "document", "medical", "tiny")
 PHOTOS_REFUSED_AT_LEAST = 0.85
 
@@ -125,7 +125,7 @@ def test_real_ultrasound_is_accepted(source, folder, at_least):
     report = json.loads(infer("--format", "json", "--threads", "2", root).stdout)
     counts = Counter(im["verdict"] for im in report["images"])
     accepted = (counts["refer"] + counts["routine"]) / len(report["images"])
-    # docs/safety.md: BUSI 98.1% (702), BUS-BRA 99.6% (1,350) with the shipped w2a4 package.
+    # docs/safety.md: BUSI 97.6% (702), BUS-BRA 99.6% (1,350) with the shipped w2a4 package.
     assert accepted >= at_least, (source, counts)
 
 

@@ -222,8 +222,9 @@ TEST(ModelCalibration, RoundTripsAndAPackageWithoutItLoadsAsBefore) {
   Calibration c;
   c.fitted_on = "test images";
   c.temperature = 1.5;
-  c.gate = {128, 4.0, 2.0, "image-logit-mahalanobis-v1", std::vector<double>(16, 0.25),
-            std::vector<double>(256, 0.5), 9.5, 0.99};
+  const std::size_t features = Calibration::Gate::image_statistics + 3;
+  c.gate = {128, 4.0, 2.0, "image-logit-mahalanobis-v1", std::vector<double>(features, 0.25),
+            std::vector<double>(features * features, 0.5), 9.5, 0.99};
   c.referral = {0.97, 0.4, 0.97, 0.3, {{0.1, 1.0, 0.1}, {0.4, 0.97, 0.3}}};
   c.suspicious = {0.9, 0.6, 0.9, 0.5, {{0.6, 0.9, 0.5}}};
   model.calibration = c;
@@ -241,8 +242,9 @@ TEST(ModelCalibration, AMalformedBlockIsRefusedNamingTheField) {
   Model model = random_model(paper_network_spec(2, 4), 1);
   Calibration c;
   c.fitted_on = "x";
-  c.gate = {128, 4.0, 2.0, "image-logit-mahalanobis-v1", std::vector<double>(16, 0),
-            std::vector<double>(256, 0), 9.5, 0.99};
+  const std::size_t features = Calibration::Gate::image_statistics + 3;
+  c.gate = {128, 4.0, 2.0, "image-logit-mahalanobis-v1", std::vector<double>(features, 0),
+            std::vector<double>(features * features, 0), 9.5, 0.99};
   c.referral = {0.97, 0.4, 0.97, 0.3, {{0.4, 0.97, 0.3}}};
   c.suspicious = c.referral;
   model.calibration = c;
@@ -263,7 +265,7 @@ TEST(ModelCalibration, AMalformedBlockIsRefusedNamingTheField) {
   expect([](nlohmann::json& h) { h["calibration"]["gate"]["ood_score"] = "energy"; },
          "calibration.gate.ood_score = \"energy\" is not a score this runtime computes");
   expect([](nlohmann::json& h) { h["calibration"]["gate"]["ood_params"]["mean"].erase(0); },
-         "calibration.gate.ood_params.mean must be an array of 16 numbers");
+         "calibration.gate.ood_params.mean must be an array of " + std::to_string(features) + " numbers");
   expect([](nlohmann::json& h) { h["calibration"]["gate"]["ood_params"]["precision"][3] = "x"; },
          "calibration.gate.ood_params.precision[3] = \"x\" is not a finite number");
   expect([](nlohmann::json& h) { h["calibration"]["referral"]["threshold"] = 1.5; },

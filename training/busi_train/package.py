@@ -118,7 +118,7 @@ def _container(header, payload):
     return body + struct.pack("<I", zlib.crc32(body) & 0xFFFFFFFF)
 
 
-IMAGE_STATISTICS = 13  # the gate's features before the logits (Calibration::Gate, model.hpp)
+IMAGE_STATISTICS = 14  # the gate's features before the logits (Calibration::Gate, model.hpp)
 
 
 def check_calibration(block, classes=3):

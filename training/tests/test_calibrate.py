@@ -60,7 +60,7 @@ def test_halves_keep_groups_whole_and_split_each_source():
     (lambda b: b.update(temperature=0), "calibration.temperature = 0 is not a number"),
     (lambda b: b.update(fitted_on=None), "calibration.fitted_on must be a string"),
     (lambda b: b["gate"].update(ood_score="energy"), "calibration.gate.ood_score = 'energy'"),
-    (lambda b: b["gate"]["ood_params"].update(mean=[0.0] * 3), "calibration.gate.ood_params.mean must hold 16"),
+    (lambda b: b["gate"]["ood_params"].update(mean=[0.0] * 3), "calibration.gate.ood_params.mean must hold 17"),
     (lambda b: b["referral"].update(threshold=1.5), "calibration.referral.threshold = 1.5"),
     (lambda b: b["suspicious"].update(curve=[[0.5, 0.9, 0.5], [0.1, 1.0, 0.1]]),
      "calibration.suspicious.curve: thresholds must be ascending"),

@@ -85,7 +85,7 @@ struct Calibration {
     // ood_features() (image_statistics statistics of the input, then the real
     // logits) from their mean on real ultrasound.
     std::string ood_score;
-    static constexpr std::size_t image_statistics = 13;
+    static constexpr std::size_t image_statistics = 14;
     std::vector<double> mean; // of the score's features on real ultrasound
     std::vector<double> precision;  // inverse covariance, row-major, features x features
     double ood_threshold = 0; // refuse when the score is above it

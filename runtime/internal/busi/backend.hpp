@@ -69,7 +69,7 @@ std::string input_refusal(const Model& model, const Tensor8& input);
 // Calibration::Gate::image_statistics statistics of the input's pixels
 // (brightness, contrast, dark and saturated shares, skew, the size and
 // direction of pixel-to-pixel changes at three scales, where the brightness
-// lies), then the real logits. Ultrasound speckle is smeared sideways, so its
+// lies, the share of crisp edges), then the real logits. Ultrasound speckle is smeared sideways, so its
 // changes run up and down far more than across; photographs, text and noise
 // do not look like that.
 std::vector<float> ood_features(const Tensor8& input, const std::vector<float>& real_logits);
