@@ -4,6 +4,7 @@
 #include "busi/classifier.hpp"
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <cmath>
 #include <iomanip>
@@ -95,20 +96,32 @@ std::pair<double, double> mean_changes(const cv::Mat& m) {
 // The share of pixels whose change to the right plus the change below exceeds
 // 4 times the median of that sum: the crisp edges of text, coins, bricks and
 // drawings, which speckle, blurred by the probe, lacks.
-double strong_edge_share(const cv::Mat& pixels) {
-  const int rows = pixels.rows - 1, cols = pixels.cols - 1;
+double strong_edge_share(const Tensor8& input) {
+  const int rows = input.height - 1, cols = input.width - 1;
   if (rows < 1 || cols < 1) return 0;
-  cv::Mat across, down, sum;
-  cv::absdiff(pixels(cv::Rect(1, 0, cols, rows)), pixels(cv::Rect(0, 0, cols, rows)), across);
-  cv::absdiff(pixels(cv::Rect(0, 1, cols, rows)), pixels(cv::Rect(0, 0, cols, rows)), down);
-  sum = across + down;
-  std::vector<float> values(sum.begin<float>(), sum.end<float>());
+  // The sums are whole numbers in [0, 510]: a histogram gives the exact median
+  // and the count above it without sorting.
+  std::array<std::size_t, 511> histogram{};
+  const uint8_t* p = input.pixels.data();
+  for (int y = 0; y < rows; ++y)
+    for (int x = 0; x < cols; ++x) {
+      const std::size_t at = std::size_t(y) * input.width + x;
+      ++histogram[std::abs(p[at + 1] - p[at]) + std::abs(p[at + input.width] - p[at])];
+    }
   // The median as numpy's: the mean of the two middle values of an even count.
-  const std::size_t half = values.size() / 2;
-  std::nth_element(values.begin(), values.begin() + long(half), values.end());
-  double median = values[half];
-  if (values.size() % 2 == 0) median = (median + *std::max_element(values.begin(), values.begin() + long(half))) / 2;
-  return double(cv::countNonZero(sum > 4 * median)) / double(sum.total());
+  const std::size_t count = std::size_t(rows) * cols;
+  const auto order_statistic = [&](std::size_t k) {  // the k-th smallest, from 0
+    std::size_t seen = 0;
+    for (std::size_t v = 0; v < histogram.size(); ++v)
+      if ((seen += histogram[v]) > k) return double(v);
+    return 510.0;
+  };
+  const double median = count % 2 ? order_statistic(count / 2)
+                                  : (order_statistic(count / 2 - 1) + order_statistic(count / 2)) / 2;
+  std::size_t strong = 0;
+  for (std::size_t v = 0; v < histogram.size(); ++v)
+    if (double(v) > 4 * median) strong += histogram[v];
+  return double(strong) / double(count);
 }
 
 double pixel_stddev(const Tensor8& input) {
@@ -140,30 +153,58 @@ std::string input_refusal(const Model& model, const Tensor8& input) {
 }
 
 std::vector<float> ood_features(const Tensor8& input, const std::vector<float>& real_logits) {
-  cv::Mat pixels;
-  cv::Mat(input.height, input.width, CV_8U, const_cast<uint8_t*>(input.pixels.data())).convertTo(pixels, CV_32F);
-  cv::Scalar mean_s, stddev_s;
-  cv::meanStdDev(pixels, mean_s, stddev_s);
-  const double mean = mean_s[0], stddev = stddev_s[0];
-  std::vector<double> f;
-  f.push_back(mean / 255);
-  f.push_back(std::log(stddev + 1));
-  f.push_back(double(cv::countNonZero(pixels < 16)) / double(pixels.total()));
-  f.push_back(double(cv::countNonZero(pixels > 239)) / double(pixels.total()));
-  cv::Mat z = (pixels - mean) / (stddev + 1e-9), z3;
-  cv::pow(z, 3, z3);
-  f.push_back(std::cbrt(mean_of(z3)));
-  for (int k : {1, 3, 9}) {
-    cv::Mat scaled = pixels;
-    if (k > 1) cv::resize(pixels, scaled, cv::Size(input.width / k, input.height / k), 0, 0, cv::INTER_AREA);
-    const auto [across, down] = mean_changes(scaled);
-    f.push_back(std::log(across / (stddev + 1)));
-    f.push_back(std::log(down / across));
+  // One pass over the pixels gives the full-scale statistics exactly (a
+  // histogram for the moments, whole-number sums for the rest); the two
+  // coarser scales come from OpenCV's area resize.
+  const int h = input.height, w = input.width, third_rows = h / 3, third_cols = w / 3;
+  const uint8_t* p = input.pixels.data();
+  std::array<uint64_t, 256> histogram{};
+  uint64_t across = 0, down = 0, top = 0, bottom = 0, sides = 0;
+  for (int y = 0; y < h; ++y) {
+    const uint8_t* row = p + std::size_t(y) * w;
+    uint64_t row_sum = 0;
+    for (int x = 0; x < w; ++x) {
+      ++histogram[row[x]];
+      row_sum += row[x];
+      if (x + 1 < w) across += uint64_t(std::abs(row[x + 1] - row[x]));
+      if (y + 1 < h) down += uint64_t(std::abs(row[x + w] - row[x]));
+      if (x < third_cols || x >= w - third_cols) sides += row[x];
+    }
+    if (y < third_rows) top += row_sum;
+    if (y >= h - third_rows) bottom += row_sum;
   }
-  const int third_rows = input.height / 3, third_cols = input.width / 3;
-  f.push_back((mean_of(pixels.rowRange(0, third_rows)) - mean_of(pixels.rowRange(input.height - third_rows, input.height))) / 255);
-  f.push_back((mean_of(pixels.colRange(0, third_cols)) + mean_of(pixels.colRange(input.width - third_cols, input.width))) / 2 / 255 - mean / 255);
-  f.push_back(strong_edge_share(pixels));
+  const double n = double(h) * w;
+  double mean = 0;
+  for (int v = 0; v < 256; ++v) mean += double(v) * double(histogram[v]);
+  mean /= n;
+  double second = 0, third = 0;
+  uint64_t dark = 0, bright = 0;
+  for (int v = 0; v < 256; ++v) {
+    const double d = v - mean, count = double(histogram[v]);
+    second += d * d * count;
+    third += d * d * d * count;
+    if (v < 16) dark += histogram[v];
+    if (v > 239) bright += histogram[v];
+  }
+  const double stddev = std::sqrt(second / n);
+  std::vector<double> f = {mean / 255, std::log(stddev + 1), double(dark) / n, double(bright) / n,
+                           std::cbrt(third / n / std::pow(stddev + 1e-9, 3))};
+  const auto add_changes = [&](double mean_across, double mean_down) {
+    f.push_back(std::log(mean_across / (stddev + 1)));
+    f.push_back(std::log(mean_down / mean_across));
+  };
+  add_changes(double(across) / (double(h) * (w - 1)) + 1e-3, double(down) / (double(h - 1) * w) + 1e-3);
+  cv::Mat pixels;
+  cv::Mat(h, w, CV_8U, const_cast<uint8_t*>(p)).convertTo(pixels, CV_32F);
+  for (int k : {3, 9}) {
+    cv::Mat scaled;
+    cv::resize(pixels, scaled, cv::Size(w / k, h / k), 0, 0, cv::INTER_AREA);
+    const auto [a, d] = mean_changes(scaled);
+    add_changes(a, d);
+  }
+  f.push_back((double(top) - double(bottom)) / (double(third_rows) * w) / 255);
+  f.push_back(double(sides) / (2.0 * third_cols * h) / 255 - mean / 255);
+  f.push_back(strong_edge_share(input));
   std::vector<float> out(f.begin(), f.end());
   out.insert(out.end(), real_logits.begin(), real_logits.end());
   return out;
