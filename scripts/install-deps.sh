@@ -13,8 +13,9 @@ packages=(
   libpng-dev libjpeg62-turbo-dev
   # the fpga backend's .hwh reader (linked statically)
   libpugixml-dev
-  # tests
-  libgtest-dev libgmock-dev python3-pytest
+  # tests (python3-skimage: sample photographs and medical images for the
+  # negatives the out-of-distribution gate must refuse, training/busi_train/negatives.py)
+  libgtest-dev libgmock-dev python3-pytest python3-skimage
   # cpu_ref float baseline
   libdnnl-dev
   # fpga backend: XRT buffer objects (PYNQ >= 2.7)

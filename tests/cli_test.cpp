@@ -215,7 +215,12 @@ TEST(Cli, JsonAndThreadsGiveTheSameAnswers) {
   const auto a = nlohmann::json::parse(one.out), b = nlohmann::json::parse(two.out);
   ASSERT_EQ(a["images"].size(), 5u);
   EXPECT_EQ(a["images"], b["images"]);
-  EXPECT_EQ(a["schema_version"], 2);
+  EXPECT_EQ(a["schema_version"], 3);
+  // Every image carries a verdict and its reason, a file that could not be read too.
+  for (const auto& image : a["images"]) {
+    EXPECT_TRUE(image.contains("verdict") && image.contains("reason") && image.contains("p_abnormal")) << image;
+    EXPECT_EQ(image.contains("error"), image["verdict"] == "unreadable") << image;
+  }
   EXPECT_EQ(a["summary"]["failed"], 2);
   EXPECT_EQ(a["summary"]["labelled"], 3);
   // The metrics object busi-eval writes for each run (docs/evaluation.md).
@@ -242,7 +247,10 @@ TEST(Cli, FileAndModelPathsWithSpacesAndParentheses) {
 TEST(Cli, CsvHasOneRowPerImage) {
   Fixture f;
   const CliRun r = busi_infer("--format csv --model " + quote(f.model) + " " + quote((f.dir / "benign").string()));
-  EXPECT_NE(r.out.find("file,class,score_normal,score_benign,score_malignant,error"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("file,class,score_normal,score_benign,score_malignant,verdict,p_abnormal,"
+                       "suspicious_malignancy,reason,error"),
+            std::string::npos)
+      << r.out;
   EXPECT_NE(r.out.find("broken.png,,,,,"), std::string::npos) << r.out;
 }
 

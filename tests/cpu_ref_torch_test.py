@@ -34,19 +34,21 @@ def busi_images():
     return np.stack([busi_infer.load_image(f) for f in files])
 
 
-def torch_scores(model, pixels):
+def torch_scores(model, pixels, temperature):
     torch.set_num_threads(1)
     out = []
     with torch.no_grad():
         for i in range(0, len(pixels), 64):
             x = torch.from_numpy(pixels[i:i + 64]).float().unsqueeze(1) / 255
-            out.append(torch.softmax(model(x).double(), 1).numpy())
+            out.append(torch.softmax(model(x).double() / temperature, 1).numpy())
     return np.concatenate(out)
 
 
 def compare(model, package_path, pixels):
     classifier = busi_infer.Classifier("cpu_ref", model=str(package_path))
-    expected = torch_scores(model, pixels)
+    # A calibrated package's scores are softmax(logits / its temperature) (docs/safety.md).
+    header, _ = package.read_container(pathlib.Path(package_path).read_bytes())
+    expected = torch_scores(model, pixels, header.get("calibration", {}).get("temperature", 1.0))
     got = np.array([classifier.classify(p).scores for p in pixels])
     assert got.shape == expected.shape
     diff = np.abs(got - expected).max()

@@ -197,7 +197,7 @@ TEST_F(Evaluation, JsonAndCsvRoundTrip) {
             report.runs[0].confusion.correct());
   doc["schema_version"] = busi::result_schema_version + 1;
   EXPECT_NE(busi::test::error_of([&] { busi::parse_report_json(doc.dump(), "future.json"); })
-                .find("future.json: report schema version 3 is newer than this build reads (2)"),
+                .find("future.json: report schema version 4 is newer than this build reads (3)"),
             std::string::npos);
 
   const std::string csv = busi::report_csv(report);

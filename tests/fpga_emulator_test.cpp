@@ -80,6 +80,44 @@ TEST(FpgaEmulator, Top1EqualsCpuIntOnW4A4WithThe3fpsFolding) {
   EXPECT_LT(net.latency_cycles(), 33'333'333u);
 }
 
+// Issue 13: the gate and the referral are computed from the logits in one
+// place (make_prediction), so a logits overlay gives cpu_int's verdicts; a TopK
+// overlay cannot refer and says so, but its gate on the input still refuses.
+TEST(FpgaEmulator, VerdictsEqualCpuIntWithLogitsAndAreUnavailableWithTopK) {
+  auto model = std::make_shared<const Model>(Model::load(default_model_path(ModelKind::quantized)));
+  ASSERT_TRUE(model->calibration);
+  std::vector<Tensor8> inputs = random_images(*model, 3, 500);  // noise: out of distribution
+  const std::vector<uint8_t> speckle = random_pixels(300 * 300, 600);
+  inputs.push_back(preprocess(ImageView{speckle.data(), 300, 300, 1, 0, 1}, 255, 255));
+  const std::vector<uint8_t> tiny(40 * 40, 90);
+  inputs.push_back(preprocess(ImageView{tiny.data(), 40, 40, 1, 0, 1}, 255, 255));
+  if (std::filesystem::is_directory(test::busi_data_dir() / "benign"))
+    for (const char* name : {"benign/benign (1).png", "malignant/malignant (2).png", "normal/normal (100).png"})
+      inputs.push_back(load_image(test::busi_data_dir() / name, 255, 255));
+  board with_logits({model, true});
+  const auto fpga = with_logits.fpga()->classify_batch(inputs);
+  const auto cpu = with_logits.cpu_int()->classify_batch(inputs);
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    EXPECT_EQ(fpga[i].verdict, cpu[i].verdict) << i;
+    EXPECT_EQ(fpga[i].reason, cpu[i].reason) << i;
+    EXPECT_EQ(fpga[i].suspicious_malignancy, cpu[i].suspicious_malignancy) << i;
+  }
+  EXPECT_EQ(cpu[4].verdict, Verdict::unreadable);  // 40x40
+  for (std::size_t i = 5; i < inputs.size(); ++i)   // the BUSI images, when present, are decided
+    EXPECT_TRUE(cpu[i].verdict == Verdict::refer || cpu[i].verdict == Verdict::routine) << cpu[i].reason;
+
+  board top1({model});
+  const auto topk = top1.fpga()->classify_batch(inputs);
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    if (i == 4) {
+      EXPECT_EQ(topk[i].verdict, Verdict::unreadable) << topk[i].reason;
+      continue;
+    }
+    EXPECT_EQ(topk[i].verdict, Verdict::unavailable) << i;
+    EXPECT_NE(topk[i].reason.find("reports only the top-1 class"), std::string::npos) << topk[i].reason;
+  }
+}
+
 TEST(FpgaEmulator, CycleEstimateFollowsTheFolding) {
   const auto model = random_paper_model(2, 13);
   // conv0: 253 x 253 pixels, K = 9, N = 8 -> 576,081 cycles at PE = SIMD = 1, a quarter at PE = 4.

@@ -219,6 +219,68 @@ TEST(ModelHostile, NumbersMustBeWholeAndInRangeNamingTheKey) {
   expect([](nlohmann::json& h) { h["logit_scale"] = 1e300; }, "\"logit_scale\" = 1e+300 is not a positive finite");
 }
 
+TEST(ModelCalibration, RoundTripsAndAPackageWithoutItLoadsAsBefore) {
+  Model model = random_model(paper_network_spec(2, 4), 1);
+  EXPECT_FALSE(Model::parse(model.serialize(), "mem").calibration);
+  Calibration c;
+  c.fitted_on = "test images";
+  c.temperature = 1.5;
+  const std::size_t features = Calibration::Gate::image_statistics + 3;
+  c.gate = {128, 4.0, 2.0, "image-logit-mahalanobis-v1", std::vector<double>(features, 0.25),
+            std::vector<double>(features * features, 0.5), 9.5, 0.99};
+  c.referral = {0.97, 0.4, 0.97, 0.3, {{0.1, 1.0, 0.1}, {0.4, 0.97, 0.3}}};
+  c.suspicious = {0.9, 0.6, 0.9, 0.5, {{0.6, 0.9, 0.5}}};
+  model.calibration = c;
+  const Model back = Model::parse(model.serialize(), "mem");
+  ASSERT_TRUE(back.calibration);
+  EXPECT_EQ(back.calibration->fitted_on, "test images");
+  EXPECT_EQ(back.calibration->temperature, 1.5);
+  EXPECT_EQ(back.calibration->gate.min_side, 128);
+  EXPECT_EQ(back.calibration->gate.precision, c.gate.precision);
+  EXPECT_EQ(back.calibration->referral.curve, c.referral.curve);
+  EXPECT_EQ(back.calibration->suspicious.threshold, 0.6);
+}
+
+TEST(ModelCalibration, AMalformedBlockIsRefusedNamingTheField) {
+  Model model = random_model(paper_network_spec(2, 4), 1);
+  Calibration c;
+  c.fitted_on = "x";
+  const std::size_t features = Calibration::Gate::image_statistics + 3;
+  c.gate = {128, 4.0, 2.0, "image-logit-mahalanobis-v1", std::vector<double>(features, 0),
+            std::vector<double>(features * features, 0), 9.5, 0.99};
+  c.referral = {0.97, 0.4, 0.97, 0.3, {{0.4, 0.97, 0.3}}};
+  c.suspicious = c.referral;
+  model.calibration = c;
+  const auto good = model.serialize();
+  const auto expect = [&](const std::function<void(nlohmann::json&)>& edit, const std::string& needle) {
+    auto h = header_of(good);
+    edit(h);
+    const auto msg = parse_error(with_header(good, h.dump()));
+    EXPECT_NE(msg.find(needle), std::string::npos) << needle << ": " << msg;
+  };
+  expect([](nlohmann::json& h) { h["calibration"] = 5; }, "m.bqnn: calibration must be an object");
+  expect([](nlohmann::json& h) { h["calibration"].erase("temperature"); }, "calibration has no \"temperature\"");
+  expect([](nlohmann::json& h) { h["calibration"]["temperature"] = -1; },
+         "calibration.temperature = -1 is not a number in");
+  expect([](nlohmann::json& h) { h["calibration"]["fitted_on"] = 3; }, "calibration.fitted_on must be a string");
+  expect([](nlohmann::json& h) { h["calibration"]["gate"]["min_side"] = 0.5; },
+         "\"calibration.gate.min_side\" = 0.5 is not a whole number");
+  expect([](nlohmann::json& h) { h["calibration"]["gate"]["ood_score"] = "energy"; },
+         "calibration.gate.ood_score = \"energy\" is not a score this runtime computes");
+  expect([](nlohmann::json& h) { h["calibration"]["gate"]["ood_params"]["mean"].erase(0); },
+         "calibration.gate.ood_params.mean must be an array of " + std::to_string(features) + " numbers");
+  expect([](nlohmann::json& h) { h["calibration"]["gate"]["ood_params"]["precision"][3] = "x"; },
+         "calibration.gate.ood_params.precision[3] = \"x\" is not a finite number");
+  expect([](nlohmann::json& h) { h["calibration"]["referral"]["threshold"] = 1.5; },
+         "calibration.referral.threshold = 1.5 is not a number in [0, 1]");
+  expect([](nlohmann::json& h) { h["calibration"]["suspicious"]["curve"] = nlohmann::json::array(); },
+         "calibration.suspicious.curve must be a non-empty array");
+  expect([](nlohmann::json& h) { h["calibration"]["referral"]["curve"][0] = {0.1, 2, 0.3}; },
+         "calibration.referral.curve[0] holds 2, not a number in [0, 1]");
+  expect([](nlohmann::json& h) { h["classes"] = {"a", "b", "malignant"}; },
+         "calibration needs a class named \"normal\"");
+}
+
 // Red-team finding 3: /dev/zero as a model grew to gigabytes (no size cap).
 TEST(ModelHostile, NonRegularAndOversizedFilesAreRefusedUnread) {
   TempDir dir;

@@ -80,7 +80,9 @@ int run(int argc, char** argv) {
       ("warmup", po::value(&options.warmup)->default_value(options.warmup),
        "untimed classifications before each run")
       ("json", po::value(&json_path), "write the report as JSON (schema in docs/evaluation.md)")
-      ("per-image", "the JSON report also holds every image's prediction and latency")
+      ("per-image", "the JSON report also holds every image's prediction, verdict, reason and latency")
+      ("referral-sensitivity", po::value<double>(),
+       "refer at this sensitivity (e.g. 0.95), re-chosen from each model's stored referral curve")
       ("csv", po::value(&csv_path), "write one CSV row per run")
       ("html", po::value(&html_path), "write the dashboard (self-contained HTML)");
   po::variables_map vm;
@@ -89,6 +91,7 @@ int run(int argc, char** argv) {
           "\nExample:\n  busi-eval --backends cpu_int,cpu_ref --json out.json --html out.html ../shared/busi\n"))
     return busi::cli::exit_ok;
   const bool per_image = vm.count("per-image") != 0;
+  if (vm.count("referral-sensitivity")) options.referral_sensitivity = vm["referral-sensitivity"].as<double>();
   options.backends = split(backends, ',');
   options.models.assign(models.begin(), models.end());
   if (!sysfs_root.empty()) options.power_options.sysfs_root = sysfs_root;
@@ -127,6 +130,12 @@ int run(int argc, char** argv) {
   // before any image is decoded. Labels come from the class names of the first
   // model that will run.
   const auto plan = busi::plan_runs(options);
+  if (options.referral_sensitivity)
+    for (const auto& run : plan) try {
+        run.model->referral_at(*options.referral_sensitivity);
+      } catch (const busi::error& e) {
+        throw busi::cli::usage_error(std::string("--referral-sensitivity: ") + e.what());
+      }
   for (const auto& backend : options.backends) {
     const auto it = options.backend_power.find(backend);
     busi::make_power_meter(it == options.backend_power.end() ? options.power : it->second, options.power_options);
@@ -140,7 +149,10 @@ int run(int argc, char** argv) {
   const busi::Model& first = *plan.front().model;
   const auto images =
       busi::load_labelled_images(images_to_load, first.class_names, first.input.height, first.input.width);
-  std::cerr << "busi-eval: " << images.inputs.size() << " images pre-processed once; " << plan.size() << " run(s)\n";
+  for (const auto& e : images.unreadable) std::cerr << "busi-eval: " << e << "\n";
+  std::cerr << "busi-eval: " << images.inputs.size() << " images pre-processed once";
+  if (!images.unreadable.empty()) std::cerr << ", " << images.unreadable.size() << " could not be read";
+  std::cerr << "; " << plan.size() << " run(s)\n";
 
   auto report = busi::evaluate(images, plan, options);
   for (const auto& p : inputs) report.inputs.push_back(p.string());
@@ -151,7 +163,7 @@ int run(int argc, char** argv) {
   if (!json_path.empty()) write_text(json_path, busi::report_json(report, per_image));
   if (!csv_path.empty()) write_text(csv_path, busi::report_csv(report));
   if (!html_path.empty()) write_text(html_path, busi::render_dashboard({report}));
-  return busi::cli::exit_ok;
+  return images.unreadable.empty() ? busi::cli::exit_ok : busi::cli::exit_some_failed;
 }
 
 }  // namespace

@@ -39,6 +39,7 @@ struct Options {
   std::optional<std::string> verify;
   std::map<std::string, std::string> settings;
   bool progress = true;
+  std::optional<double> referral_sensitivity;
   std::vector<std::string> inputs;
 };
 
@@ -73,6 +74,9 @@ std::optional<Options> parse_command_line(int argc, char** argv) {
        "fpga: prefix for /dev and /sys paths (an emulated board's root); default /")
       ("isa", po::value(&isa), "cpu_int: auto, scalar, avx2, avx512vnni or neon")
       ("set", po::value(&sets)->composing(), "backend setting KEY=VALUE (repeatable)")
+      ("referral-sensitivity", po::value<double>(),
+       "refer at this sensitivity (e.g. 0.95), re-chosen from the model's stored referral curve "
+       "instead of the package's threshold")
       ("verify", po::value<std::string>(),
        "also run every image on this backend (e.g. cpu_int) and report any disagreement")
       ("no-progress", "no progress bar (it is shown only when stderr is a terminal anyway)");
@@ -84,6 +88,7 @@ std::optional<Options> parse_command_line(int argc, char** argv) {
                                      "  busi-infer --format json --threads 2 scan.png > result.json\n"))
     return std::nullopt;
   if (vm.count("verify")) o.verify = vm["verify"].as<std::string>();
+  if (vm.count("referral-sensitivity")) o.referral_sensitivity = vm["referral-sensitivity"].as<double>();
   o.progress = !vm.count("no-progress") && isatty(STDERR_FILENO);
   if (o.inputs.empty()) throw busi::cli::usage_error("no image or folder given (see --help)");
   if (o.format != "table" && o.format != "csv" && o.format != "json")
@@ -117,6 +122,7 @@ class Printer {
     if (o_.format != "csv") return;
     std::cout << "file,class";
     for (const auto& c : model_.class_names) std::cout << ",score_" << c;
+    std::cout << ",verdict,p_abnormal,suspicious_malignancy,reason";
     if (o_.verify) std::cout << ",verify_class";
     if (model_.seen_images) std::cout << ",seen";
     std::cout << ",error\n";
@@ -130,6 +136,12 @@ class Printer {
         std::cout << ",";
         if (r.prediction && c < r.prediction->scores.size()) std::cout << r.prediction->scores[c];
       }
+      // A file that could not be read is unreadable too, its error the reason.
+      const busi::Verdict verdict = r.prediction ? r.prediction->verdict : busi::Verdict::unreadable;
+      std::cout << "," << busi::verdict_name(verdict) << ",";
+      if (r.prediction && !std::isnan(r.prediction->p_abnormal)) std::cout << r.prediction->p_abnormal;
+      std::cout << "," << (r.prediction && r.prediction->suspicious_malignancy ? "true" : "false") << ","
+                << busi::csv_field(r.prediction ? r.prediction->reason : r.error);
       if (o_.verify) std::cout << "," << (r.verify ? r.verify->class_name : "");
       if (model_.seen_images) std::cout << "," << (r.seen ? (*r.seen ? "yes" : "no") : "");
       std::cout << "," << busi::csv_field(r.error) << "\n";
@@ -140,10 +152,14 @@ class Printer {
       std::cout << "ERROR\t" << r.error << "\n";
       return;
     }
-    std::cout << std::left << std::setw(10) << r.prediction->class_name << std::right;
-    for (std::size_t c = 0; c < r.prediction->scores.size(); ++c)
-      std::cout << "  " << model_.class_names[c] << " " << std::fixed << std::setprecision(3) << r.prediction->scores[c];
+    const busi::Prediction& p = *r.prediction;
+    std::cout << std::left << std::setw(12) << busi::verdict_name(p.verdict) << std::setw(10)
+              << p.class_name << std::right;
+    for (std::size_t c = 0; c < p.scores.size(); ++c)
+      std::cout << "  " << model_.class_names[c] << " " << std::fixed << std::setprecision(3) << p.scores[c];
+    if (p.suspicious_malignancy) std::cout << "  SUSPICIOUS FOR MALIGNANCY";
     if (r.seen == true) std::cout << "  (trained on)";
+    std::cout << "\t" << p.reason;
     if (r.verify && busi::disagrees(r)) std::cout << "\tDISAGREES: " << *o_.verify << " says " << r.verify->class_name;
     std::cout << "\n";
   }
@@ -206,6 +222,12 @@ int run(const Options& o) {
     if (o.verify) twins.push_back(busi::make_classifier(*o.verify, options_for(*o.verify, o, report.model)));
   }
   report.description = workers.front()->describe();
+  if (o.referral_sensitivity) try {
+      for (auto* set : {&workers, &twins})
+        for (auto& classifier : *set) classifier->set_referral_sensitivity(*o.referral_sensitivity);
+    } catch (const busi::error& e) {
+      throw busi::cli::usage_error(std::string("--referral-sensitivity: ") + e.what());
+    }
 
   // Gather the images; a missing path or an empty folder is reported, not fatal.
   std::vector<fs::path> files;
@@ -258,6 +280,11 @@ int run(const Options& o) {
         << classified / seconds << " images/s, " << o.threads << " thread" << (o.threads > 1 ? "s" : "")
         << "), peak memory " << report.peak_rss_mb << " MB\n"
         << report.description << "; model " << model.name << "\n";
+    std::size_t verdicts[4] = {};
+    for (const auto& r : report.images)
+      ++verdicts[std::size_t(r.prediction ? r.prediction->verdict : busi::Verdict::unreadable)];
+    out << "verdicts: " << verdicts[0] << " refer, " << verdicts[1] << " routine, " << verdicts[2] << " unreadable, "
+        << verdicts[3] << " unavailable\n";
     if (o.verify)
       out << "verify against " << *o.verify << ": " << disagreements << " disagreement"
           << (disagreements == 1 ? "" : "s") << "\n";

@@ -60,7 +60,11 @@ int argmax(const std::vector<float>& v) { return int(std::max_element(v.begin(),
 
 Engine busi_engine(const std::string& backend, const std::string& model_path) {
   busi::ClassifierOptions options;
-  options.model_path = model_path;
+  // The raw network's softmax, as the peers compute it: without the package's
+  // temperature (docs/safety.md).
+  auto model = busi::Model::load(model_path);
+  model.calibration.reset();
+  options.model = std::make_shared<const busi::Model>(std::move(model));
   auto classifier = std::shared_ptr<busi::Classifier>(busi::make_classifier(backend, options));
   Engine e;
   e.name = backend;

@@ -198,10 +198,18 @@ LabelledImages load_labelled_images(const std::vector<fs::path>& paths, const st
       for (const auto& c : class_names) names += (names.empty() ? "" : ", ") + c;
       throw error(file.string() + ": not inside a folder named after a class (" + names + ")");
     }
+    try {
+      out.inputs.push_back(load_image(file, height, width));
+    } catch (const image_error& e) {
+      out.unreadable.push_back(e.what());
+      continue;
+    }
     out.files.push_back(file);
     out.labels.push_back(label);
-    out.inputs.push_back(load_image(file, height, width));
   }
+  if (out.files.empty() && !out.unreadable.empty())
+    throw error("none of the " + std::to_string(out.unreadable.size()) + " images could be read, e.g. " +
+                out.unreadable.front());
   if (out.files.empty()) throw error("no images found under the given paths");
   return out;
 }
@@ -242,6 +250,8 @@ EvaluationReport evaluate(const LabelledImages& images, const std::vector<Planne
   report.commit = build_commit();
   report.started_utc = utc_now();
   report.images = images.inputs.size();
+  for (const auto& file : images.files) report.files.push_back(file.string());
+  report.unreadable = images.unreadable;
   if (images.inputs.empty()) throw error("evaluate: no images");
   for (const auto& f : images.files) report.files.push_back(f.string());
   report.labels = images.labels;
@@ -257,6 +267,7 @@ EvaluationReport evaluate(const LabelledImages& images, const std::vector<Planne
     copts.model = model;
     if (const auto it = options.settings.find(backend); it != options.settings.end()) copts.settings = it->second;
     auto classifier = make_classifier(backend, copts);
+    if (options.referral_sensitivity) classifier->set_referral_sensitivity(*options.referral_sensitivity);
 
     const auto spec_it = options.backend_power.find(backend);
     auto meter = make_power_meter(spec_it == options.backend_power.end() ? options.power : spec_it->second,
@@ -280,6 +291,10 @@ EvaluationReport evaluate(const LabelledImages& images, const std::vector<Planne
       run.latencies_ms.push_back(std::chrono::duration<double, std::milli>(clock::now() - t0).count());
       run.predictions.push_back(p.class_index);
       run.scores.push_back(p.scores);
+      run.verdicts.push_back(verdict_name(p.verdict));
+      run.reasons.push_back(p.reason);
+      run.p_abnormal.push_back(p.p_abnormal);
+      run.suspicious_malignancy.push_back(p.suspicious_malignancy);
     }
     run.seconds = std::chrono::duration<double>(clock::now() - begin).count();
     run.energy = meter->stop();
@@ -310,6 +325,7 @@ std::string report_json(const EvaluationReport& report, bool per_image) {
                   {"host", report.machine.host}};
   j["inputs"] = report.inputs;
   j["images"] = report.images;
+  j["unreadable"] = report.unreadable;
   if (per_image) {
     j["files"] = report.files;
     j["labels"] = report.labels;
@@ -338,11 +354,23 @@ std::string report_json(const EvaluationReport& report, bool per_image) {
                   {"joules", number(run.energy.joules)},
                   {"joules_per_image", number(run.joules_per_image())},
                   {"note", run.energy.note}};
+    json verdicts = {{"refer", 0}, {"routine", 0}, {"unreadable", 0}, {"unavailable", 0}};
+    for (const auto& p : run.outputs) {
+      json& count = verdicts[verdict_name(p.verdict)];
+      count = count.get<int>() + 1;
+    }
+    if (!run.outputs.empty()) r["verdicts"] = verdicts;
     if (per_image) {
       r["predictions"] = run.predictions;
       r["latencies_ms"] = run.latencies_ms;
       r["scores"] = run.scores;
       if (run.unseen) r["seen"] = run.seen;
+      r["verdict"] = run.verdicts;
+      r["reason"] = run.reasons;
+      json p_abnormal = json::array();
+      for (double p : run.p_abnormal) p_abnormal.push_back(number(p));
+      r["p_abnormal"] = p_abnormal;
+      r["suspicious_malignancy"] = run.suspicious_malignancy;
     }
     j["runs"].push_back(r);
   }
@@ -404,6 +432,7 @@ EvaluationReport parse_report_json(const std::string& text, const std::string& o
     report.images = j.value("images", std::size_t(0));
     report.files = j.value("files", std::vector<std::string>{});
     report.labels = j.value("labels", std::vector<int>{});
+    report.unreadable = j.value("unreadable", std::vector<std::string>{});
     for (const json& r : j.at("runs")) {
       BackendRun run(r.at("classes").get<std::vector<std::string>>());
       run.backend = r.at("backend");

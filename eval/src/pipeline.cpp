@@ -67,6 +67,9 @@ std::shared_ptr<const Model> load_model_for(const std::string& backend, const st
 bool disagrees(const ImageResult& r) {
   if (!r.prediction || !r.verify) return false;
   if (r.prediction->class_index != r.verify->class_index) return true;
+  // A backend that cannot decide (a TopK overlay: unavailable) does not disagree on the verdict.
+  const bool both_decide = r.prediction->verdict != Verdict::unavailable && r.verify->verdict != Verdict::unavailable;
+  if (both_decide && r.prediction->verdict != r.verify->verdict) return true;
   // Both integer backends with logits: they must agree exactly.
   return !r.prediction->logits.empty() && !r.verify->logits.empty() && r.prediction->logits != r.verify->logits;
 }
@@ -184,9 +187,14 @@ std::string infer_report_json(const InferReport& report) {
       j["class_index"] = r.prediction->class_index;
       if (!r.prediction->scores.empty()) j["scores"] = r.prediction->scores;
       if (!r.prediction->logits.empty()) j["logits"] = r.prediction->logits;
-      if (r.verify) j["verify"] = {{"class", r.verify->class_name}, {"agrees", !disagrees(r)}};
+      report::add_decision(j, *r.prediction);
+      if (r.verify)
+        j["verify"] = {{"class", r.verify->class_name},
+                       {"verdict", verdict_name(r.verify->verdict)},
+                       {"agrees", !disagrees(r)}};
     } else {
       j["error"] = r.error;
+      report::add_failure(j, r.error);
     }
     if (r.label >= 0) j["label"] = report.model->class_names[r.label];
     if (r.seen) j["seen"] = *r.seen;
@@ -207,6 +215,12 @@ std::string infer_report_json(const InferReport& report) {
                   {"threads", report.threads},
                   {"peak_rss_mb", number(report.peak_rss_mb)},
                   {"anon_rss_mb_at_end", number(report.anon_rss_mb_at_end)}};
+  json verdicts = {{"refer", 0}, {"routine", 0}, {"unreadable", 0}, {"unavailable", 0}};
+  for (const auto& r : report.images) {
+    json& count = verdicts[r.prediction ? verdict_name(r.prediction->verdict) : "unreadable"];
+    count = count.get<int>() + 1;
+  }
+  summary["verdicts"] = verdicts;
   if (report.verify_backend)
     summary["verify"] = {{"backend", *report.verify_backend}, {"disagreements", report.disagreements()}};
   const ConfusionMatrix cm = report.confusion();

@@ -5,6 +5,7 @@
 #include <optional>
 #include <nlohmann/json.hpp>
 
+#include "busi/classifier.hpp"
 #include "busi/metrics.hpp"
 
 namespace busi::report {
@@ -56,6 +57,27 @@ inline void add_metrics(json& out, const ConfusionMatrix& cm) {
 inline void add_seen(json& out, std::optional<std::size_t> seen, const std::optional<ConfusionMatrix>& unseen) {
   out["seen_images"] = seen ? json(*seen) : json(nullptr);
   if (unseen) add_metrics(out["unseen"] = json::object(), *unseen);
+}
+
+// Adds one image's decision (docs/evaluation.md, schema 3): verdict, reason,
+// p_abnormal (null when unavailable), suspicious_malignancy, and, when the
+// gate computed it, ood_score and ood_features.
+inline void add_decision(json& out, const Prediction& p) {
+  out["verdict"] = verdict_name(p.verdict);
+  out["reason"] = p.reason;
+  out["p_abnormal"] = number(p.p_abnormal);
+  out["suspicious_malignancy"] = p.suspicious_malignancy;
+  if (!std::isnan(p.ood_score)) out["ood_score"] = p.ood_score;
+  if (!p.ood_features.empty()) out["ood_features"] = p.ood_features;
+}
+
+// The decision of an image that could not be read at all: unreadable, with the
+// reading error as its reason.
+inline void add_failure(json& out, const std::string& error) {
+  out["verdict"] = verdict_name(Verdict::unreadable);
+  out["reason"] = error;
+  out["p_abnormal"] = nullptr;
+  out["suspicious_malignancy"] = false;
 }
 
 }  // namespace busi::report

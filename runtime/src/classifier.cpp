@@ -4,8 +4,13 @@
 #include "busi/classifier.hpp"
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <cmath>
+#include <iomanip>
+#include <opencv2/core.hpp>
+#include <opencv2/imgproc.hpp>
+#include <sstream>
 
 #include "busi/backend.hpp"
 #include "busi/error.hpp"
@@ -29,11 +34,25 @@ void check_input(const Classifier& classifier, const Tensor8& input, long index)
 
 }  // namespace
 
+const char* verdict_name(Verdict verdict) {
+  switch (verdict) {
+    case Verdict::refer: return "refer";
+    case Verdict::routine: return "routine";
+    case Verdict::unreadable: return "unreadable";
+    case Verdict::unavailable: return "unavailable";
+  }
+  return "?";
+}
+
+void Classifier::set_referral_sensitivity(double sensitivity) {
+  referral_ = model().referral_at(sensitivity);
+}
+
 Prediction Classifier::classify(const Tensor8& input) {
   check_input(*this, input, -1);
   RawOutput raw;
   infer(std::span<const Tensor8>(&input, 1), std::span<RawOutput>(&raw, 1));
-  return make_prediction(model(), backend(), std::move(raw));
+  return make_prediction(model(), backend(), input, std::move(raw), referral_ ? &*referral_ : nullptr);
 }
 
 std::vector<Prediction> Classifier::classify_batch(const std::vector<Tensor8>& inputs) {
@@ -43,7 +62,8 @@ std::vector<Prediction> Classifier::classify_batch(const std::vector<Tensor8>& i
   std::vector<RawOutput> raw(inputs.size());
   infer(inputs, raw);
   out.reserve(inputs.size());
-  for (auto& r : raw) out.push_back(make_prediction(model(), backend(), std::move(r)));
+  for (std::size_t i = 0; i < inputs.size(); ++i)
+    out.push_back(make_prediction(model(), backend(), inputs[i], std::move(raw[i]), referral_ ? &*referral_ : nullptr));
   return out;
 }
 
@@ -55,7 +75,143 @@ Prediction Classifier::classify_pixels(const ImageView& image) {
   return classify(preprocess(image, model().input.height, model().input.width));
 }
 
-Prediction make_prediction(const Model& model, const std::string& backend, RawOutput&& raw) {
+namespace {
+
+std::string fixed(double value, int digits) {
+  std::ostringstream s;
+  s << std::fixed << std::setprecision(digits) << value;
+  return s.str();
+}
+
+double mean_of(const cv::Mat& m) { return cv::mean(m)[0]; }
+
+// Mean absolute change between horizontal and between vertical neighbours.
+std::pair<double, double> mean_changes(const cv::Mat& m) {
+  cv::Mat dx, dy;
+  cv::absdiff(m.colRange(1, m.cols), m.colRange(0, m.cols - 1), dx);
+  cv::absdiff(m.rowRange(1, m.rows), m.rowRange(0, m.rows - 1), dy);
+  return {mean_of(dx) + 1e-3, mean_of(dy) + 1e-3};
+}
+
+// The share of pixels whose change to the right plus the change below exceeds
+// 4 times the median of that sum: the crisp edges of text, coins, bricks and
+// drawings, which speckle, blurred by the probe, lacks.
+double strong_edge_share(const Tensor8& input) {
+  const int rows = input.height - 1, cols = input.width - 1;
+  if (rows < 1 || cols < 1) return 0;
+  // The sums are whole numbers in [0, 510]: a histogram gives the exact median
+  // and the count above it without sorting.
+  std::array<std::size_t, 511> histogram{};
+  const uint8_t* p = input.pixels.data();
+  for (int y = 0; y < rows; ++y)
+    for (int x = 0; x < cols; ++x) {
+      const std::size_t at = std::size_t(y) * input.width + x;
+      ++histogram[std::abs(p[at + 1] - p[at]) + std::abs(p[at + input.width] - p[at])];
+    }
+  // The median as numpy's: the mean of the two middle values of an even count.
+  const std::size_t count = std::size_t(rows) * cols;
+  const auto order_statistic = [&](std::size_t k) {  // the k-th smallest, from 0
+    std::size_t seen = 0;
+    for (std::size_t v = 0; v < histogram.size(); ++v)
+      if ((seen += histogram[v]) > k) return double(v);
+    return 510.0;
+  };
+  const double median = count % 2 ? order_statistic(count / 2)
+                                  : (order_statistic(count / 2 - 1) + order_statistic(count / 2)) / 2;
+  std::size_t strong = 0;
+  for (std::size_t v = 0; v < histogram.size(); ++v)
+    if (double(v) > 4 * median) strong += histogram[v];
+  return double(strong) / double(count);
+}
+
+double pixel_stddev(const Tensor8& input) {
+  cv::Scalar mean, stddev;
+  cv::meanStdDev(cv::Mat(input.height, input.width, CV_8U, const_cast<uint8_t*>(input.pixels.data())), mean, stddev);
+  return stddev[0];
+}
+
+}  // namespace
+
+std::string input_refusal(const Model& model, const Tensor8& input) {
+  if (!model.calibration) return "";
+  const Calibration::Gate& gate = model.calibration->gate;
+  const int shorter = std::min(input.source_height, input.source_width);
+  if (shorter > 0 && shorter < gate.min_side)
+    return "image " + std::to_string(input.source_width) + "x" + std::to_string(input.source_height) +
+           " is smaller than " + std::to_string(gate.min_side) + " pixels on its shorter side: it would be enlarged " +
+           fixed(double(std::min(input.height, input.width)) / shorter, 1) + "x to the model's " +
+           std::to_string(input.width) + "x" + std::to_string(input.height) +
+           " input, which blurs away the speckle texture the model reads";
+  if (input.source_colour > gate.max_colour)
+    return "image is in colour (mean channel difference " + fixed(input.source_colour, 1) + " > " +
+           fixed(gate.max_colour, 1) + "): ultrasound is grey-scale";
+  const double stddev = pixel_stddev(input);
+  if (stddev < gate.min_stddev)
+    return "image is blank or nearly constant (pixel standard deviation " + fixed(stddev, 2) + " < " +
+           fixed(gate.min_stddev, 1) + ")";
+  return "";
+}
+
+std::vector<float> ood_features(const Tensor8& input, const std::vector<float>& real_logits) {
+  // One pass over the pixels gives the full-scale statistics exactly (a
+  // histogram for the moments, whole-number sums for the rest); the two
+  // coarser scales come from OpenCV's area resize.
+  const int h = input.height, w = input.width, third_rows = h / 3, third_cols = w / 3;
+  const uint8_t* p = input.pixels.data();
+  std::array<uint64_t, 256> histogram{};
+  uint64_t across = 0, down = 0, top = 0, bottom = 0, sides = 0;
+  for (int y = 0; y < h; ++y) {
+    const uint8_t* row = p + std::size_t(y) * w;
+    uint64_t row_sum = 0;
+    for (int x = 0; x < w; ++x) {
+      ++histogram[row[x]];
+      row_sum += row[x];
+      if (x + 1 < w) across += uint64_t(std::abs(row[x + 1] - row[x]));
+      if (y + 1 < h) down += uint64_t(std::abs(row[x + w] - row[x]));
+      if (x < third_cols || x >= w - third_cols) sides += row[x];
+    }
+    if (y < third_rows) top += row_sum;
+    if (y >= h - third_rows) bottom += row_sum;
+  }
+  const double n = double(h) * w;
+  double mean = 0;
+  for (int v = 0; v < 256; ++v) mean += double(v) * double(histogram[v]);
+  mean /= n;
+  double second = 0, third = 0;
+  uint64_t dark = 0, bright = 0;
+  for (int v = 0; v < 256; ++v) {
+    const double d = v - mean, count = double(histogram[v]);
+    second += d * d * count;
+    third += d * d * d * count;
+    if (v < 16) dark += histogram[v];
+    if (v > 239) bright += histogram[v];
+  }
+  const double stddev = std::sqrt(second / n);
+  std::vector<double> f = {mean / 255, std::log(stddev + 1), double(dark) / n, double(bright) / n,
+                           std::cbrt(third / n / std::pow(stddev + 1e-9, 3))};
+  const auto add_changes = [&](double mean_across, double mean_down) {
+    f.push_back(std::log(mean_across / (stddev + 1)));
+    f.push_back(std::log(mean_down / mean_across));
+  };
+  add_changes(double(across) / (double(h) * (w - 1)) + 1e-3, double(down) / (double(h - 1) * w) + 1e-3);
+  cv::Mat pixels;
+  cv::Mat(h, w, CV_8U, const_cast<uint8_t*>(p)).convertTo(pixels, CV_32F);
+  for (int k : {3, 9}) {
+    cv::Mat scaled;
+    cv::resize(pixels, scaled, cv::Size(w / k, h / k), 0, 0, cv::INTER_AREA);
+    const auto [a, d] = mean_changes(scaled);
+    add_changes(a, d);
+  }
+  f.push_back((double(top) - double(bottom)) / (double(third_rows) * w) / 255);
+  f.push_back(double(sides) / (2.0 * third_cols * h) / 255 - mean / 255);
+  f.push_back(strong_edge_share(input));
+  std::vector<float> out(f.begin(), f.end());
+  out.insert(out.end(), real_logits.begin(), real_logits.end());
+  return out;
+}
+
+Prediction make_prediction(const Model& model, const std::string& backend, const Tensor8& input, RawOutput&& raw,
+                           const OperatingPoint* referral) {
   const std::size_t classes = model.num_classes();
   const bool has_logits = !raw.logits.empty(), has_real = !raw.real_logits.empty();
   if ((has_logits && raw.logits.size() != classes) || (has_real && raw.real_logits.size() != classes))
@@ -73,15 +229,59 @@ Prediction make_prediction(const Model& model, const std::string& backend, RawOu
   std::vector<float>& real = raw.real_logits;
   if (has_logits && !has_real)
     for (int32_t v : raw.logits) real.push_back(float(v) * model.logit_scale);
-  if (!real.empty()) {
-    // Softmax, shifted by the maximum for range.
-    const float top = *std::max_element(real.begin(), real.end());
-    double sum = 0;
-    for (float v : real) sum += std::exp(double(v - top));
-    p.scores.reserve(real.size());
-    for (float v : real) p.scores.push_back(float(std::exp(double(v - top)) / sum));
-  }
   p.logits = std::move(raw.logits);
+  const Calibration* calibration = model.calibration ? &*model.calibration : nullptr;
+  // The gate on the input first: it needs no scores, so it refuses for top-1
+  // backends too. The class and scores stay for whoever wants to look, but no
+  // decision is made on them.
+  if (std::string refusal = input_refusal(model, input); !refusal.empty()) {
+    p.verdict = Verdict::unreadable;
+    p.reason = std::move(refusal);
+  }
+  if (real.empty()) {
+    if (p.verdict == Verdict::unreadable) return p;
+    p.reason = "backend " + backend + " reports only the top-1 class (a TopK overlay), so it has no scores to refer on";
+    return p;
+  }
+  // Softmax of logits / temperature, shifted by the maximum for range.
+  const double temperature = calibration ? calibration->temperature : 1.0;
+  const float top = *std::max_element(real.begin(), real.end());
+  double sum = 0;
+  for (float v : real) sum += std::exp(double(v - top) / temperature);
+  p.scores.reserve(real.size());
+  for (float v : real) p.scores.push_back(float(std::exp(double(v - top) / temperature) / sum));
+  // Computed without a calibration too: calibrate.py fits the gate on them.
+  p.ood_features = ood_features(input, real);
+  if (p.verdict == Verdict::unreadable) return p;
+  if (!calibration) {
+    p.reason = "model " + model.name +
+               " has no calibration block, so it has no referral threshold (training/busi_train/calibrate.py fits one)";
+    return p;
+  }
+
+  const Calibration::Gate& gate = calibration->gate;
+  double distance = 0;
+  const std::size_t n = p.ood_features.size();
+  for (std::size_t i = 0; i < n; ++i)
+    for (std::size_t j = 0; j < n; ++j)
+      distance += (p.ood_features[i] - gate.mean[i]) * gate.precision[i * n + j] * (p.ood_features[j] - gate.mean[j]);
+  p.ood_score = float(std::sqrt(std::max(distance, 0.0)));
+  const auto class_of = [&](const char* name) {
+    return std::size_t(std::find(model.class_names.begin(), model.class_names.end(), name) - model.class_names.begin());
+  };
+  if (!(p.ood_score <= gate.ood_threshold)) {
+    p.verdict = Verdict::unreadable;
+    p.reason = "out of distribution: score " + fixed(p.ood_score, 1) + " > " + fixed(gate.ood_threshold, 1) + " (" +
+               gate.ood_score + "); not like the breast ultrasound the model was calibrated on";
+    return p;
+  }
+  p.p_abnormal = 1 - p.scores[class_of("normal")];
+  const OperatingPoint& point = referral ? *referral : calibration->referral;
+  const bool refer = p.p_abnormal >= point.threshold;
+  p.verdict = refer ? Verdict::refer : Verdict::routine;
+  p.reason = "P(abnormal) " + fixed(p.p_abnormal, 2) + (refer ? " >= " : " < ") + fixed(point.threshold, 2) + " (" +
+             fixed(100 * point.target_sensitivity, 0) + "% sensitivity)";
+  p.suspicious_malignancy = p.scores[class_of("malignant")] >= calibration->suspicious.threshold;
   return p;
 }
 

@@ -41,6 +41,17 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// Mean of |B - G| + |G - R| over the pixels of an 8-bit BGR(A) image: 0 for a
+// gray image stored as colour (every BUSI and BUS-BRA file), large for a photo.
+float mean_colour(const cv::Mat& bgr) {
+  std::vector<cv::Mat> planes;
+  cv::split(bgr, planes);
+  cv::Mat bg, gr;
+  cv::absdiff(planes[0], planes[1], bg);
+  cv::absdiff(planes[1], planes[2], gr);
+  return float(cv::mean(bg)[0] + cv::mean(gr)[0]);
+}
+
 Tensor8 to_model_input(const cv::Mat& decoded, int height, int width, const std::string& name) {
   if (decoded.empty()) throw image_error(name + ": image is empty (0x0)");
   if (height <= 0 || width <= 0 || height > 8192 || width > 8192)
@@ -60,17 +71,18 @@ Tensor8 to_model_input(const cv::Mat& decoded, int height, int width, const std:
     throw image_error(name + ": pixel depth not supported (8-bit or 16-bit unsigned integers only)");
   }
   cv::Mat gray;
+  float colour = 0;
   switch (eight.channels()) {
     case 1: gray = eight; break;
-    case 3: cv::cvtColor(eight, gray, cv::COLOR_BGR2GRAY); break;
-    case 4: cv::cvtColor(eight, gray, cv::COLOR_BGRA2GRAY); break;
+    case 3: cv::cvtColor(eight, gray, cv::COLOR_BGR2GRAY); colour = mean_colour(eight); break;
+    case 4: cv::cvtColor(eight, gray, cv::COLOR_BGRA2GRAY); colour = mean_colour(eight); break;
     default:
       throw image_error(name + ": " + std::to_string(eight.channels()) + " channels not supported (1, 3 or 4)");
   }
   cv::Mat sized = gray;
   if (gray.rows != height || gray.cols != width) cv::resize(gray, sized, cv::Size(width, height), 0, 0, cv::INTER_AREA);
 
-  Tensor8 out{height, width, std::vector<uint8_t>(std::size_t(height) * width)};
+  Tensor8 out{height, width, std::vector<uint8_t>(std::size_t(height) * width), decoded.rows, decoded.cols, colour};
   for (int y = 0; y < height; ++y) std::memcpy(out.pixels.data() + std::size_t(y) * width, sized.ptr(y), width);
   return out;
 }

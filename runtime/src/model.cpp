@@ -6,11 +6,13 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <array>
 #include <climits>
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <iomanip>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -301,7 +303,147 @@ json layer_to_json(const Layer& layer, ModelKind kind, std::vector<uint8_t>& pay
   return j;
 }
 
+// ---- the "calibration" block ------------------------------------------------
+// Every refusal names the field: "calibration.referral.threshold = 1.5 is not
+// a number in [0, 1]".
+
+const json& field(const json& obj, const std::string& key, const std::string& path, const Where& where) {
+  if (!obj.is_object()) where.fail(path + " must be an object");
+  if (!obj.contains(key)) where.fail(path + " has no \"" + key + "\"");
+  return obj.at(key);
+}
+
+double number_in(const json& obj, const std::string& key, const std::string& path, double low, double high,
+                 const Where& where) {
+  const json& v = field(obj, key, path, where);
+  const double x = v.is_number() ? v.get<double>() : std::nan("");
+  if (!(std::isfinite(x) && x >= low && x <= high)) {
+    std::ostringstream range;
+    range << "[" << low << ", " << high << "]";
+    where.fail(path + "." + key + " = " + shown(v) + " is not a number in " + range.str());
+  }
+  return x;
+}
+
+std::vector<double> numbers(const json& obj, const std::string& key, const std::string& path, std::size_t count,
+                            const Where& where) {
+  const json& v = field(obj, key, path, where);
+  if (!v.is_array() || v.size() != count)
+    where.fail(path + "." + key + " must be an array of " + std::to_string(count) + " numbers");
+  std::vector<double> out;
+  for (std::size_t i = 0; i < count; ++i) {
+    if (!v[i].is_number() || !std::isfinite(v[i].get<double>()))
+      where.fail(path + "." + key + "[" + std::to_string(i) + "] = " + shown(v[i]) + " is not a finite number");
+    out.push_back(v[i].get<double>());
+  }
+  return out;
+}
+
+OperatingPoint parse_operating_point(const json& obj, const std::string& path, const Where& where) {
+  OperatingPoint p;
+  p.target_sensitivity = number_in(obj, "target_sensitivity", path, 0, 1, where);
+  p.threshold = number_in(obj, "threshold", path, 0, 1, where);
+  p.sensitivity = number_in(obj, "sensitivity", path, 0, 1, where);
+  p.specificity = number_in(obj, "specificity", path, 0, 1, where);
+  const json& curve = field(obj, "curve", path, where);
+  if (!curve.is_array() || curve.empty()) where.fail(path + ".curve must be a non-empty array");
+  for (std::size_t i = 0; i < curve.size(); ++i) {
+    const std::string at = path + ".curve[" + std::to_string(i) + "]";
+    if (!curve[i].is_array() || curve[i].size() != 3)
+      where.fail(at + " must be [threshold, sensitivity, specificity]");
+    std::array<double, 3> point{};
+    for (std::size_t k = 0; k < 3; ++k) {
+      const double x = curve[i][k].is_number() ? curve[i][k].get<double>() : std::nan("");
+      if (!(std::isfinite(x) && x >= 0 && x <= 1)) where.fail(at + " holds " + shown(curve[i][k]) + ", not a number in [0, 1]");
+      point[k] = x;
+    }
+    if (i > 0 && point[0] < p.curve.back()[0]) where.fail(at + ": thresholds must be ascending");
+    p.curve.push_back(point);
+  }
+  return p;
+}
+
+json operating_point_json(const OperatingPoint& p) {
+  return {{"target_sensitivity", p.target_sensitivity}, {"threshold", p.threshold},
+          {"sensitivity", p.sensitivity},               {"specificity", p.specificity},
+          {"curve", p.curve}};
+}
+
+Calibration parse_calibration(const json& obj, std::size_t classes, const Where& where) {
+  Calibration c;
+  const std::string path = "calibration";
+  const json& fitted_on = field(obj, "fitted_on", path, where);
+  if (!fitted_on.is_string()) where.fail("calibration.fitted_on must be a string naming the images");
+  c.fitted_on = fitted_on.get<std::string>();
+  c.temperature = number_in(obj, "temperature", path, 1e-3, 1e3, where);
+  const json& gate = field(obj, "gate", path, where);
+  const std::string gp = "calibration.gate";
+  c.gate.min_side = int(whole_number(field(gate, "min_side", gp, where), gp + ".min_side", 1, 8192, where));
+  c.gate.min_stddev = number_in(gate, "min_stddev", gp, 0, 255, where);
+  c.gate.max_colour = number_in(gate, "max_colour", gp, 0, 510, where);
+  const json& score = field(gate, "ood_score", gp, where);
+  if (score != "image-logit-mahalanobis-v1")
+    where.fail(gp + ".ood_score = " + shown(score) + " is not a score this runtime computes (image-logit-mahalanobis-v1)");
+  c.gate.ood_score = score.get<std::string>();
+  const std::size_t features = Calibration::Gate::image_statistics + classes;
+  const json& params = field(gate, "ood_params", gp, where);
+  c.gate.mean = numbers(params, "mean", gp + ".ood_params", features, where);
+  c.gate.precision = numbers(params, "precision", gp + ".ood_params", features * features, where);
+  c.gate.ood_threshold = number_in(gate, "ood_threshold", gp, 0, 1e12, where);
+  c.gate.accepted_rate = number_in(gate, "accepted_rate", gp, 0, 1, where);
+  c.referral = parse_operating_point(field(obj, "referral", path, where), "calibration.referral", where);
+  c.suspicious = parse_operating_point(field(obj, "suspicious", path, where), "calibration.suspicious", where);
+  return c;
+}
+
+json calibration_json(const Calibration& c) {
+  return {{"fitted_on", c.fitted_on},
+          {"temperature", c.temperature},
+          {"gate",
+           {{"min_side", c.gate.min_side},
+            {"min_stddev", c.gate.min_stddev},
+            {"max_colour", c.gate.max_colour},
+            {"ood_score", c.gate.ood_score},
+            {"ood_params", {{"mean", c.gate.mean}, {"precision", c.gate.precision}}},
+            {"ood_threshold", c.gate.ood_threshold},
+            {"accepted_rate", c.gate.accepted_rate}}},
+          {"referral", operating_point_json(c.referral)},
+          {"suspicious", operating_point_json(c.suspicious)}};
+}
+
 }  // namespace
+
+OperatingPoint OperatingPoint::choose(double target) const {
+  double lowest = 1, highest = 0;
+  for (const auto& point : curve) {
+    lowest = std::min(lowest, point[1]);
+    highest = std::max(highest, point[1]);
+  }
+  const auto covers = [&] {
+    std::ostringstream s;
+    s << std::fixed << std::setprecision(2) << "the stored referral curve covers sensitivities " << lowest << " to "
+      << highest;
+    return s.str();
+  };
+  if (!(target > 0 && target <= 1))
+    throw error("sensitivity " + json(target).dump() + " is not in (0, 1]; " + covers());
+  const std::array<double, 3>* best = nullptr;
+  for (const auto& point : curve)
+    if (point[1] >= target && (!best || point[0] >= (*best)[0])) best = &point;
+  if (!best || target < lowest)
+    throw error("sensitivity " + json(target).dump() + " cannot be chosen: " + covers());
+  OperatingPoint chosen = *this;
+  chosen.target_sensitivity = target;
+  chosen.threshold = (*best)[0];
+  chosen.sensitivity = (*best)[1];
+  chosen.specificity = (*best)[2];
+  return chosen;
+}
+
+OperatingPoint Model::referral_at(double sensitivity) const {
+  if (!calibration) throw error("model " + name + " has no calibration block, so it has no referral curve to choose from");
+  return calibration->referral.choose(sensitivity);
+}
 
 void Model::validate(const std::string& origin) {
   Where where{origin, ""};
@@ -469,6 +611,13 @@ Model Model::parse(const std::vector<uint8_t>& bytes, const std::string& origin)
     model.provenance_json = header.contains("provenance") ? header.at("provenance").dump() : "{}";
     if (header.contains("seen_images"))
       model.seen_images = parse_seen_images(header.at("seen_images"), model.preprocess, payload, where);
+    if (header.contains("calibration")) {
+      // Referral reads P(normal) and "suspicious" P(malignant) by name.
+      for (const char* needed : {"normal", "malignant"})
+        if (std::find(model.class_names.begin(), model.class_names.end(), needed) == model.class_names.end())
+          where.fail(std::string("calibration needs a class named \"") + needed + "\"");
+      model.calibration = parse_calibration(header.at("calibration"), model.class_names.size(), where);
+    }
     const auto& layers = header.at("layers");
     if (!layers.is_array()) where.fail("\"layers\" must be an array");
     for (std::size_t i = 0; i < layers.size(); ++i)
@@ -504,6 +653,7 @@ std::vector<uint8_t> Model::serialize() const {
                  {"layers", json::array()},
                  {"provenance", json::parse(provenance_json.empty() ? "{}" : provenance_json)}};
   if (kind == ModelKind::quantized) header["logit_scale"] = logit_scale;
+  if (calibration) header["calibration"] = calibration_json(*calibration);
   for (const auto& layer : layers) header["layers"].push_back(layer_to_json(layer, kind, payload));
   if (seen_images) {
     json blob = {{"dtype", "uint64"}, {"offset", payload.size()}, {"size", seen_images->size() * 8}};

@@ -74,13 +74,7 @@ def with_seen_images(package_bytes, hashes):
     """The package with a "seen_images" block of `hashes` (replacing one it has):
     the header gains the key and the payload the blob at its end; every other key
     and byte stays as it was."""
-    if package_bytes[:8] != MAGIC:
-        raise ValueError("not a busi model package (bad magic)")
-    head_len = struct.unpack("<I", package_bytes[12:16])[0]
-    header = json.loads(package_bytes[16:16 + head_len])
-    if json.dumps(header, indent=1).encode("utf-8") != package_bytes[16:16 + head_len]:
-        raise ValueError("header is not in build_package's layout; rewriting it would change other bytes")
-    body = package_bytes[16 + head_len:-4]
+    header, body = read_container(package_bytes)
     if "seen_images" in header:
         old = header.pop("seen_images")["hashes"]
         if old["offset"] + old["size"] != len(body):
@@ -89,21 +83,21 @@ def with_seen_images(package_bytes, hashes):
     payload = _payload()
     payload.add(body)
     header["seen_images"] = seen_images_block(hashes, header["input"]["preprocess"], payload)
-    head = json.dumps(header, indent=1).encode("utf-8")
-    out = MAGIC + struct.pack("<II", VERSION, len(head)) + head + payload.bytes()
-    return out + struct.pack("<I", zlib.crc32(out) & 0xFFFFFFFF)
+    return _container(header, payload.bytes())
 
 
 def build_package(name, kind, layers, provenance, logit_scale=None,
                   classes=("normal", "benign", "malignant"),
-                  input_shape=(1, 255, 255), preprocess="gray-area-v1", seen_hashes=None):
+                  input_shape=(1, 255, 255), preprocess="gray-area-v1", seen_hashes=None,
+                  calibration=None):
     """layers: dicts, in order, one of
       {"type": "maxpool", "kernel": 2}
       {"type": "conv"|"dense", "weights": int array (OIHW / [out][in]) with "weight_bits",
        or float32 array with "bias" (float models), "thresholds": int array [out][2^b-1]
        with "act_bits" (quantized hidden), "relu": True (float hidden), neither (last)}.
     seen_hashes: input_hashes() of the images it was trained on (the "seen_images" block).
-    Returns the package's bytes."""
+    calibration: the optional "calibration" block (calibrate.py), checked by
+    check_calibration. Returns the package's bytes."""
     if kind not in ("quantized", "float"):
         raise ValueError(f"kind must be 'quantized' or 'float', not {kind!r}")
     payload = _payload()
@@ -159,6 +153,73 @@ def build_package(name, kind, layers, provenance, logit_scale=None,
     header["provenance"] = provenance
     if seen_hashes is not None:
         header["seen_images"] = seen_images_block(seen_hashes, preprocess, payload)
+    if calibration is not None:
+        header["calibration"] = check_calibration(calibration, len(classes))
+    return _container(header, payload.bytes())
+
+
+def _container(header, payload):
     head = json.dumps(header, indent=1).encode("utf-8")
-    body = MAGIC + struct.pack("<II", VERSION, len(head)) + head + payload.bytes()
+    body = MAGIC + struct.pack("<II", VERSION, len(head)) + head + payload
     return body + struct.pack("<I", zlib.crc32(body) & 0xFFFFFFFF)
+
+
+IMAGE_STATISTICS = 14  # the gate's features before the logits (Calibration::Gate, model.hpp)
+
+
+def check_calibration(block, classes=3):
+    """The block, after the checks the C++ reader makes (so a tool cannot write a
+    package the runtime refuses): ValueError naming the field."""
+    def number(obj, key, path, low, high):
+        v = obj.get(key) if isinstance(obj, dict) else None
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not low <= v <= high:
+            raise ValueError(f"{path}.{key} = {v!r} is not a number in [{low}, {high}]")
+
+    if not isinstance(block.get("fitted_on"), str):
+        raise ValueError("calibration.fitted_on must be a string naming the images")
+    number(block, "temperature", "calibration", 1e-3, 1e3)
+    gate = block.get("gate", {})
+    features = IMAGE_STATISTICS + classes
+    for key, low, high in (("min_side", 1, 8192), ("min_stddev", 0, 255), ("max_colour", 0, 510),
+                           ("ood_threshold", 0, 1e12), ("accepted_rate", 0, 1)):
+        number(gate, key, "calibration.gate", low, high)
+    if gate.get("ood_score") != "image-logit-mahalanobis-v1":
+        raise ValueError(f"calibration.gate.ood_score = {gate.get('ood_score')!r} is not image-logit-mahalanobis-v1")
+    params = gate.get("ood_params", {})
+    for key, count in (("mean", features), ("precision", features * features)):
+        v = np.asarray(params.get(key, []), dtype=float)
+        if v.shape != (count,) or not np.all(np.isfinite(v)):
+            raise ValueError(f"calibration.gate.ood_params.{key} must hold {count} finite numbers")
+    for name in ("referral", "suspicious"):
+        point = block.get(name, {})
+        for key in ("target_sensitivity", "threshold", "sensitivity", "specificity"):
+            number(point, key, f"calibration.{name}", 0, 1)
+        curve = np.asarray(point.get("curve", []), dtype=float)
+        if curve.ndim != 2 or curve.shape[1] != 3 or len(curve) == 0 or np.any((curve < 0) | (curve > 1)):
+            raise ValueError(f"calibration.{name}.curve must be [[threshold, sensitivity, specificity], ...] in [0, 1]")
+        if np.any(np.diff(curve[:, 0]) < 0):
+            raise ValueError(f"calibration.{name}.curve: thresholds must be ascending")
+    return block
+
+
+def read_container(package_bytes):
+    """(header dict, payload bytes) of a package, its magic, version and CRC checked."""
+    raw = bytes(package_bytes)
+    if len(raw) < 20 or raw[:8] != MAGIC:
+        raise ValueError("not a .bqnn package (bad magic or too short)")
+    version, head_len = struct.unpack_from("<II", raw, 8)
+    if version != VERSION:
+        raise ValueError(f"format version {version}, this writer writes {VERSION}")
+    if zlib.crc32(raw[:-4]) & 0xFFFFFFFF != struct.unpack_from("<I", raw, len(raw) - 4)[0]:
+        raise ValueError("CRC mismatch: the package is corrupt")
+    return json.loads(raw[16:16 + head_len].decode("utf-8")), raw[16 + head_len:-4]
+
+
+def with_calibration(package_bytes, calibration):
+    """The package with its "calibration" block replaced (None: removed); every
+    other header key and the payload stay as they were."""
+    header, payload = read_container(package_bytes)
+    header.pop("calibration", None)
+    if calibration is not None:
+        header["calibration"] = check_calibration(calibration, len(header["classes"]))
+    return _container(header, payload)

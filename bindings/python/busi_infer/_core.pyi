@@ -36,6 +36,20 @@ class Prediction:
     @property
     def logits(self) -> List[int]:
         """Raw int32 logits of integer backends; empty otherwise."""
+    @property
+    def verdict(self) -> str:
+        """'refer', 'routine', 'unreadable' or 'unavailable'."""
+    @property
+    def reason(self) -> str:
+        """One sentence saying why the verdict is what it is."""
+    @property
+    def p_abnormal(self) -> float:
+        """P(benign) + P(malignant) of the calibrated scores; nan when unavailable."""
+    @property
+    def suspicious_malignancy(self) -> bool: ...
+    @property
+    def ood_score(self) -> float:
+        """The out-of-distribution score; nan when not computed."""
 
 class Model:
     """A validated .bqnn model package; immutable, shareable between classifiers and threads."""
@@ -96,6 +110,8 @@ class Classifier:
         row's pixels are contiguous and rows are a positive stride apart, else copied."""
     def classify_batch(self, images: Iterable[ImageInput], color_order: str = "bgr") -> List[Prediction]:
         """Classifies paths and/or arrays in one call; one Prediction each, in order."""
+    def set_referral_sensitivity(self, sensitivity: float) -> None:
+        """Refer at this sensitivity, re-chosen from the model's stored referral curve."""
     def _time_classify_pixels(self, image: npt.NDArray[np.uint8], repeats: int) -> List[float]: ...
 
 def available_backends() -> List[str]:
@@ -220,11 +236,15 @@ class LabelledImages:
     def __len__(self) -> int: ...
     def input(self, index: int) -> npt.NDArray[np.uint8]:
         """The pre-processed network input of image `index` (a copy)."""
+    @property
+    def unreadable(self) -> List[str]:
+        """'<file>: <reason>' of each image that could not be decoded (skipped)."""
 
 def load_labelled_images(paths: Sequence[Union[str, os.PathLike]],
                          class_names: Sequence[str] = ("normal", "benign", "malignant"),
                          height: int = 255, width: int = 255) -> LabelledImages:
-    """The images under `paths`, labelled by folder name and pre-processed once."""
+    """The images under `paths`, labelled by folder name and pre-processed once;
+    one that cannot be decoded is skipped and listed in .unreadable."""
 
 class EnergyReading:
     """Energy and mean power over a window; NaN without a source."""
@@ -306,6 +326,17 @@ class BackendRun:
     def unseen(self) -> Optional[ConfusionMatrix]:
         """The confusion of the images the model was not trained on; None when its package does not say."""
     @property
+    def verdicts(self) -> List[str]:
+        """Per image: 'refer', 'routine', 'unreadable' or 'unavailable'; empty in older reports."""
+    @property
+    def reasons(self) -> List[str]:
+        """Per image, why its verdict."""
+    @property
+    def p_abnormal(self) -> List[float]:
+        """Per image, P(abnormal); NaN when unavailable."""
+    @property
+    def suspicious_malignancy(self) -> List[bool]: ...
+    @property
     def latency(self) -> LatencySummary: ...
     @property
     def seconds(self) -> float: ...
@@ -328,6 +359,9 @@ class EvaluationReport:
     def started_utc(self) -> str: ...
     @property
     def inputs(self) -> List[str]: ...
+    @property
+    def unreadable(self) -> List[str]:
+        """Images that could not be decoded, skipped."""
     @property
     def images(self) -> int: ...
     @property

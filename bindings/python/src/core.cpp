@@ -184,6 +184,10 @@ class py_classifier {
   }
 
   std::string backend() const { return classifier_->backend(); }
+  void set_referral_sensitivity(double sensitivity) {
+    std::lock_guard lock(mutex_);
+    classifier_->set_referral_sensitivity(sensitivity);
+  }
   std::string describe() const { return classifier_->describe(); }
   // The Model lives as long as the classifier; Python keeps the classifier alive.
   const busi::Model& model() const { return classifier_->model(); }
@@ -247,7 +251,7 @@ std::string prediction_repr(const busi::Prediction& p) {
   for (std::size_t i = 0; i < p.scores.size(); ++i)
     scores += (i ? ", " : "") + std::string(py::str(py::float_(p.scores[i])));
   return "Prediction(class_index=" + std::to_string(p.class_index) + ", class_name='" + p.class_name + "', scores=[" +
-         scores + "])";
+         scores + "], verdict='" + busi::verdict_name(p.verdict) + "')";
 }
 
 // ---- exceptions ---------------------------------------------------------------
@@ -316,6 +320,17 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("scores", &busi::Prediction::scores,
                     "Softmax scores, one per class; empty when the backend reports only the top-1.")
       .def_readonly("logits", &busi::Prediction::logits, "Raw int32 logits of integer backends; empty otherwise.")
+      .def_property_readonly(
+          "verdict", [](const busi::Prediction& p) { return std::string(busi::verdict_name(p.verdict)); },
+          "'refer', 'routine', 'unreadable' (the gate refused the image) or 'unavailable' (no scores or no "
+          "calibration to decide on).")
+      .def_readonly("reason", &busi::Prediction::reason, "One sentence saying why the verdict is what it is.")
+      .def_readonly("p_abnormal", &busi::Prediction::p_abnormal,
+                    "P(benign) + P(malignant) of the calibrated scores; nan when unavailable.")
+      .def_readonly("suspicious_malignancy", &busi::Prediction::suspicious_malignancy,
+                    "P(malignant) reached the package's 'suspicious' threshold.")
+      .def_readonly("ood_score", &busi::Prediction::ood_score,
+                    "The out-of-distribution score (docs/safety.md); nan when not computed.")
       .def("__repr__", &prediction_repr);
 
   py::class_<busi::Model, std::shared_ptr<busi::Model>>(
@@ -393,6 +408,9 @@ PYBIND11_MODULE(_core, m) {
           },
           py::arg("images"), py::arg("color_order") = "bgr",
           "Classifies a list of paths and/or arrays in one call; returns one Prediction each.")
+      .def("set_referral_sensitivity", &py_classifier::set_referral_sensitivity, py::arg("sensitivity"),
+           "Refer at this sensitivity from now on, re-chosen from the model's stored referral curve (what "
+           "busi-infer --referral-sensitivity does). Raises Error when the curve does not reach it.")
       .def("__repr__",
            [](const py_classifier& self) {
              return "Classifier(backend='" + self.backend() + "', model='" + self.model().name + "')";

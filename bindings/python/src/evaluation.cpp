@@ -29,6 +29,8 @@ void bind_evaluation(py::module_& m) {
   py::class_<busi::LabelledImages>(m, "LabelledImages",
                                    "Labelled images, decoded and pre-processed once (labels from folder names).")
       .def_readonly("class_names", &busi::LabelledImages::class_names)
+      .def_readonly("unreadable", &busi::LabelledImages::unreadable,
+                    "'<file>: <reason>' of each image that could not be decoded (skipped).")
       .def_property_readonly("files",
                              [](const busi::LabelledImages& self) {
                                std::vector<std::string> files;
@@ -57,7 +59,7 @@ void bind_evaluation(py::module_& m) {
       py::arg("paths"), py::arg("class_names") = std::vector<std::string>{"normal", "benign", "malignant"},
       py::arg("height") = 255, py::arg("width") = 255,
       "The images under `paths`, labelled by folder name and pre-processed once. Raises Error for a "
-      "file under no class folder, ImageError for one that cannot be decoded.");
+      "file under no class folder; an image that cannot be decoded is skipped and listed in .unreadable.");
 
   py::class_<busi::EnergyReading>(m, "EnergyReading", "Energy and mean power over a window; NaN without a source.")
       .def_readonly("source", &busi::EnergyReading::source)
@@ -111,6 +113,11 @@ void bind_evaluation(py::module_& m) {
                     "Per image, whether the model was trained on it; empty when its package does not say.")
       .def_readonly("unseen", &busi::BackendRun::unseen,
                     "The confusion of the images the model was not trained on; None when its package does not say.")
+      .def_readonly("verdicts", &busi::BackendRun::verdicts,
+                    "Per image: 'refer', 'routine', 'unreadable' or 'unavailable'; empty in older reports.")
+      .def_readonly("reasons", &busi::BackendRun::reasons, "Per image, why its verdict.")
+      .def_readonly("p_abnormal", &busi::BackendRun::p_abnormal, "Per image, P(abnormal); NaN when unavailable.")
+      .def_readonly("suspicious_malignancy", &busi::BackendRun::suspicious_malignancy)
       .def_readonly("latency", &busi::BackendRun::latency)
       .def_readonly("seconds", &busi::BackendRun::seconds)
       .def_readonly("throughput", &busi::BackendRun::throughput, "Images per second over the run.")
@@ -125,6 +132,7 @@ void bind_evaluation(py::module_& m) {
       .def_readonly("images", &busi::EvaluationReport::images)
       .def_readonly("files", &busi::EvaluationReport::files, "Per image, its path.")
       .def_readonly("labels", &busi::EvaluationReport::labels, "Per image, its true class index.")
+      .def_readonly("unreadable", &busi::EvaluationReport::unreadable, "Images that could not be decoded, skipped.")
       .def_readonly("runs", &busi::EvaluationReport::runs)
       .def("to_json", &busi::report_json, py::arg("per_image") = false, "busi-eval's JSON report.")
       .def("to_csv", &busi::report_csv, "busi-eval's CSV: one row per run.")

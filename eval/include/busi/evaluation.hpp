@@ -23,12 +23,16 @@ struct LabelledImages {
   std::vector<std::filesystem::path> files;
   std::vector<int> labels;
   std::vector<Tensor8> inputs;
+  // Images that could not be decoded, "<file>: <reason>": skipped, so one bad
+  // file never costs the others' results.
+  std::vector<std::string> unreadable;
 };
 
 // Collects images under `paths` (busi::collect_images), labels each from its
 // folder (busi::label_from_path) and pre-processes it once to height x width.
-// Throws busi::error naming a file that is under no class folder, and
-// image_error for an image that cannot be decoded.
+// Throws busi::error naming a file that is under no class folder; an image
+// that cannot be decoded is listed in `unreadable` and skipped (busi::error when
+// none could be read).
 LabelledImages load_labelled_images(const std::vector<std::filesystem::path>& paths,
                                     const std::vector<std::string>& class_names, int height, int width);
 
@@ -62,6 +66,9 @@ struct EvaluationOptions {
   std::map<std::string, std::string> backend_power;
   PowerOptions power_options;
   int warmup = 1;  // untimed classifications of the first image before each run
+  // Refer at this sensitivity, re-chosen from each model's stored referral
+  // curve (Classifier::set_referral_sensitivity) instead of its threshold.
+  std::optional<double> referral_sensitivity;
 };
 
 struct BackendRun {
@@ -76,10 +83,12 @@ struct BackendRun {
   // record its training images.
   std::vector<bool> seen;
   std::optional<ConfusionMatrix> unseen;
-  // Per image, read back from reports whose backends give them (docs/evaluation.md,
-  // schema 3): the referral verdict and P(abnormal); empty otherwise.
-  std::vector<std::string> verdicts;
+  // Per image (docs/evaluation.md, schema 3): the referral verdict (verdict_name),
+  // its reason, P(abnormal) (NaN when unavailable) and the malignancy flag; empty
+  // when read from a report written before them.
+  std::vector<std::string> verdicts, reasons;
   std::vector<double> p_abnormal;
+  std::vector<bool> suspicious_malignancy;
   LatencySummary latency;
   double seconds = 0;     // the run's window (all images)
   double throughput = 0;  // images / seconds
@@ -97,6 +106,7 @@ struct EvaluationReport {
   // Per image (written with per-image results): file and true class index.
   std::vector<std::string> files;
   std::vector<int> labels;
+  std::vector<std::string> unreadable;  // LabelledImages::unreadable: could not be decoded, skipped
   std::vector<BackendRun> runs;
 };
 

@@ -20,7 +20,7 @@ namespace busi {
 // The version of every JSON document the tools write (busi-infer --format json,
 // busi-eval --json). Raised on each incompatible change; docs/evaluation.md
 // lists what each version changed.
-inline constexpr int result_schema_version = 2;
+inline constexpr int result_schema_version = 3;
 
 // "73.1%", or "n/a" for NaN (a rate with an empty denominator).
 std::string percent_text(double rate);
@@ -57,8 +57,9 @@ struct ImageResult {
   std::optional<bool> seen;
 };
 
-// Whether the verifying backend disagrees: another class, or, when both are
-// integer backends with logits, other logits.
+// Whether the verifying backend disagrees: another class, another verdict when
+// both can decide (neither is unavailable), or, when both are integer backends
+// with logits, other logits.
 bool disagrees(const ImageResult& result);
 
 struct FileRunOptions {

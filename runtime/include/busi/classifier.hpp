@@ -14,8 +14,10 @@
 // Model). Instances of the fpga backend share one device and serialize on it.
 #include <cstdint>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -24,6 +26,17 @@
 #include "busi/model.hpp"
 
 namespace busi {
+
+// What a clinic may do with an image (docs/safety.md):
+//  refer       P(abnormal) reached the package's referral threshold
+//  routine     it did not
+//  unreadable  the gate refused the image: too small, blank, colour, or not
+//              like the breast ultrasound the model was calibrated on
+//  unavailable no decision can be made: the backend reports only the top-1
+//              class, or the package has no calibration block
+enum class Verdict { refer, routine, unreadable, unavailable };
+// "refer", "routine", "unreadable", "unavailable".
+const char* verdict_name(Verdict verdict);
 
 struct Prediction {
   // The first index of the maximum logit (the top-1 class of backends that
@@ -36,6 +49,21 @@ struct Prediction {
   std::vector<float> scores;
   // The raw int32 logits of integer backends; empty otherwise.
   std::vector<int32_t> logits;
+
+  // The decision, and one sentence saying why ("P(abnormal) 0.61 >= 0.42 (97%
+  // sensitivity)", "image 40x40 is smaller than 128 pixels ..."). An image the
+  // gate refused keeps its class and scores, but no decision is made on them.
+  Verdict verdict = Verdict::unavailable;
+  std::string reason;
+  // P(abnormal) = 1 - P(normal) of the calibrated scores, when the verdict is
+  // refer or routine; NaN otherwise.
+  float p_abnormal = std::numeric_limits<float>::quiet_NaN();
+  // P(malignant) reached the package's "suspicious" threshold.
+  bool suspicious_malignancy = false;
+  // The out-of-distribution score and its features (image statistics, then the
+  // real logits); NaN / empty when not computed. calibrate.py fits on these.
+  float ood_score = std::numeric_limits<float>::quiet_NaN();
+  std::vector<float> ood_features;
 };
 
 // What a backend is built from. `settings` holds backend-specific options
@@ -64,6 +92,12 @@ class Classifier {
   virtual std::string describe() const = 0;
   virtual const Model& model() const = 0;
 
+  // Refer at `sensitivity` from now on: the point Model::referral_at chooses
+  // from the stored curve replaces the package's referral threshold. Throws
+  // busi::error when the model has no calibration or the curve does not reach
+  // `sensitivity` (the message says which sensitivities it covers).
+  void set_referral_sensitivity(double sensitivity);
+
   // Classifies one pre-processed input. Throws image_error when its shape is
   // not model().input (height x width, height * width pixels), before any
   // inference: "<backend>: input is 5x4 (20 pixels); model <name> takes 255x255".
@@ -83,6 +117,9 @@ class Classifier {
   // already checked against model().input) and fill outputs[i] for inputs[i].
   // Throws busi::error (device_error for a device fault) when it cannot.
   virtual void infer(std::span<const Tensor8> inputs, std::span<RawOutput> outputs) = 0;
+
+ private:
+  std::optional<OperatingPoint> referral_;  // set by set_referral_sensitivity
 };
 
 // The backends compiled into this build, in the order of the table.

@@ -24,6 +24,12 @@ struct ImageView {
 struct Tensor8 {
   int height = 0, width = 0;
   std::vector<uint8_t> pixels;
+  // What pre-processing saw before it made the gray, resized pixels, for the
+  // gate that refuses what is not a breast ultrasound (make_prediction):
+  // the decoded size (0 x 0 when the tensor was built by hand) and the mean
+  // per-pixel colour, |B - G| + |G - R| on the 8-bit pixels (0 for gray).
+  int source_height = 0, source_width = 0;
+  float source_colour = 0;
 };
 
 // gray-area-v1: 16-bit -> 8-bit (value / 257, rounded); BGR/BGRA -> gray with

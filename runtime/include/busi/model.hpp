@@ -3,6 +3,7 @@
 // loaded and fully validated from a .bqnn file (format: docs/model-format.md).
 // A Model is immutable after load and safe to share between threads and
 // Classifier instances (hold it by std::shared_ptr<const Model>).
+#include <array>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -56,6 +57,45 @@ struct Layer {
   int input_bits = 8;
 };
 
+// One operating point of a decision on a score (P(abnormal) for referral,
+// P(malignant) for "suspicious for malignancy"): the threshold chosen on
+// validation images for a target sensitivity, what it gave there, and the
+// curve it was chosen from, so another sensitivity can be chosen later
+// (Model::Calibration::choose).
+struct OperatingPoint {
+  double target_sensitivity = 0, threshold = 0, sensitivity = 0, specificity = 0;
+  // (threshold, sensitivity, specificity), thresholds ascending.
+  std::vector<std::array<double, 3>> curve;
+  // The point of `curve` with the highest threshold whose sensitivity is at
+  // least `target`. Throws busi::error when the curve never reaches it or
+  // `target` is not in (0, 1], saying which sensitivities it covers.
+  OperatingPoint choose(double target) const;
+};
+
+// The "calibration" block of a package (docs/model-format.md): fitted by
+// training/busi_train/calibrate.py on validation images the model never
+// trained on. Read by make_prediction (runtime/internal/busi/backend.hpp).
+struct Calibration {
+  std::string fitted_on;
+  double temperature = 1;  // scores = softmax(real logits / temperature)
+  // The gate that marks an image unreadable instead of classifying it.
+  struct Gate {
+    int min_side = 0;         // refuse a decoded image whose shorter side is smaller
+    double min_stddev = 0;    // refuse a blank or nearly constant input (pixel standard deviation)
+    double max_colour = 0;    // refuse a colour image (Tensor8::source_colour above it)
+    // "image-logit-mahalanobis-v1": the Mahalanobis distance of
+    // ood_features() (image_statistics statistics of the input, then the real
+    // logits) from their mean on real ultrasound.
+    std::string ood_score;
+    static constexpr std::size_t image_statistics = 14;
+    std::vector<double> mean; // of the score's features on real ultrasound
+    std::vector<double> precision;  // inverse covariance, row-major, features x features
+    double ood_threshold = 0; // refuse when the score is above it
+    double accepted_rate = 0; // share of the fitting images it accepts
+  } gate;
+  OperatingPoint referral, suspicious;
+};
+
 struct Model {
   std::string name;
   ModelKind kind = ModelKind::quantized;
@@ -65,6 +105,7 @@ struct Model {
   std::vector<Layer> layers;
   float logit_scale = 1.0f;   // quantized: real logit = int32 logit * logit_scale
   std::string provenance_json;  // the header's "provenance" object, as JSON text
+  std::optional<Calibration> calibration;  // the header's "calibration", when present
   std::filesystem::path source; // where it was loaded from ("" when built in memory)
   // The input_hash (busi/seen_images.hpp) of every image the model was trained
   // on, sorted and distinct; absent when the package does not record them
@@ -74,6 +115,11 @@ struct Model {
   std::size_t num_classes() const { return class_names.size(); }
   // Whether `input` (pre-processed) is one of seen_images; false when they are not recorded.
   bool has_seen(const Tensor8& input) const;
+
+  // The referral point for `sensitivity`, chosen from the stored curve
+  // (OperatingPoint::choose). Throws busi::error when the package has no
+  // calibration block or its curve does not reach `sensitivity`.
+  OperatingPoint referral_at(double sensitivity) const;
 
   // Reads, checks (magic, version, CRC, shapes, bit widths, threshold order,
   // int32 accumulator range) and unpacks a package. Throws model_error naming

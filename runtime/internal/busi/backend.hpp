@@ -58,11 +58,33 @@ int first_argmax(const T* values, std::size_t count) {
   return static_cast<int>(best);
 }
 
+// The gate's checks of the input alone (docs/safety.md), run by make_prediction
+// before it looks at the scores: the reason `input` is unreadable
+// (its decoded image is smaller than the package's min_side, it is in colour,
+// or its pixels are blank or nearly constant), or "" when it may be
+// classified. Always "" for a package without a calibration block.
+std::string input_refusal(const Model& model, const Tensor8& input);
+
+// The features of the "image-logit-mahalanobis-v1" out-of-distribution score:
+// Calibration::Gate::image_statistics statistics of the input's pixels
+// (brightness, contrast, dark and saturated shares, skew, the size and
+// direction of pixel-to-pixel changes at three scales, where the brightness
+// lies, the share of crisp edges), then the real logits. Ultrasound speckle is smeared sideways, so its
+// changes run up and down far more than across; photographs, text and noise
+// do not look like that.
+std::vector<float> ood_features(const Tensor8& input, const std::vector<float>& real_logits);
+
 // The one place a backend's raw output becomes a Prediction, for every backend:
 // class index (first_argmax of the logits, or the backend's top-1), class name,
-// softmax scores of the real-valued logits (int32 logits times
-// model.logit_scale). Throws busi::error naming the backend when the output has
-// the wrong number of logits or a class index out of range.
-Prediction make_prediction(const Model& model, const std::string& backend, RawOutput&& raw);
+// scores (softmax of the real-valued logits, int32 logits times
+// model.logit_scale, divided by the calibration's temperature), and with a
+// calibration block the gate (input_refusal, then the out-of-distribution
+// score), P(abnormal), the verdict
+// (against `referral`, or the package's referral point when null) and
+// "suspicious for malignancy". `input` is what the backend ran. Throws
+// busi::error naming the backend when the output has the wrong number of
+// logits or a class index out of range.
+Prediction make_prediction(const Model& model, const std::string& backend, const Tensor8& input, RawOutput&& raw,
+                           const OperatingPoint* referral = nullptr);
 
 }  // namespace busi

@@ -1,0 +1,93 @@
+"""The "calibration" block: the Python writer's checks (the C++ reader's twin),
+replacing a block without touching the rest of a package, and the fit's
+operating points (busi_train.calibrate, docs/safety.md)."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from busi_train import calibrate, int_reference, package
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def synthetic_features(n=400, seed=0):
+    """13 image statistics and 3 logits per image, labels 0/1/2, lesions with
+    higher abnormal logits."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, n)
+    stats = rng.normal(0, 1, (n, package.IMAGE_STATISTICS))
+    logits = rng.normal(0, 1, (n, 3))
+    logits[np.arange(n), labels] += 2.0
+    return np.hstack([stats, logits]), labels
+
+
+def test_fit_gives_a_block_the_writer_and_the_runtime_rules_accept():
+    features, labels = synthetic_features()
+    block = calibrate.fit(features, labels, "synthetic")
+    assert package.check_calibration(block) is block
+    assert block["temperature"] > 0
+    assert block["gate"]["accepted_rate"] == pytest.approx(calibrate.ACCEPT, abs=0.01)
+    for name, target in (("referral", calibrate.REFERRAL_SENSITIVITY), ("suspicious", calibrate.SUSPICIOUS_SENSITIVITY)):
+        point = block[name]
+        curve = np.array(point["curve"])
+        assert np.all(np.diff(curve[:, 0]) >= 0)
+        assert point["sensitivity"] >= target
+        # The highest threshold reaching the target: the next one up does not.
+        higher = curve[curve[:, 0] > point["threshold"]]
+        assert np.all(higher[:, 1] < target)
+    # P(abnormal) of the fitted scores against the chosen threshold refers the stated share.
+    logits = features[:, package.IMAGE_STATISTICS:]
+    p = np.exp(logits / block["temperature"])
+    p /= p.sum(1, keepdims=True)
+    lesion = labels != 0
+    assert np.mean(1 - p[lesion, 0] >= block["referral"]["threshold"]) == pytest.approx(
+        block["referral"]["sensitivity"])
+
+
+def test_halves_keep_groups_whole_and_split_each_source():
+    groups = np.array([f"g{i // 3}" for i in range(60)])
+    sources = np.array(["busi"] * 30 + ["busbra"] * 30)
+    in_a = calibrate.halves(groups, sources)
+    for g in np.unique(groups):
+        assert len(set(in_a[groups == g])) == 1
+    for s in ("busi", "busbra"):
+        assert 0.3 < in_a[sources == s].mean() < 0.7
+
+
+@pytest.mark.parametrize("edit,needle", [
+    (lambda b: b.update(temperature=0), "calibration.temperature = 0 is not a number"),
+    (lambda b: b.update(fitted_on=None), "calibration.fitted_on must be a string"),
+    (lambda b: b["gate"].update(ood_score="energy"), "calibration.gate.ood_score = 'energy'"),
+    (lambda b: b["gate"]["ood_params"].update(mean=[0.0] * 3), "calibration.gate.ood_params.mean must hold 17"),
+    (lambda b: b["referral"].update(threshold=1.5), "calibration.referral.threshold = 1.5"),
+    (lambda b: b["suspicious"].update(curve=[[0.5, 0.9, 0.5], [0.1, 1.0, 0.1]]),
+     "calibration.suspicious.curve: thresholds must be ascending"),
+])
+def test_writer_refuses_a_malformed_block_naming_the_field(edit, needle):
+    features, labels = synthetic_features()
+    block = calibrate.fit(features, labels, "synthetic")
+    edit(block)
+    with pytest.raises(ValueError, match=needle.replace("(", r"\(").replace(".", r"\.")):
+        package.check_calibration(block)
+
+
+@pytest.mark.parametrize("name", ["busi-w2a4", "busi-w4a4", "busi-float"])
+def test_shipped_packages_carry_a_valid_block_and_replacing_it_keeps_the_rest(name):
+    raw = (REPO / "models" / f"{name}.bqnn").read_bytes()
+    header, payload = package.read_container(raw)
+    package.check_calibration(header["calibration"], len(header["classes"]))
+    bare = package.with_calibration(raw, None)
+    bare_header, bare_payload = package.read_container(bare)
+    assert "calibration" not in bare_header and bare_payload == payload
+    assert {k: v for k, v in header.items() if k != "calibration"} == bare_header
+    assert package.with_calibration(bare, header["calibration"]) == raw
+    # The independent reader sees the same network either way.
+    h1, l1 = int_reference.read_package(raw)
+    h2, l2 = int_reference.read_package(bare)
+    for a, b in zip(l1, l2):
+        for key in ("w", "t", "b"):
+            if key in a:
+                assert np.array_equal(a[key], b[key])
+    assert json.dumps(h1["provenance"]) == json.dumps(h2["provenance"])
