@@ -355,11 +355,8 @@ std::string report_json(const EvaluationReport& report, bool per_image) {
                   {"joules_per_image", number(run.joules_per_image())},
                   {"note", run.energy.note}};
     json verdicts = {{"refer", 0}, {"routine", 0}, {"unreadable", 0}, {"unavailable", 0}};
-    for (const auto& p : run.outputs) {
-      json& count = verdicts[verdict_name(p.verdict)];
-      count = count.get<int>() + 1;
-    }
-    if (!run.outputs.empty()) r["verdicts"] = verdicts;
+    for (const auto& v : run.verdicts) verdicts[v] = verdicts[v].get<int>() + 1;
+    if (!run.verdicts.empty()) r["verdicts"] = verdicts;
     if (per_image) {
       r["predictions"] = run.predictions;
       r["latencies_ms"] = run.latencies_ms;
