@@ -268,7 +268,11 @@ class ClinicalReport : public Evaluation {
     o.power = "none";
     report_ = busi::evaluate(labelled, o);
     doc_ = nlohmann::json::parse(busi::report_json(report_, true));
+    // A model without a calibration block gives "unavailable" everywhere; these
+    // stand in for a calibrated backend's verdicts.
     auto& run = doc_["runs"][0];
+    run["p_abnormal"] = nlohmann::json::array();
+    run["verdict"] = nlohmann::json::array();
     for (std::size_t i = 0; i < labelled.inputs.size(); ++i) {
       const auto& s = report_.runs[0].scores[i];
       const double p = s[1] + s[2];

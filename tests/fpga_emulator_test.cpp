@@ -94,7 +94,7 @@ TEST(FpgaEmulator, VerdictsEqualCpuIntWithLogitsAndAreUnavailableWithTopK) {
   if (std::filesystem::is_directory(test::busi_data_dir() / "benign"))
     for (const char* name : {"benign/benign (1).png", "malignant/malignant (2).png", "normal/normal (100).png"})
       inputs.push_back(load_image(test::busi_data_dir() / name, 255, 255));
-  board with_logits({model, true});
+  board with_logits({model});  // the shipped overlays return the logits
   const auto fpga = with_logits.fpga()->classify_batch(inputs);
   const auto cpu = with_logits.cpu_int()->classify_batch(inputs);
   for (std::size_t i = 0; i < inputs.size(); ++i) {
@@ -106,7 +106,7 @@ TEST(FpgaEmulator, VerdictsEqualCpuIntWithLogitsAndAreUnavailableWithTopK) {
   for (std::size_t i = 5; i < inputs.size(); ++i)   // the BUSI images, when present, are decided
     EXPECT_TRUE(cpu[i].verdict == Verdict::refer || cpu[i].verdict == Verdict::routine) << cpu[i].reason;
 
-  board top1({model});
+  board top1({model, /*top1=*/true});
   const auto topk = top1.fpga()->classify_batch(inputs);
   for (std::size_t i = 0; i < inputs.size(); ++i) {
     if (i == 4) {

@@ -250,7 +250,6 @@ EvaluationReport evaluate(const LabelledImages& images, const std::vector<Planne
   report.commit = build_commit();
   report.started_utc = utc_now();
   report.images = images.inputs.size();
-  for (const auto& file : images.files) report.files.push_back(file.string());
   report.unreadable = images.unreadable;
   if (images.inputs.empty()) throw error("evaluate: no images");
   for (const auto& f : images.files) report.files.push_back(f.string());

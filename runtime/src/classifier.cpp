@@ -251,7 +251,9 @@ Prediction make_prediction(const Model& model, const std::string& backend, const
   p.scores.reserve(real.size());
   for (float v : real) p.scores.push_back(float(std::exp(double(v - top) / temperature) / sum));
   // Computed without a calibration too: calibrate.py fits the gate on them.
-  p.ood_features = ood_features(input, real);
+  // (Networks smaller than the statistics' coarsest scale cannot carry a gate.)
+  if (std::min(input.height, input.width) >= Calibration::Gate::min_input_side)
+    p.ood_features = ood_features(input, real);
   if (p.verdict == Verdict::unreadable) return p;
   if (!calibration) {
     p.reason = "model " + model.name +

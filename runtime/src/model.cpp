@@ -452,6 +452,9 @@ void Model::validate(const std::string& origin) {
     where.fail("input size " + std::to_string(input.height) + "x" + std::to_string(input.width) + " out of range");
   if (class_names.size() < 2) where.fail("needs at least 2 class names, found " + std::to_string(class_names.size()));
   if (layers.empty()) where.fail("has no layers");
+  if (calibration && std::min(input.height, input.width) < Calibration::Gate::min_input_side)
+    where.fail("calibration: the gate's image statistics need an input of at least " +
+               std::to_string(Calibration::Gate::min_input_side) + " pixels a side");
   if (preprocess != "gray-area-v1")
     where.fail("pre-processing '" + preprocess + "' not implemented by this runtime (gray-area-v1)");
 

@@ -88,6 +88,8 @@ struct Calibration {
     // logits) from their mean on real ultrasound.
     std::string ood_score;
     static constexpr std::size_t image_statistics = 14;
+    // Its coarsest scale is the input area-resized by 9, which needs two pixels a side.
+    static constexpr int min_input_side = 18;
     std::vector<double> mean; // of the score's features on real ultrasound
     std::vector<double> precision;  // inverse covariance, row-major, features x features
     double ood_threshold = 0; // refuse when the score is above it
