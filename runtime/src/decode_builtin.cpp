@@ -1,10 +1,10 @@
-// The built-in decoder: PNG through libpng, JPEG through libjpeg(-turbo), set up
-// the way OpenCV 4's PngDecoder and JpegDecoder set them up for
-// cv::IMREAD_UNCHANGED, so a file gives the same pixels as cv::imdecode
-// (tests/image_decode_test.cpp checks it on every BUSI image and every PNG
-// colour type). It exists for the board package: OpenCV's imgcodecs pulls in
-// GDAL, GDCM, OpenEXR, TIFF, WebP and their own closure, none of which PYNQ's
-// Ubuntu carries at Debian's sonames, while libpng and libjpeg link statically.
+// The image decoder: PNG through libdeflate or libpng, JPEG through
+// libjpeg(-turbo), set up the way OpenCV 4's PngDecoder and JpegDecoder set
+// them up for cv::IMREAD_UNCHANGED, so a file gives the same pixels as
+// cv::imdecode (tests/image_decode_test.cpp checks it on every BUSI image and
+// every PNG colour type). OpenCV's imgcodecs is not used: it pulls in GDAL,
+// GDCM, OpenEXR, TIFF, WebP and their closure (~45 MB of resident libraries),
+// none of which PYNQ's Ubuntu carries at Debian's sonames.
 #include "decode.hpp"
 
 #include <algorithm>
@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstring>
 #include <jpeglib.h>
+#include <libdeflate.h>
 #include <png.h>
 
 #include "busi/error.hpp"
@@ -67,10 +68,10 @@ image_header png_header(png_structp png, png_infop info) {
 }
 
 // Everything between setjmp and a longjmp out of libpng lives in the caller
-// (`out`, `rows`, `header`) or is trivially destructible, so the jump skips no
-// destructor. Returns false on a libpng error; leaves `out` empty and fills
+// (`buffers`, `view`, `header`) or is trivially destructible, so the jump skips
+// no destructor. Returns false on a libpng error; leaves `view` empty and fills
 // `header` when the image is refused by size.
-bool png_decode(png_structp png, png_infop info, cv::Mat& out, std::vector<png_bytep>& rows, image_header& header) {
+bool png_decode(png_structp png, png_infop info, DecodeBuffers& buffers, ImageView& view, image_header& header) {
   if (setjmp(png_jmpbuf(png))) return false;
   png_read_info(png, info);
   header = png_header(png, info);
@@ -93,50 +94,169 @@ bool png_decode(png_structp png, png_infop info, cv::Mat& out, std::vector<png_b
   png_set_interlace_handling(png);
   png_read_update_info(png, info);
 
-  out.create(int(height), int(width), CV_MAKETYPE(sixteen ? CV_16U : CV_8U, channels));
-  if (png_get_rowbytes(png, info) != out.step[0] && out.rows > 0)
-    png_error(png, "unexpected row size after transforms");
-  rows.resize(height);
-  for (png_uint_32 y = 0; y < height; ++y) rows[y] = out.ptr(int(y));
-  png_read_image(png, rows.data());
+  const std::size_t row_bytes = std::size_t(width) * std::size_t(channels) * (sixteen ? 2 : 1);
+  if (png_get_rowbytes(png, info) != row_bytes && height > 0) png_error(png, "unexpected row size after transforms");
+  if (buffers.pixels.size() < row_bytes * height) buffers.pixels.resize(row_bytes * height);
+  buffers.rows.resize(height);
+  for (png_uint_32 y = 0; y < height; ++y) buffers.rows[y] = buffers.pixels.data() + row_bytes * y;
+  png_read_image(png, reinterpret_cast<png_bytepp>(buffers.rows.data()));
   png_read_end(png, nullptr);
+  view = {buffers.pixels.data(), int(width), int(height), channels, row_bytes, sixteen ? 2 : 1};
   return true;
 }
 
-cv::Mat decode_png(std::span<const uint8_t> bytes, const std::string& name) {
+ImageView decode_png_with_libpng(std::span<const uint8_t> bytes, const std::string& name, DecodeBuffers& buffers) {
   PngInput in{bytes.data(), bytes.size()};
   png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &in, png_on_error, png_on_warning);
   if (!png) throw image_error(name + ": cannot decode: out of memory");
   png_infop info = png_create_info_struct(png);
   png_set_read_fn(png, &in, png_read_from_memory);
-  cv::Mat out;
-  std::vector<png_bytep> rows;
+  ImageView view;
   image_header header;
-  const bool ok = info && png_decode(png, info, out, rows, header);
+  const bool ok = info && png_decode(png, info, buffers, view, header);
   png_destroy_read_struct(&png, info ? &info : nullptr, nullptr);
   if (!ok) throw image_error(name + ": not a readable image (corrupt or truncated PNG: " + in.message + ")");
   check_decode_budget(header, name);
-  return out;
+  return view;
 }
 
-bool png_read_header_only(png_structp png, png_infop info, image_header& header) {
-  if (setjmp(png_jmpbuf(png))) return false;
-  png_read_info(png, info);
-  header = png_header(png, info);
+// ---- PNG fast path -----------------------------------------------------------
+// The PNGs scanners and datasets write (8-bit gray, RGB or RGBA, not
+// interlaced, no palette or transparency key): the IDAT stream inflated in one
+// call by libdeflate, 3-4x faster than zlib, and the rows unfiltered here.
+// Anything else, and anything irregular (a bad CRC, an unknown critical chunk,
+// a stream of the wrong length, a chunk libpng would find too large), returns
+// false and goes to libpng, which decodes it or names what is wrong: this path
+// only ever decodes files libpng decodes to the same pixels.
+
+uint32_t be32(const uint8_t* p) { return uint32_t(p[0]) << 24 | uint32_t(p[1]) << 16 | uint32_t(p[2]) << 8 | p[3]; }
+
+bool is_letter(uint8_t c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'); }
+
+// PNG's Paeth predictor: of left, up and upper-left, the one nearest to left + up - upper-left.
+inline uint8_t paeth(int a, int b, int c) {
+  const int pa = std::abs(b - c), pb = std::abs(a - c), pc = std::abs(a + b - 2 * c);
+  if (pa <= pb && pa <= pc) return uint8_t(a);
+  return uint8_t(pb <= pc ? b : c);
+}
+
+// Undoes the filter of one row (bpp bytes per pixel) against the previous,
+// already unfiltered row (`up`; nullptr for the first row). False for a filter
+// type PNG does not define.
+bool unfilter_row(uint8_t filter, uint8_t* row, const uint8_t* up, std::size_t n, std::size_t bpp) {
+  switch (filter) {
+    case 0: return true;
+    case 1:
+      for (std::size_t i = bpp; i < n; ++i) row[i] = uint8_t(row[i] + row[i - bpp]);
+      return true;
+    case 2:
+      if (up)
+        for (std::size_t i = 0; i < n; ++i) row[i] = uint8_t(row[i] + up[i]);
+      return true;
+    case 3:
+      for (std::size_t i = 0; i < n; ++i) {
+        const int left = i >= bpp ? row[i - bpp] : 0, above = up ? up[i] : 0;
+        row[i] = uint8_t(row[i] + ((left + above) >> 1));
+      }
+      return true;
+    case 4:
+      for (std::size_t i = 0; i < n; ++i) {
+        const int left = i >= bpp ? row[i - bpp] : 0, above = up ? up[i] : 0;
+        const int corner = up && i >= bpp ? up[i - bpp] : 0;
+        row[i] = uint8_t(row[i] + paeth(left, above, corner));
+      }
+      return true;
+    default: return false;
+  }
+}
+
+// libpng's default cap on a chunk's data (PNG_USER_CHUNK_MALLOC_MAX) and on
+// image width and height (PNG_USER_WIDTH_MAX, PNG_USER_HEIGHT_MAX): files past
+// them are left to libpng, which refuses them.
+constexpr uint32_t kLibpngChunkBytes = 8000000, kLibpngDimension = 1000000;
+
+bool png_decode_fast(std::span<const uint8_t> bytes, DecodeBuffers& buffers, Pixels& out) {
+  const uint8_t* const data = bytes.data();
+  const std::size_t size = bytes.size();
+  std::size_t pos = 8;  // after the signature
+  uint32_t width = 0, height = 0;
+  int channels = 0;
+  const uint8_t* idat = nullptr;  // the one IDAT chunk's data, else buffers.joined
+  std::size_t idat_bytes = 0, idat_chunks = 0;
+  bool idat_done = false, ended = false;
+  for (bool first = true; !ended; first = false) {
+    if (size - pos < 12) return false;
+    const uint32_t length = be32(data + pos);
+    const uint8_t* type = data + pos + 4;
+    if (length > kLibpngChunkBytes || size - pos - 12 < length) return false;
+    if (!is_letter(type[0]) || !is_letter(type[1]) || !is_letter(type[2]) || !is_letter(type[3])) return false;
+    if (libdeflate_crc32(0, type, length + 4) != be32(type + 4 + length)) return false;
+    const uint8_t* body = type + 4;
+    const bool is_idat = std::memcmp(type, "IDAT", 4) == 0;
+    if (first) {
+      if (std::memcmp(type, "IHDR", 4) != 0 || length != 13) return false;
+      width = be32(body);
+      height = be32(body + 4);
+      const uint8_t depth = body[8], color = body[9];
+      if (width == 0 || height == 0 || width > kLibpngDimension || height > kLibpngDimension) return false;
+      if (depth != 8 || body[10] != 0 || body[11] != 0 || body[12] != 0) return false;  // deflate, filter 0, no interlace
+      channels = color == 0 ? 1 : color == 2 ? 3 : color == 4 ? 2 : color == 6 ? 4 : 0;
+      if (channels == 0) return false;  // palette
+      // The budget check, with libpng's figures (png_header): over it, libpng refuses.
+      const uint64_t out_channels = channels == 2 ? 4 : channels;
+      if (uint64_t(width) * height * out_channels + uint64_t(height) * sizeof(void*) > limits::kDecodeBytes) return false;
+    } else if (is_idat) {
+      if (idat_done) return false;  // IDAT chunks must follow each other
+      if (++idat_chunks == 1) {
+        idat = body;
+        idat_bytes = length;
+      } else {
+        if (idat_chunks == 2) buffers.joined.assign(idat, idat + idat_bytes);
+        buffers.joined.insert(buffers.joined.end(), body, body + length);
+      }
+    } else {
+      if (idat_chunks > 0) idat_done = true;
+      if (std::memcmp(type, "IEND", 4) == 0) ended = true;
+      else if (!(type[0] & 0x20)) return false;       // another critical chunk (PLTE, or unknown)
+      else if (std::memcmp(type, "tRNS", 4) == 0) return false;  // a transparent colour: libpng adds alpha
+    }
+    pos += 12 + length;
+  }
+  if (idat_chunks == 0) return false;
+  if (idat_chunks > 1) {
+    idat = buffers.joined.data();
+    idat_bytes = buffers.joined.size();
+  }
+  const std::size_t row_bytes = std::size_t(width) * channels, stride = row_bytes + 1;
+  const std::size_t total = stride * height;  // < 24 MiB + height: checked against the budget above
+  if (buffers.inflated.size() < total) buffers.inflated.resize(total);
+  if (!buffers.inflater && !(buffers.inflater = libdeflate_alloc_decompressor())) return false;
+  std::size_t consumed = 0, produced = 0;
+  // The stream must fill the image exactly and end with its data: short or
+  // long streams and trailing bytes are libpng's to judge.
+  if (libdeflate_zlib_decompress_ex(buffers.inflater, idat, idat_bytes, buffers.inflated.data(), total, &consumed,
+                                    &produced) != LIBDEFLATE_SUCCESS ||
+      produced != total || consumed != idat_bytes)
+    return false;
+  uint8_t* const rows = buffers.inflated.data();
+  for (uint32_t y = 0; y < height; ++y) {
+    uint8_t* row = rows + stride * y;
+    if (!unfilter_row(row[0], row + 1, y ? row + 1 - stride : nullptr, row_bytes, std::size_t(channels))) return false;
+  }
+  if (channels != 2) {  // the rows in place, after their filter bytes
+    out = {{rows + 1, int(width), int(height), channels, stride, 1}, channels > 1};
+    return true;
+  }
+  // Gray + alpha: OpenCV gives BGRA with the gray in B, G and R.
+  const std::size_t out_row = std::size_t(width) * 4;
+  if (buffers.pixels.size() < out_row * height) buffers.pixels.resize(out_row * height);
+  for (uint32_t y = 0; y < height; ++y) {
+    const uint8_t* in = rows + stride * y + 1;
+    uint8_t* o = buffers.pixels.data() + out_row * y;
+    for (uint32_t x = 0; x < width; ++x, in += 2, o += 4) o[0] = o[1] = o[2] = in[0], o[3] = in[1];
+  }
+  out = {{buffers.pixels.data(), int(width), int(height), 4, out_row, 1}, false};
   return true;
-}
-
-image_header read_png_header(std::span<const uint8_t> bytes, const std::string& name) {
-  PngInput in{bytes.data(), bytes.size()};
-  png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &in, png_on_error, png_on_warning);
-  if (!png) throw image_error(name + ": cannot decode: out of memory");
-  png_infop info = png_create_info_struct(png);
-  png_set_read_fn(png, &in, png_read_from_memory);
-  image_header header;
-  const bool ok = info && png_read_header_only(png, info, header);
-  png_destroy_read_struct(&png, info ? &info : nullptr, nullptr);
-  if (!ok) throw image_error(name + ": not a readable image (corrupt or truncated PNG: " + in.message + ")");
-  return header;
 }
 
 // ---- JPEG ------------------------------------------------------------------
@@ -176,8 +296,9 @@ void jpeg_setup(jpeg_decompress_struct& cinfo, std::span<const uint8_t> bytes) {
   cinfo.mem->max_memory_to_use = static_cast<long>(limits::kDecodeBytes);
 }
 
-bool jpeg_decode(jpeg_decompress_struct& cinfo, JpegErrors& errors, std::span<const uint8_t> bytes, cv::Mat& out,
-                 JpegRefusal& refusal, image_header& header, target_size target) {
+bool jpeg_decode(jpeg_decompress_struct& cinfo, JpegErrors& errors, std::span<const uint8_t> bytes,
+                 DecodeBuffers& buffers, ImageView& view, JpegRefusal& refusal, image_header& header,
+                 target_size target) {
   if (setjmp(errors.jump)) return false;
   jpeg_setup(cinfo, bytes);
   jpeg_read_header(&cinfo, TRUE);
@@ -198,12 +319,14 @@ bool jpeg_decode(jpeg_decompress_struct& cinfo, JpegErrors& errors, std::span<co
   const int channels = header.channels;
   cinfo.out_color_space = channels == 3 ? JCS_EXT_BGR : JCS_GRAYSCALE;
   jpeg_start_decompress(&cinfo);
-  out.create(int(cinfo.output_height), int(cinfo.output_width), CV_8UC(channels));
+  const std::size_t row_bytes = std::size_t(cinfo.output_width) * std::size_t(channels);
+  if (buffers.pixels.size() < row_bytes * cinfo.output_height) buffers.pixels.resize(row_bytes * cinfo.output_height);
   while (cinfo.output_scanline < cinfo.output_height) {
-    JSAMPROW row = out.ptr(int(cinfo.output_scanline));
+    JSAMPROW row = buffers.pixels.data() + row_bytes * cinfo.output_scanline;
     jpeg_read_scanlines(&cinfo, &row, 1);
   }
   jpeg_finish_decompress(&cinfo);
+  view = {buffers.pixels.data(), int(cinfo.output_width), int(cinfo.output_height), channels, row_bytes, 1};
   return true;
 }
 
@@ -223,34 +346,18 @@ struct JpegDecompressor {
   JpegDecompressor& operator=(const JpegDecompressor&) = delete;
 };
 
-cv::Mat decode_jpeg(std::span<const uint8_t> bytes, const std::string& name, target_size target) {
+ImageView decode_jpeg(std::span<const uint8_t> bytes, const std::string& name, target_size target,
+                      DecodeBuffers& buffers) {
   JpegDecompressor jpeg;
-  cv::Mat out;
+  ImageView view;
   JpegRefusal refusal = JpegRefusal::none;
   image_header header;
-  const bool ok = jpeg_decode(jpeg.cinfo, jpeg.errors, bytes, out, refusal, header, target);
+  const bool ok = jpeg_decode(jpeg.cinfo, jpeg.errors, bytes, buffers, view, refusal, header, target);
   if (refusal == JpegRefusal::too_large) check_decode_budget(header, name);
   if (refusal == JpegRefusal::cmyk)
     throw image_error(name + ": CMYK JPEG not supported (this build decodes gray and colour JPEG only)");
   if (!ok) throw image_error(name + ": not a readable image (corrupt JPEG: " + jpeg.errors.message + ")");
-  return out;
-}
-
-bool jpeg_read_header_only(jpeg_decompress_struct& cinfo, JpegErrors& errors, std::span<const uint8_t> bytes,
-                           image_header& header) {
-  if (setjmp(errors.jump)) return false;
-  jpeg_setup(cinfo, bytes);
-  jpeg_read_header(&cinfo, TRUE);
-  header = jpeg_header(cinfo);
-  return true;
-}
-
-image_header read_jpeg_header(std::span<const uint8_t> bytes, const std::string& name) {
-  JpegDecompressor jpeg;
-  image_header header;
-  if (!jpeg_read_header_only(jpeg.cinfo, jpeg.errors, bytes, header))
-    throw image_error(name + ": not a readable image (corrupt JPEG: " + jpeg.errors.message + ")");
-  return header;
+  return view;
 }
 
 bool starts_with(std::span<const uint8_t> bytes, std::initializer_list<uint8_t> magic) {
@@ -260,17 +367,37 @@ bool starts_with(std::span<const uint8_t> bytes, std::initializer_list<uint8_t> 
 bool is_png(std::span<const uint8_t> bytes) { return starts_with(bytes, {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'}); }
 bool is_jpeg(std::span<const uint8_t> bytes) { return starts_with(bytes, {0xff, 0xd8, 0xff}); }
 
-}  // namespace
-
-std::optional<image_header> read_builtin_header(std::span<const uint8_t> bytes, const std::string& name) {
-  if (is_png(bytes)) return read_png_header(bytes, name);
-  if (is_jpeg(bytes)) return read_jpeg_header(bytes, name);
-  return std::nullopt;
+// JPEG decoders fill a truncated file with gray and only warn; refuse it instead.
+bool is_truncated_jpeg(std::span<const uint8_t> bytes) {
+  if (!is_jpeg(bytes)) return false;
+  // The end-of-image marker may be followed by padding; look at the last bytes.
+  const std::size_t from = bytes.size() > 64 ? bytes.size() - 64 : 0;
+  for (std::size_t i = bytes.size() - 1; i > from; --i)
+    if (bytes[i - 1] == 0xFF && bytes[i] == 0xD9) return false;
+  return true;
 }
 
-cv::Mat decode_builtin(std::span<const uint8_t> bytes, const std::string& name, target_size target) {
-  if (is_png(bytes)) return decode_png(bytes, name);
-  if (is_jpeg(bytes)) return decode_jpeg(bytes, name, target);
+}  // namespace
+
+DecodeBuffers::DecodeBuffers() = default;
+DecodeBuffers::~DecodeBuffers() { libdeflate_free_decompressor(inflater); }
+
+void DecodeBuffers::trim(std::size_t keep_bytes) {
+  for (auto* buffer : {&pixels, &inflated, &joined})
+    if (buffer->capacity() > keep_bytes) std::vector<uint8_t>().swap(*buffer);
+  if (rows.capacity() * sizeof(void*) > keep_bytes) std::vector<void*>().swap(rows);
+}
+
+Pixels decode_builtin(std::span<const uint8_t> bytes, const std::string& name, target_size target,
+                      DecodeBuffers& buffers) {
+  if (bytes.empty()) throw image_error(name + ": file is empty (0 bytes)");
+  if (is_truncated_jpeg(bytes)) throw image_error(name + ": truncated JPEG (no end-of-image marker)");
+  if (is_png(bytes)) {
+    Pixels fast;
+    if (png_decode_fast(bytes, buffers, fast)) return fast;
+    return {decode_png_with_libpng(bytes, name, buffers), false};
+  }
+  if (is_jpeg(bytes)) return {decode_jpeg(bytes, name, target, buffers), false};
   throw image_error(name + ": not a readable image (this build decodes PNG and JPEG only)");
 }
 
