@@ -94,7 +94,13 @@ bool resize_uses_area_tables(int source_height, int source_width, int height, in
 // change and the rows the fused pass works in.
 struct Preprocessor {
   int source_height = -1, source_width = -1, height = -1, width = -1;
-  std::vector<AreaTap> x_taps, y_taps;
+  std::vector<AreaTap> y_taps;
+  // The horizontal taps, the same number (x_taps_per_pixel) for every
+  // destination pixel: those with fewer get taps of weight 0 at the end, which
+  // add +0.0 to a non-negative sum and so change no bit of it.
+  int x_taps_per_pixel = 0;
+  std::vector<int> x_from;
+  std::vector<float> x_weight;
   std::vector<uint8_t> gray_row;
   std::vector<float> row_sum, column_sum;
 
@@ -102,6 +108,9 @@ struct Preprocessor {
 
  private:
   void gray(const detail::Pixels& pixels, int y, uint8_t* out) const;
+  void set_x_taps(const std::vector<AreaTap>& taps);
+  template <int taps>
+  void horizontal(const uint8_t* gray, float* sums) const;
   void fused_area(const detail::Pixels& pixels, uint8_t* out);
 };
 
@@ -127,6 +136,43 @@ void Preprocessor::gray(const detail::Pixels& p, int y, uint8_t* out) const {
 // horizontal sums are the same for every destination row that takes it, so
 // they are computed once. FMA contraction is off for this file (CMake), so
 // every product is rounded before it is added, as in OpenCV's build.
+// float -> the nearest integer, ties to even (cvRound's rounding, in the
+// default rounding mode) without a libm call: adding 1.5 * 2^23 leaves no
+// fraction bits, so the sum is rounded, and subtracting it back is exact.
+// Valid for |x| < 2^22; the sums here are 0 to 255 and a little over.
+inline uint8_t round_saturate(float x) {
+  const float rounded = (x + 12582912.f) - 12582912.f;
+  return uint8_t(std::clamp(rounded, 0.f, 255.f));
+}
+
+void Preprocessor::set_x_taps(const std::vector<AreaTap>& taps) {
+  std::vector<int> count(std::size_t(width), 0);
+  for (const AreaTap& t : taps) ++count[std::size_t(t.to)];
+  x_taps_per_pixel = *std::max_element(count.begin(), count.end());
+  x_from.assign(std::size_t(width) * x_taps_per_pixel, 0);
+  x_weight.assign(std::size_t(width) * x_taps_per_pixel, 0.f);
+  std::fill(count.begin(), count.end(), 0);
+  for (const AreaTap& t : taps) {
+    const std::size_t slot = std::size_t(t.to) * x_taps_per_pixel + count[std::size_t(t.to)]++;
+    x_from[slot] = t.from;
+    x_weight[slot] = t.weight;
+  }
+}
+
+// A source row's horizontal sums: each destination pixel's taps in OpenCV's
+// order, from 0, in a register. `taps` = x_taps_per_pixel, or 0 for any count.
+template <int taps>
+void Preprocessor::horizontal(const uint8_t* gray_pixels, float* sums) const {
+  const int n = taps ? taps : x_taps_per_pixel;
+  const int* from = x_from.data();
+  const float* weight = x_weight.data();
+  for (int x = 0; x < width; ++x, from += n, weight += n) {
+    float sum = 0.f;
+    for (int j = 0; j < n; ++j) sum += float(gray_pixels[from[j]]) * weight[j];
+    sums[x] = sum;
+  }
+}
+
 void Preprocessor::fused_area(const detail::Pixels& p, uint8_t* out) {
   int row_of_sum = -1;
   std::size_t k = 0;
@@ -136,8 +182,11 @@ void Preprocessor::fused_area(const detail::Pixels& p, uint8_t* out) {
       const int s = y_taps[k].from;
       if (s != row_of_sum) {
         gray(p, s, gray_row.data());
-        std::fill(row_sum.begin(), row_sum.end(), 0.f);
-        for (const AreaTap& t : x_taps) row_sum[t.to] += float(gray_row[t.from]) * t.weight;
+        switch (x_taps_per_pixel) {  // the common counts unrolled
+          case 2: horizontal<2>(gray_row.data(), row_sum.data()); break;
+          case 3: horizontal<3>(gray_row.data(), row_sum.data()); break;
+          default: horizontal<0>(gray_row.data(), row_sum.data()); break;
+        }
         row_of_sum = s;
       }
       const float beta = y_taps[k].weight;
@@ -148,7 +197,7 @@ void Preprocessor::fused_area(const detail::Pixels& p, uint8_t* out) {
       first = false;
     }
     uint8_t* o = out + std::size_t(d) * width;
-    for (int x = 0; x < width; ++x) o[x] = uint8_t(std::clamp(std::lrintf(column_sum[x]), 0L, 255L));
+    for (int x = 0; x < width; ++x) o[x] = round_saturate(column_sum[x]);
   }
 }
 
@@ -169,11 +218,13 @@ void Preprocessor::run(const detail::Pixels& p, int h, int w, Tensor8& out, cons
       return;
     }
     if (v.height != source_height || v.width != source_width || h != height || w != width) {
+      source_height = v.height, source_width = v.width, height = h, width = w;
+      std::vector<AreaTap> x_taps;
       area_taps(v.width, w, 1. / (double(w) / v.width), x_taps);
+      set_x_taps(x_taps);
       area_taps(v.height, h, 1. / (double(h) / v.height), y_taps);
       row_sum.assign(std::size_t(w), 0.f);
       column_sum.assign(std::size_t(w), 0.f);
-      source_height = v.height, source_width = v.width, height = h, width = w;
     }
     fused_area(p, out.pixels.data());
     return;
