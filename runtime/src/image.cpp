@@ -140,9 +140,12 @@ void Preprocessor::gray(const detail::Pixels& p, int y, uint8_t* out) const {
 // default rounding mode) without a libm call: adding 1.5 * 2^23 leaves no
 // fraction bits, so the sum is rounded, and subtracting it back is exact.
 // Valid for |x| < 2^22; the sums here are 0 to 255 and a little over.
+// Written as selects the compiler turns into vector min/max.
 inline uint8_t round_saturate(float x) {
-  const float rounded = (x + 12582912.f) - 12582912.f;
-  return uint8_t(std::clamp(rounded, 0.f, 255.f));
+  float rounded = (x + 12582912.f) - 12582912.f;
+  rounded = rounded > 0.f ? rounded : 0.f;
+  rounded = rounded < 255.f ? rounded : 255.f;
+  return uint8_t(int(rounded));
 }
 
 void Preprocessor::set_x_taps(const std::vector<AreaTap>& taps) {
