@@ -67,7 +67,8 @@ class ImageLoader {
   std::unique_ptr<Buffers> buffers_;
 };
 
-// Decodes a file and pre-processes it (one ImageLoader::load). Throws
+// Decodes a file and pre-processes it (ImageLoader::load with a loader kept
+// per thread, so repeated calls reuse its buffers). Throws
 // image_error naming the file and the reason (missing, empty, not an image,
 // truncated/corrupt, too large).
 Tensor8 load_image(const std::filesystem::path& path, int height, int width);
