@@ -191,6 +191,18 @@ TEST(ImageDecode, BadBytesGiveErrorsNamingTheReason) {
   EXPECT_NE(decode_error(jpg), "");
 }
 
+// Fuzzing finding: a chunk claiming more bytes than the file holds made
+// libpng allocate them (990 MB for a 339-byte file) before finding the file
+// short. Refused from the chunk header, naming it.
+TEST(ImageDecode, ChunkLongerThanTheFileIsRefusedUnallocated) {
+  auto png = write_png(9, 7, PNG_COLOR_TYPE_RGB, 8, false, false, 11);
+  const std::vector<uint8_t> claim = {0x3b, 0x00, 0x00, 0x03, 't', 'E', 'X', 't', 'k', 0, 'v'};
+  png.insert(png.begin() + 8 + 25, claim.begin(), claim.end());  // after the signature and IHDR
+  EXPECT_NE(decode_error(png).find("x.img: not a readable image (truncated PNG: chunk tEXt claims 989855747 bytes"),
+            std::string::npos)
+      << decode_error(png);
+}
+
 // A few hundred bytes that claim 30000x30000 pixels (900 MB of gray): refused
 // from the header, before the decoder allocates them (the board has 512 MB).
 TEST(ImageDecode, HugeDimensionsAreRefusedFromTheHeader) {
