@@ -108,6 +108,24 @@ TEST(Preprocess, RandomAndOddSizesGiveOpenCvsPixels) {
   }
 }
 
+// Files through load_image, whose PNG path keeps RGB order: every channel
+// count and depth on every way through (fused shrink, same size, enlarging,
+// whole-number shrink), against OpenCV on cv::imread.
+TEST(Preprocess, PngFilesOfEveryKindAndPathGiveOpenCvsPixels) {
+  std::mt19937 rng(23);
+  test::TempDir dir;
+  const std::pair<int, int> sizes[] = {{256, 256}, {255, 255}, {300, 200}, {200, 300}, {510, 510}, {257, 999}};
+  for (const auto& [width, height] : sizes) {
+    for (int type : {CV_8UC1, CV_8UC3, CV_8UC4, CV_16UC1, CV_16UC3}) {
+      const auto file = dir / ("i" + std::to_string(width) + "x" + std::to_string(height) + "t" + std::to_string(type) + ".png");
+      ASSERT_TRUE(cv::imwrite(file.string(), random_image(width, height, type, rng)));
+      const auto want = opencv_gray_area(cv::imread(file.string(), cv::IMREAD_UNCHANGED), 255, 255);
+      const auto got = load_image(file, 255, 255).pixels;
+      EXPECT_TRUE(got == want) << file << ": " << first_difference(got, want, 255);
+    }
+  }
+}
+
 // The gray conversion alone (images of the model's size are not resized):
 // all 2^24 colours, 255x255 at a time, in BGR and BGRA.
 TEST(Preprocess, EveryColourGivesOpenCvsGray) {
