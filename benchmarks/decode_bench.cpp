@@ -5,7 +5,12 @@
 //   - decoding the file: cv::imdecode (the PC build's decoder before issue 17),
 //     libpng as OpenCV sets it up, and busi::decode_image (the libdeflate path);
 //   - pre-processing the decoded BGR pixels: cv::cvtColor + cv::resize(INTER_AREA)
-//     vs busi::preprocess (the fused pass).
+//     vs busi::preprocess (the fused pass);
+//   - all of it from the file: read + cv::imdecode + cvtColor + resize (what
+//     load_image did before issue 17) vs busi::ImageLoader::load (what each of
+//     busi-infer's workers does now, its buffers kept from image to image).
+// decode_image and preprocess allocate their outputs and copy decode_image's
+// pixels into OpenCV's BGR order on every call; the loader does neither.
 // Prints the median over rounds of the mean microseconds per image.
 //   decode_bench [folder] [rounds]     (default ../shared/busi, 5)
 #include <png.h>
@@ -88,6 +93,7 @@ int main(int argc, char** argv) {
   const std::filesystem::path folder = argc > 1 ? argv[1] : "../shared/busi";
   const int rounds = argc > 2 ? std::atoi(argv[2]) : 5;
   std::vector<std::vector<uint8_t>> files;
+  std::vector<std::filesystem::path> paths;
   std::vector<Idat> idats;
   std::vector<cv::Mat> decoded;
   for (const auto& path : busi::collect_images(folder)) {
@@ -98,6 +104,7 @@ int main(int argc, char** argv) {
     idats.push_back(idat_of(*bytes));
     decoded.push_back(cv::imdecode(*bytes, cv::IMREAD_UNCHANGED));
     files.push_back(std::move(*bytes));
+    paths.push_back(path);
   }
   if (files.empty()) {
     std::cerr << "decode_bench: no PNG under " << folder << "\n";
@@ -106,6 +113,8 @@ int main(int argc, char** argv) {
   std::vector<uint8_t> out(1 << 24);
   libdeflate_decompressor* inflater = libdeflate_alloc_decompressor();
   uint64_t sink = 0;  // keeps results alive
+  busi::ImageLoader loader;
+  busi::Tensor8 tensor;
   struct Candidate {
     const char* name;
     std::function<void(std::size_t)> run;
@@ -136,6 +145,18 @@ int main(int argc, char** argv) {
       {"pre-process: busi::preprocess (fused pass)", [&](std::size_t i) {
          const cv::Mat& m = decoded[i];
          sink += busi::preprocess({m.data, m.cols, m.rows, m.channels(), m.step[0], 1}, 255, 255).pixels[0];
+       }},
+      {"file to 255x255: read + cv::imdecode + cvtColor + resize (before)", [&](std::size_t i) {
+         std::string reason;
+         const auto bytes = busi::limits::read_file(paths[i], busi::limits::kImageFileBytes, reason);
+         cv::Mat gray, sized;
+         cv::cvtColor(cv::imdecode(*bytes, cv::IMREAD_UNCHANGED), gray, cv::COLOR_BGR2GRAY);
+         cv::resize(gray, sized, cv::Size(255, 255), 0, 0, cv::INTER_AREA);
+         sink += sized.data[0];
+       }},
+      {"file to 255x255: busi::ImageLoader::load (after)", [&](std::size_t i) {
+         loader.load(paths[i], 255, 255, tensor);
+         sink += tensor.pixels[0];
        }},
   };
   for (int r = 0; r < rounds; ++r)
