@@ -134,14 +134,8 @@ void Preprocessor::gray(const detail::Pixels& p, int y, uint8_t* out) const {
   for (int x = 0; x < n; ++x, row += channels) out[x] = gray_of(row[blue], row[1], row[red]);
 }
 
-// Gray conversion and cv::resize(INTER_AREA)'s area tables in one pass, in
-// OpenCV's float arithmetic and order (ResizeArea_Invoker): a source row's
-// horizontal sums start at 0 and add pixel * weight tap by tap; a destination
-// row's sum is the first source row's sums * its weight, then adds each next
-// one's; the result is rounded half to even and saturated. A source row's
-// horizontal sums are the same for every destination row that takes it, so
-// they are computed once. FMA contraction is off for this file (CMake), so
-// every product is rounded before it is added, as in OpenCV's build.
+namespace {
+
 // float -> the nearest integer, ties to even (cvRound's rounding, in the
 // default rounding mode), saturated to 0..255, without a libm call or a
 // branch: adding 1.5 * 2^23 leaves no fraction bits, so the float sum is the
@@ -187,6 +181,8 @@ void round_row(const float* sums, const float* row, float beta, int n, uint8_t* 
   for (; x < n; ++x) o[x] = round_saturate(sums ? sums[x] + beta * row[x] : beta * row[x]);
 }
 
+}  // namespace
+
 void Preprocessor::set_x_taps(const std::vector<AreaTap>& taps) {
   std::vector<int> count(std::size_t(width), 0);
   for (const AreaTap& t : taps) ++count[std::size_t(t.to)];
@@ -215,6 +211,14 @@ void Preprocessor::horizontal(const uint8_t* gray_pixels, float* sums) const {
   }
 }
 
+// Gray conversion and cv::resize(INTER_AREA)'s area tables in one pass, in
+// OpenCV's float arithmetic and order (ResizeArea_Invoker): a source row's
+// horizontal sums start at 0 and add pixel * weight tap by tap; a destination
+// row's sum is the first source row's sums * its weight, then adds each next
+// one's; the result is rounded half to even and saturated. A source row's
+// horizontal sums are the same for every destination row that takes it, so
+// they are computed once. FMA contraction is off for this file (CMake), so
+// every product is rounded before it is added, as in OpenCV's build.
 void Preprocessor::fused_area(const detail::Pixels& p, uint8_t* out) {
   int row_of_sum = -1;
   std::size_t k = 0;
