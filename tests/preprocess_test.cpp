@@ -95,7 +95,7 @@ TEST(Preprocess, RandomAndOddSizesGiveOpenCvsPixels) {
                              {200, 300, 255, 255}, {3, 700, 1, 255},     {700, 3, 255, 1},     {999, 998, 7, 5},
                              {256, 256, 128, 128}, {256, 256, 100, 37},  {33, 17, 32, 16},     {1280, 720, 255, 255}};
   std::uniform_int_distribution<int> size(2, 1400), target(1, 400);
-  // A fifth of the random ones under qemu (ARM builds), where they take ~25 s.
+  // A fifth of the random ones under qemu (ARM builds), where all of them take ~28 s.
   const int random_cases = test::busi_image_stride == 1 ? 40 : 8;
   for (int i = 0; i < random_cases; ++i) cases.push_back({size(rng), size(rng), 255, 255});
   for (int i = 0; i < random_cases / 2; ++i) cases.push_back({size(rng), size(rng), target(rng), target(rng)});
