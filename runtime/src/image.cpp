@@ -355,7 +355,7 @@ ImageLoader::ImageLoader() : buffers_(std::make_unique<Buffers>()) {}
 ImageLoader::~ImageLoader() = default;
 
 void ImageLoader::load(const fs::path& path, int height, int width, Tensor8& out) {
-  const std::string name = path.string();
+  const std::string& name = path.native();  // errors name the file; no copy per image (POSIX paths are strings)
   std::string reason;
   if (!limits::read_file_into(path, limits::kImageFileBytes, buffers_->file, reason))
     throw image_error(name + ": " + reason);
