@@ -1,23 +1,60 @@
 #!/usr/bin/env bash
-# End-to-end busi-infer over a folder (decode, pre-process, infer, report):
-# images per second at 1 and 2 threads and peak resident memory, run
-# alternately (1, 2, 1, 2, ...) so both see the same machine load.
-# Usage: benchmarks/e2e_busi_infer.sh [build-dir] [images-dir] [rounds] [backend]
+# End-to-end busi-infer over a folder (read, decode, pre-process, infer,
+# report): images per second at 1 and 2 threads and peak resident memory, run
+# alternately so every configuration sees the same machine load. With a second
+# build (an older revision built the same way), both are run side by side in
+# each round (before t1, after t1, before t2, after t2), the per-image answers
+# (file, class, logits) are compared, and the ratios after / before are printed.
+# Usage: benchmarks/e2e_busi_infer.sh [build-dir] [images-dir] [rounds] [backend] [before-build-dir]
 set -euo pipefail
 build=${1:-build}
 images=${2:-../shared/busi}
 rounds=${3:-3}
 backend=${4:-cpu_int}
-bin="$build/tools/busi-infer"
+before=${5:-}
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
 
-printf "| threads | round | images | images/s | peak RSS (MB) | anonymous RSS at end (MB) |\n|---|---|---|---|---|---|\n"
+echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo
+printf "| build | threads | round | images | images/s | peak RSS (MB) | anonymous RSS at end (MB) |\n|---|---|---|---|---|---|---|\n"
 for round in $(seq "$rounds"); do
   for threads in 1 2; do
-    "$bin" --backend "$backend" --no-progress --format json --threads "$threads" "$images" |
+    for which in ${before:+before} after; do
+      dir=$build
+      [ "$which" = before ] && dir=$before
+      "$dir/tools/busi-infer" --backend "$backend" --no-progress --format json --threads "$threads" "$images" \
+        >"$out/$which-$threads-$round.json"
       /usr/bin/python3 -c '
 import json, sys
-s = json.load(sys.stdin)["summary"]
-print("| %d | %s | %d | %.1f | %.1f | %.1f |" % (s["threads"], sys.argv[1], s["classified"],
-      s["images_per_second"], s["peak_rss_mb"], s["anon_rss_mb_at_end"]))' "$round"
+s = json.load(open(sys.argv[1]))["summary"]
+print("| %s | %d | %s | %d | %.1f | %.1f | %.1f |" % (sys.argv[2], s["threads"], sys.argv[3], s["classified"],
+      s["images_per_second"], s["peak_rss_mb"], s["anon_rss_mb_at_end"]))' "$out/$which-$threads-$round.json" "$which" "$round"
+    done
   done
 done
+echo
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+[ -n "$before" ] || exit 0
+
+# Ratios per round and thread count, and the answers compared.
+/usr/bin/python3 - "$out" "$rounds" <<'PY'
+import json, statistics, sys
+out, rounds = sys.argv[1], int(sys.argv[2])
+load = lambda w, t, r: json.load(open(f"{out}/{w}-{t}-{r}.json"))
+print()
+print("| threads | after / before images/s, each round | median | peak RSS before -> after (MB) |")
+print("|---|---|---|---|")
+for t in (1, 2):
+    ratios = [load("after", t, r)["summary"]["images_per_second"] / load("before", t, r)["summary"]["images_per_second"]
+              for r in range(1, rounds + 1)]
+    rss_b = max(load("before", t, r)["summary"]["peak_rss_mb"] for r in range(1, rounds + 1))
+    rss_a = max(load("after", t, r)["summary"]["peak_rss_mb"] for r in range(1, rounds + 1))
+    print("| %d | %s | %.2fx | %.1f -> %.1f |" % (t, ", ".join("%.2fx" % x for x in ratios), statistics.median(ratios), rss_b, rss_a))
+answers = lambda doc: [(i["file"], i.get("class"), i.get("logits"), i.get("error")) for i in doc["images"]]
+reference = answers(load("before", 1, 1))
+same = all(answers(load(w, t, r)) == reference for w in ("before", "after") for t in (1, 2) for r in range(1, rounds + 1))
+print()
+print("answers (file, class, logits) of every run identical to the first: %s (%d images)" % ("yes" if same else "NO", len(reference)))
+sys.exit(0 if same else 1)
+PY

@@ -1,8 +1,8 @@
 # BUSI_STATIC_THIRD_PARTY: the board package. Links OpenCV's core and imgproc,
-# libpng, libjpeg, zlib and Boost.Program_options from their static archives
+# libpng, libjpeg, libdeflate, zlib and Boost.Program_options from their static archives
 # (Debian ships them all), so the programs need none of Debian's sonames on the
 # board: PYNQ's Ubuntu 22.04 has OpenCV 4.5.4 (libopencv_core.so.4.5d) where
-# Debian 12 has 4.6 (.so.406). Images are decoded by the built-in decoder
+# Debian 12 has 4.6 (.so.406). Images are decoded by libdeflate/libpng and libjpeg
 # (OpenCV's imgcodecs would drag GDAL and its closure along). The few shared
 # libraries the archives still need (TBB for cv::parallel_for_, libGLX for
 # OpenCV's OpenGL interop) are installed beside the programs by
@@ -28,7 +28,7 @@ target_include_directories(busi_opencv_static SYSTEM INTERFACE ${busi_opencv_inc
 target_link_libraries(busi_opencv_static INTERFACE
   ${busi_opencv_imgproc} ${busi_opencv_core} ZLIB::ZLIB ${busi_tbb} ${busi_glx} ${CMAKE_DL_LIBS} Threads::Threads)
 set(OpenCV_LIBS busi_opencv_static)
-set(OpenCV_imgcodecs_FOUND FALSE)
+set(BUSI_OPENCV_IMGPROC_LIBS busi_opencv_static)
 
 # The programs look for the bundled libraries in <prefix>/lib/busi-infer. As
 # DT_RPATH, not the linker's default DT_RUNPATH: a RUNPATH serves only the

@@ -34,8 +34,8 @@ packages=(
   # OpenCVConfig.cmake, which find_package(OpenCV) needs.
   libopencv-dev
   nlohmann-json3-dev zlib1g-dev
-  # the built-in image decoder (libpng, libjpeg), linked statically into the board package
-  libpng-dev libjpeg62-turbo-dev
+  # the image decoder (libpng, libjpeg, libdeflate), linked statically into the board package
+  libpng-dev libjpeg62-turbo-dev libdeflate-dev
   # busi-infer CLI
   libboost-program-options-dev
   # tests

@@ -9,8 +9,8 @@ packages=(
   build-essential cmake pkg-config git
   # runtime core and CLI
   libopencv-dev libboost-program-options-dev nlohmann-json3-dev zlib1g-dev
-  # the built-in image decoder (the board package's)
-  libpng-dev libjpeg62-turbo-dev
+  # the image decoder
+  libpng-dev libjpeg62-turbo-dev libdeflate-dev
   # the fpga backend's .hwh reader (linked statically)
   libpugixml-dev
   # tests (python3-skimage: sample photographs and medical images for the

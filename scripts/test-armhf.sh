@@ -2,7 +2,7 @@
 # The armhf (PYNQ-Z1 Cortex-A9) leg of the tests, in two builds:
 #  1. <build>: the runtime, cpu_int with its NEON path, the fpga backend, the
 #     CLIs and their tests, cross-built with cmake/toolchains/armhf-linux-gnueabihf.cmake
-#     and the built-in image decoder; every test runs through ctest under
+#     and the image decoder; every test runs through ctest under
 #     qemu-arm -cpu cortex-a9.
 #  2. <build>/package: what a board installs. Third-party code linked statically
 #     (cmake/static_third_party.cmake), the few shared libraries that remain
@@ -24,7 +24,7 @@ data=${BUSI_DATA:-../shared/busi}
 # cpu_ref (oneDNN) and the Python module are x86/host-only here: Debian has no
 # use for them on the board and the sysroot does not carry their libraries.
 board_options=(-DCMAKE_BUILD_TYPE=Release -DBUSI_BACKEND_CPU_INT=ON -DBUSI_BACKEND_FPGA=ON -DBUSI_BACKEND_CPU_REF=OFF
-               -DBUSI_BUILD_PYTHON=OFF -DBUSI_BUILD_BENCHMARKS=OFF -DBUSI_IMAGE_DECODER=builtin)
+               -DBUSI_BUILD_PYTHON=OFF -DBUSI_BUILD_BENCHMARKS=OFF)
 cmake -S . -B "$build" -DCMAKE_TOOLCHAIN_FILE=$toolchain "${board_options[@]}" -DBUSI_BUILD_TESTS=ON
 cmake --build "$build" -j"$jobs"
 ctest --test-dir "$build" --output-on-failure -j"$jobs" --timeout 900

@@ -97,22 +97,27 @@ std::vector<ImageResult> classify_files(const std::vector<std::filesystem::path>
   auto worker = [&](std::size_t t) {
     Classifier& classifier = *classifiers[t];
     const int h = model.input.height, w = model.input.width;
+    // Kept from batch to batch: the reader's buffers and the inputs' pixels.
+    ImageLoader loader;
+    std::vector<Tensor8> inputs;
+    std::vector<std::size_t> index;
     for (;;) {
       const std::size_t first = next_batch.fetch_add(batch);
       if (first >= results.size()) break;
       const std::size_t last = std::min(results.size(), first + batch);
       const auto t0 = std::chrono::steady_clock::now();
-      std::vector<Tensor8> inputs;
-      std::vector<std::size_t> index;
+      index.clear();
       for (std::size_t i = first; i < last; ++i) {
+        if (inputs.size() <= index.size()) inputs.emplace_back();
         try {
-          inputs.push_back(load_image(results[i].file, h, w));
+          loader.load(results[i].file, h, w, inputs[index.size()]);
           index.push_back(i);
           if (model.seen_images) results[i].seen = model.has_seen(inputs.back());
         } catch (const std::exception& e) {
           results[i].error = e.what();
         }
       }
+      inputs.resize(index.size());
       if (!inputs.empty()) {
         try {
           auto predictions = classifier.classify_batch(inputs);

@@ -1,23 +1,30 @@
 #pragma once
-// The image decoders behind busi::load_image and busi::decode_image. Both give
-// cv::imdecode(IMREAD_UNCHANGED)'s layout: 8- or 16-bit, 1 (gray), 3 (BGR) or
-// 4 (BGRA) channels. Both throw image_error naming the file and the reason.
+// The image decoder behind busi::load_image and busi::decode_image: PNG
+// through libdeflate (the common 8-bit kinds) or libpng (every other kind),
+// JPEG through libjpeg-turbo. It gives the pixels of cv::imdecode(bytes,
+// IMREAD_UNCHANGED): 8- or 16-bit, 1 (gray), 3 or 4 channels, in OpenCV's
+// BGR(A) order unless Pixels::rgb_order says the PNG's own RGB(A) order was
+// kept. It throws image_error naming the file and the reason.
 //
 // Memory: before a pixel is decoded, the header is read and the memory the
 // decode will take (image_header::work_bytes) is checked against
-// limits::kDecodeBytes, on both paths, so a small file claiming a huge image
-// is refused at the cost of its header.
+// limits::kDecodeBytes, so a small file claiming a huge image is refused at
+// the cost of its header.
 #include <cstdint>
-#include <opencv2/core.hpp>
-#include <optional>
+#include <memory>
 #include <span>
 #include <string>
+#include <vector>
+
+#include "busi/image.hpp"
+
+struct libdeflate_decompressor;
 
 namespace busi::detail {
 
 // What a header says about the image its decoder would produce.
 struct image_header {
-  const char* format = "";  // "PNG", "JPEG", "BMP", "PNM"
+  const char* format = "";  // "PNG", "JPEG"
   uint64_t width = 0, height = 0;
   int channels = 0, bytes_per_sample = 1;  // as cv::imdecode(IMREAD_UNCHANGED) gives them
   uint64_t work_bytes = 0;  // the decoded pixels plus the decoder's own whole-image buffers
@@ -40,18 +47,29 @@ int jpeg_scale_denominator(const image_header& header, target_size target);
 // work_bytes exceed limits::kDecodeBytes.
 void check_decode_budget(const image_header& header, const std::string& name);
 
-// cv::imdecode: PNG and JPEG (sized by read_builtin_header), BMP and PNM (sized
-// here); every other format OpenCV could read (TIFF, WebP, OpenEXR, ...) is
-// refused, because its memory cannot be checked before decoding. Only in
-// builds with BUSI_DECODER_OPENCV.
-cv::Mat decode_opencv(std::span<const uint8_t> bytes, const std::string& name, target_size target = {});
+// Decoded pixels in DecodeBuffers; valid until the next decode with them.
+struct Pixels {
+  ImageView view;
+  bool rgb_order = false;  // 3 or 4 channels in R, G, B(, A) order rather than OpenCV's B, G, R(, A)
+};
 
-// libpng and libjpeg directly: PNG and JPEG only. Only in builds with BUSI_DECODER_BUILTIN.
-cv::Mat decode_builtin(std::span<const uint8_t> bytes, const std::string& name, target_size target = {});
+// The decoder's storage, kept from one image to the next (busi::ImageLoader).
+struct DecodeBuffers {
+  DecodeBuffers();
+  ~DecodeBuffers();
+  DecodeBuffers(const DecodeBuffers&) = delete;
+  DecodeBuffers& operator=(const DecodeBuffers&) = delete;
+  std::vector<uint8_t> pixels;    // the decoded image (libpng, libjpeg, expanded gray+alpha)
+  std::vector<uint8_t> inflated;  // PNG fast path: the image's rows, filter byte first, unfiltered in place
+  std::vector<uint8_t> joined;    // PNG fast path: the IDAT chunks' data, when there are several
+  std::vector<void*> rows;        // libpng's and libjpeg's row pointers
+  libdeflate_decompressor* inflater = nullptr;
+  // Frees what a large image grew beyond `keep_bytes`.
+  void trim(std::size_t keep_bytes);
+};
 
-// The built-in decoder's header reading (libpng's png_read_info, libjpeg's
-// jpeg_read_header) on its own: the header of a PNG or JPEG, nullopt for other
-// formats. Throws image_error for a PNG or JPEG whose header is corrupt.
-std::optional<image_header> read_builtin_header(std::span<const uint8_t> bytes, const std::string& name);
+// Decodes a PNG or JPEG (anything else is refused by name) into `buffers`.
+Pixels decode_builtin(std::span<const uint8_t> bytes, const std::string& name, target_size target,
+                      DecodeBuffers& buffers);
 
 }  // namespace busi::detail

@@ -1,17 +1,28 @@
 // Decoding and the gray-area-v1 pre-processing (docs/preprocessing.md). The
-// training code makes the same OpenCV calls in the same order.
+// training code makes the OpenCV calls this file computes: cvtColor to gray,
+// then resize with INTER_AREA. The common case (8-bit pixels, shrunk by a
+// scale that is not a whole number, or not resized at all) is one fused pass
+// that gives OpenCV's bytes exactly (tests/preprocess_test.cpp checks it on
+// every BUSI and BUS-BRA image); 16-bit images and the other resize cases
+// (enlarging, shrinking by a whole number) call OpenCV itself.
 #include "busi/image.hpp"
 
 #include <algorithm>
-#include <cerrno>
+#include <bit>
+#include <cfloat>
+#include <cmath>
 #include <cstring>
-#include <fstream>
 #include <opencv2/core.hpp>
 #include <opencv2/imgproc.hpp>
 
 #include "busi/error.hpp"
 #include "busi/limits.hpp"
 #include "decode.hpp"
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#elif defined(__ARM_NEON)
+#include <arm_neon.h>
+#endif
 
 namespace busi {
 
@@ -41,65 +52,290 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Mean of |B - G| + |G - R| over the pixels of an 8-bit BGR(A) image: 0 for a
-// gray image stored as colour (every BUSI and BUS-BRA file), large for a photo.
-float mean_colour(const cv::Mat& bgr) {
-  std::vector<cv::Mat> planes;
-  cv::split(bgr, planes);
-  cv::Mat bg, gr;
-  cv::absdiff(planes[0], planes[1], bg);
-  cv::absdiff(planes[1], planes[2], gr);
-  return float(cv::mean(bg)[0] + cv::mean(gr)[0]);
+// cv::cvtColor's BGR -> gray for 8-bit pixels (RGB2Gray<uchar>): BT.601
+// weights in 15-bit fixed point (OpenCV's BY15, GY15, RY15), rounded half up.
+// The three weights sum to 2^15, so a gray pixel stays itself.
+constexpr int kGrayShift = 15, kBlueWeight = 3735, kGreenWeight = 19235, kRedWeight = 9798;
+inline uint8_t gray_of(int blue, int green, int red) {
+  return uint8_t((blue * kBlueWeight + green * kGreenWeight + red * kRedWeight + (1 << (kGrayShift - 1))) >> kGrayShift);
 }
 
-Tensor8 to_model_input(const cv::Mat& decoded, int height, int width, const std::string& name) {
-  if (decoded.empty()) throw image_error(name + ": image is empty (0x0)");
-  if (height <= 0 || width <= 0 || height > 8192 || width > 8192)
-    throw image_error(name + ": model input size " + std::to_string(width) + "x" + std::to_string(height) +
-                      " out of range (1 to 8192)");
-  // Decoded files were checked from their header; this catches pixels handed
-  // in directly (preprocess), whose 8-bit and gray copies are made below.
-  const uint64_t bytes = uint64_t(decoded.cols) * uint64_t(decoded.rows) * uint64_t(decoded.elemSize());
-  if (bytes > limits::kDecodeBytes)
-    throw image_error(name + ": image of " + std::to_string(decoded.cols) + "x" + std::to_string(decoded.rows) +
-                      " pixels (" + std::to_string(bytes) + " bytes) is too large (limit " +
-                      std::to_string(limits::kDecodeBytes) + " bytes)");
-  cv::Mat eight = decoded;
-  if (decoded.depth() == CV_16U) {
-    decoded.convertTo(eight, CV_8U, 1.0 / 257.0);
-  } else if (decoded.depth() != CV_8U) {
-    throw image_error(name + ": pixel depth not supported (8-bit or 16-bit unsigned integers only)");
-  }
-  cv::Mat gray;
-  float colour = 0;
-  switch (eight.channels()) {
-    case 1: gray = eight; break;
-    case 3: cv::cvtColor(eight, gray, cv::COLOR_BGR2GRAY); colour = mean_colour(eight); break;
-    case 4: cv::cvtColor(eight, gray, cv::COLOR_BGRA2GRAY); colour = mean_colour(eight); break;
-    default:
-      throw image_error(name + ": " + std::to_string(eight.channels()) + " channels not supported (1, 3 or 4)");
-  }
-  cv::Mat sized = gray;
-  if (gray.rows != height || gray.cols != width) cv::resize(gray, sized, cv::Size(width, height), 0, 0, cv::INTER_AREA);
+// One tap of INTER_AREA along one axis: destination `to` takes `weight` of source `from`.
+struct AreaTap {
+  int from, to;
+  float weight;
+};
 
-  Tensor8 out{height, width, std::vector<uint8_t>(std::size_t(height) * width), decoded.rows, decoded.cols, colour};
-  for (int y = 0; y < height; ++y) std::memcpy(out.pixels.data() + std::size_t(y) * width, sized.ptr(y), width);
-  return out;
+// cv::resize's INTER_AREA weights along one axis for a shrink by `scale`
+// (OpenCV's computeResizeAreaTab): each destination cell covers `scale`
+// source pixels, the partly covered ones at its ends by their covered part.
+// The weights are computed in double and stored as float, as OpenCV does.
+void area_taps(int source, int destination, double scale, std::vector<AreaTap>& taps) {
+  taps.clear();
+  for (int d = 0; d < destination; ++d) {
+    const double begin = d * scale, end = begin + scale;
+    const double cell = std::min(scale, source - begin);
+    int first = int(std::ceil(begin)), last = int(std::floor(end));
+    last = std::min(last, source - 1);
+    first = std::min(first, last);
+    if (first - begin > 1e-3) taps.push_back({first - 1, d, float((first - begin) / cell)});
+    for (int s = first; s < last; ++s) taps.push_back({s, d, float(1.0 / cell)});
+    if (end - last > 1e-3) taps.push_back({last, d, float(std::min(std::min(end - last, 1.), cell) / cell)});
+  }
 }
 
-// JPEG decoders fill a truncated file with gray and only warn; refuse it instead.
-bool is_truncated_jpeg(std::span<const uint8_t> bytes) {
-  if (bytes.size() < 3 || bytes[0] != 0xFF || bytes[1] != 0xD8 || bytes[2] != 0xFF) return false;
-  // The end-of-image marker may be followed by padding; look at the last bytes.
-  const std::size_t from = bytes.size() > 64 ? bytes.size() - 64 : 0;
-  for (std::size_t i = bytes.size() - 1; i > from; --i)
-    if (bytes[i - 1] == 0xFF && bytes[i] == 0xD9) return false;
-  return true;
+// How cv::resize(INTER_AREA) computes a size change: the area tables for a
+// shrink in both directions by a scale that is not a whole number in both;
+// OpenCV's integer averaging (a whole-number shrink) or its area-weighted
+// bilinear interpolation (an enlargement in either direction) otherwise.
+bool resize_uses_area_tables(int source_height, int source_width, int height, int width) {
+  const double scale_x = 1. / (double(width) / source_width), scale_y = 1. / (double(height) / source_height);
+  if (scale_x < 1 || scale_y < 1) return false;
+  const bool whole = std::abs(scale_x - std::lround(scale_x)) < DBL_EPSILON &&
+                     std::abs(scale_y - std::lround(scale_y)) < DBL_EPSILON;
+  return !whole;
+}
+
+// The pre-processing's reusable state: the area tables of the last size
+// change and the rows the fused pass works in.
+struct Preprocessor {
+  int source_height = -1, source_width = -1, height = -1, width = -1;
+  std::vector<AreaTap> y_taps;
+  // The horizontal taps, the same number (x_taps_per_pixel) for every
+  // destination pixel: those with fewer get taps of weight 0 at the end, which
+  // add +0.0 to a non-negative sum and so change no bit of it.
+  int x_taps_per_pixel = 0;
+  std::vector<int> x_from;
+  std::vector<float> x_weight;
+  std::vector<uint8_t> gray_row;
+  std::vector<float> row_sum, column_sum;
+
+  void run(const detail::Pixels& pixels, int height, int width, Tensor8& out, const std::string& name);
+
+ private:
+  void gray(const detail::Pixels& pixels, int y, uint8_t* out) const;
+  void set_x_taps(const std::vector<AreaTap>& taps);
+  template <int taps>
+  void horizontal(const uint8_t* gray, float* sums) const;
+  void fused_area(const detail::Pixels& pixels, uint8_t* out);
+};
+
+}  // namespace
+
+namespace {
+
+// Mean of |B - G| + |G - R| over the pixels (8-bit values; 16-bit ones as
+// value / 257, rounded, as the conversion to 8 bits): 0 for a gray image stored
+// as colour (every BUSI and BUS-BRA file), large for a photo. The gate reads it
+// (Tensor8::source_colour); the sum is symmetric in B and R, so either channel
+// order gives the same.
+float mean_colour(const ImageView& v) {
+  if (v.channels < 3) return 0;
+  uint64_t total = 0;
+  for (int y = 0; y < v.height; ++y) {
+    const uint8_t* row = v.data + v.stride * std::size_t(y);
+    uint32_t row_total = 0;  // at most 510 * 8192: no overflow
+    if (v.bytes_per_channel == 1) {
+      for (int x = 0; x < v.width; ++x, row += v.channels)
+        row_total += uint32_t(std::abs(row[0] - row[1]) + std::abs(row[1] - row[2]));
+    } else {
+      const auto eight = [](const uint8_t* at) {
+        uint16_t value;
+        std::memcpy(&value, at, 2);
+        return int(std::lround(value / 257.0));
+      };
+      for (int x = 0; x < v.width; ++x, row += 2 * v.channels) {
+        const int b = eight(row), g = eight(row + 2), r = eight(row + 4);
+        row_total += uint32_t(std::abs(b - g) + std::abs(g - r));
+      }
+    }
+    total += row_total;
+  }
+  return float(double(total) / (double(v.width) * v.height));
 }
 
 }  // namespace
 
-Tensor8 preprocess(const ImageView& image, int height, int width) {
+void Preprocessor::gray(const detail::Pixels& p, int y, uint8_t* out) const {
+  const uint8_t* row = p.view.data + p.view.stride * std::size_t(y);
+  const int n = p.view.width, channels = p.view.channels;
+  if (channels == 1) {
+    std::memcpy(out, row, std::size_t(n));
+    return;
+  }
+  // Pixels in R, G, B order give their first byte the red weight instead.
+  const int blue = p.rgb_order ? 2 : 0, red = p.rgb_order ? 0 : 2;
+  for (int x = 0; x < n; ++x, row += channels) out[x] = gray_of(row[blue], row[1], row[red]);
+}
+
+namespace {
+
+// float -> the nearest integer, ties to even (cvRound's rounding, in the
+// default rounding mode), saturated to 0..255, without a libm call or a
+// branch: adding 1.5 * 2^23 leaves no fraction bits, so the float sum is the
+// rounded value, held in the low bits of its pattern. Valid for |x| < 2^22;
+// the sums here are 0 to 255 and a little over.
+inline uint8_t round_saturate(float x) {
+  const int32_t rounded = std::bit_cast<int32_t>(x + 12582912.f) - 0x4B400000;
+  return uint8_t(rounded < 0 ? 0 : rounded > 255 ? 255 : rounded);
+}
+
+// One destination row's last step: o[x] = round_saturate(sums[x] + beta *
+// row[x]), or of beta * row[x] alone when `sums` is null, four pixels at a
+// time in SSE2 or NEON registers. The same float operations in the same order
+// as the scalar code: vector and scalar multiplies and adds round alike
+// (NEON flushes subnormals to zero, but no product or sum here is subnormal:
+// they are 0 or at least a weight of ~1e-3 times a gray level of 1), and the
+// saturating narrowings clamp to 0..255.
+void round_row(const float* sums, const float* row, float beta, int n, uint8_t* o) {
+  int x = 0;
+#if defined(__SSE2__)
+  const __m128 b = _mm_set1_ps(beta), magic = _mm_set1_ps(12582912.f);
+  const __m128i magic_bits = _mm_set1_epi32(0x4B400000);
+  for (; x + 4 <= n; x += 4) {
+    __m128 v = _mm_mul_ps(b, _mm_loadu_ps(row + x));
+    if (sums) v = _mm_add_ps(_mm_loadu_ps(sums + x), v);
+    const __m128i rounded = _mm_sub_epi32(_mm_castps_si128(_mm_add_ps(v, magic)), magic_bits);
+    const __m128i narrow = _mm_packus_epi16(_mm_packs_epi32(rounded, rounded), _mm_setzero_si128());
+    const uint32_t four = uint32_t(_mm_cvtsi128_si32(narrow));
+    std::memcpy(o + x, &four, 4);
+  }
+#elif defined(__ARM_NEON)
+  const float32x4_t magic = vdupq_n_f32(12582912.f);
+  const int32x4_t magic_bits = vdupq_n_s32(0x4B400000);
+  for (; x + 4 <= n; x += 4) {
+    float32x4_t v = vmulq_n_f32(vld1q_f32(row + x), beta);
+    if (sums) v = vaddq_f32(vld1q_f32(sums + x), v);
+    const int32x4_t rounded = vsubq_s32(vreinterpretq_s32_f32(vaddq_f32(v, magic)), magic_bits);
+    const uint16x4_t narrow16 = vqmovun_s32(rounded);
+    const uint8x8_t narrow = vqmovn_u16(vcombine_u16(narrow16, narrow16));
+    vst1_lane_u32(reinterpret_cast<uint32_t*>(o + x), vreinterpret_u32_u8(narrow), 0);
+  }
+#endif
+  for (; x < n; ++x) o[x] = round_saturate(sums ? sums[x] + beta * row[x] : beta * row[x]);
+}
+
+}  // namespace
+
+void Preprocessor::set_x_taps(const std::vector<AreaTap>& taps) {
+  std::vector<int> count(std::size_t(width), 0);
+  for (const AreaTap& t : taps) ++count[std::size_t(t.to)];
+  x_taps_per_pixel = *std::max_element(count.begin(), count.end());
+  x_from.assign(std::size_t(width) * x_taps_per_pixel, 0);
+  x_weight.assign(std::size_t(width) * x_taps_per_pixel, 0.f);
+  std::fill(count.begin(), count.end(), 0);
+  for (const AreaTap& t : taps) {
+    const std::size_t slot = std::size_t(t.to) * x_taps_per_pixel + count[std::size_t(t.to)]++;
+    x_from[slot] = t.from;
+    x_weight[slot] = t.weight;
+  }
+}
+
+// A source row's horizontal sums: each destination pixel's taps in OpenCV's
+// order, from 0, in a register. `taps` = x_taps_per_pixel, or 0 for any count.
+template <int taps>
+void Preprocessor::horizontal(const uint8_t* gray_pixels, float* sums) const {
+  const int n = taps ? taps : x_taps_per_pixel;
+  const int* from = x_from.data();
+  const float* weight = x_weight.data();
+  for (int x = 0; x < width; ++x, from += n, weight += n) {
+    float sum = 0.f;
+    for (int j = 0; j < n; ++j) sum += float(gray_pixels[from[j]]) * weight[j];
+    sums[x] = sum;
+  }
+}
+
+// Gray conversion and cv::resize(INTER_AREA)'s area tables in one pass, in
+// OpenCV's float arithmetic and order (ResizeArea_Invoker): a source row's
+// horizontal sums start at 0 and add pixel * weight tap by tap; a destination
+// row's sum is the first source row's sums * its weight, then adds each next
+// one's; the result is rounded half to even and saturated. A source row's
+// horizontal sums are the same for every destination row that takes it, so
+// they are computed once. FMA contraction is off for this file (CMake), so
+// every product is rounded before it is added, as in OpenCV's build.
+void Preprocessor::fused_area(const detail::Pixels& p, uint8_t* out) {
+  int row_of_sum = -1;
+  std::size_t k = 0;
+  for (int d = 0; d < height; ++d) {
+    uint8_t* o = out + std::size_t(d) * width;
+    const std::size_t first = k;
+    for (; k < y_taps.size() && y_taps[k].to == d; ++k) {
+      const int s = y_taps[k].from;
+      if (s != row_of_sum) {
+        gray(p, s, gray_row.data());
+        switch (x_taps_per_pixel) {  // the common counts unrolled
+          case 2: horizontal<2>(gray_row.data(), row_sum.data()); break;
+          case 3: horizontal<3>(gray_row.data(), row_sum.data()); break;
+          default: horizontal<0>(gray_row.data(), row_sum.data()); break;
+        }
+        row_of_sum = s;
+      }
+      const float beta = y_taps[k].weight;
+      const bool last = k + 1 == y_taps.size() || y_taps[k + 1].to != d;
+      // The first tap sets the sums, the next ones add to them; the last one's
+      // sums are rounded in the same loop rather than stored first.
+      if (last)
+        round_row(k == first ? nullptr : column_sum.data(), row_sum.data(), beta, width, o);
+      else if (k == first)
+        for (int x = 0; x < width; ++x) column_sum[x] = beta * row_sum[x];
+      else
+        for (int x = 0; x < width; ++x) column_sum[x] += beta * row_sum[x];
+    }
+  }
+}
+
+void Preprocessor::run(const detail::Pixels& p, int h, int w, Tensor8& out, const std::string& name) {
+  const ImageView& v = p.view;
+  if (!v.data || v.width <= 0 || v.height <= 0) throw image_error(name + ": image is empty (0x0)");
+  if (h <= 0 || w <= 0 || h > 8192 || w > 8192)
+    throw image_error(name + ": model input size " + std::to_string(w) + "x" + std::to_string(h) +
+                      " out of range (1 to 8192)");
+  out.height = h;
+  out.width = w;
+  out.source_height = v.height;
+  out.source_width = v.width;
+  out.source_colour = mean_colour(v);
+  out.pixels.resize(std::size_t(h) * w);
+  const bool same_size = v.height == h && v.width == w;
+  if (v.bytes_per_channel == 1 && (same_size || resize_uses_area_tables(v.height, v.width, h, w))) {
+    if (gray_row.size() < std::size_t(v.width)) gray_row.resize(std::size_t(v.width));
+    if (same_size) {
+      for (int y = 0; y < h; ++y) gray(p, y, out.pixels.data() + std::size_t(y) * w);
+      return;
+    }
+    if (v.height != source_height || v.width != source_width || h != height || w != width) {
+      source_height = v.height, source_width = v.width, height = h, width = w;
+      std::vector<AreaTap> x_taps;
+      area_taps(v.width, w, 1. / (double(w) / v.width), x_taps);
+      set_x_taps(x_taps);
+      area_taps(v.height, h, 1. / (double(h) / v.height), y_taps);
+      row_sum.assign(std::size_t(w), 0.f);
+      column_sum.assign(std::size_t(w), 0.f);
+    }
+    fused_area(p, out.pixels.data());
+    return;
+  }
+  // OpenCV itself: 16-bit -> 8-bit (value / 257, rounded), gray, resize.
+  const int type = CV_MAKETYPE(v.bytes_per_channel == 2 ? CV_16U : CV_8U, v.channels);
+  const cv::Mat view(v.height, v.width, type, const_cast<uint8_t*>(v.data), v.stride);
+  cv::Mat eight = view;
+  if (v.bytes_per_channel == 2) view.convertTo(eight, CV_8U, 1.0 / 257.0);
+  cv::Mat gray;
+  switch (eight.channels()) {
+    case 1: gray = eight; break;
+    case 3: cv::cvtColor(eight, gray, p.rgb_order ? cv::COLOR_RGB2GRAY : cv::COLOR_BGR2GRAY); break;
+    case 4: cv::cvtColor(eight, gray, p.rgb_order ? cv::COLOR_RGBA2GRAY : cv::COLOR_BGRA2GRAY); break;
+  }
+  cv::Mat sized(h, w, CV_8UC1, out.pixels.data());
+  if (same_size) gray.copyTo(sized);
+  else cv::resize(gray, sized, cv::Size(w, h), 0, 0, cv::INTER_AREA);
+}
+
+namespace {
+
+// The checks on pixels handed in directly (preprocess); decoded files were
+// checked from their header.
+void check_view(const ImageView& image) {
   if (!image.data || image.width <= 0 || image.height <= 0) throw image_error("image view is empty");
   if (image.bytes_per_channel != 1 && image.bytes_per_channel != 2)
     throw image_error("image view: " + std::to_string(image.bytes_per_channel) + " bytes per channel not supported (1 or 2)");
@@ -112,63 +348,66 @@ Tensor8 preprocess(const ImageView& image, int height, int width) {
                       std::to_string(limits::kDecodeBytes) + " bytes)");
   const std::size_t stride = image.stride ? image.stride : std::size_t(row);
   if (stride < row) throw image_error("image view: row stride " + std::to_string(stride) + " is shorter than a row (" + std::to_string(row) + " bytes)");
-  const int type = CV_MAKETYPE(image.bytes_per_channel == 2 ? CV_16U : CV_8U, image.channels);
-  // cv::Mat only reads through this header; the caller keeps ownership.
-  const cv::Mat view(image.height, image.width, type, const_cast<uint8_t*>(image.data), stride);
-  return to_model_input(view, height, width, "image view");
 }
 
-bool has_decoder(ImageDecoder decoder) {
-  switch (decoder) {
-    case ImageDecoder::opencv: return BUSI_DECODER_OPENCV;
-    case ImageDecoder::builtin: return BUSI_DECODER_BUILTIN;
-  }
-  return false;
-}
-
-ImageDecoder default_decoder() { return ImageDecoder::BUSI_DEFAULT_DECODER; }
-
-namespace {
-
-cv::Mat decode(std::span<const uint8_t> bytes, const std::string& name, ImageDecoder decoder,
-              detail::target_size target = {}) {
-  if (bytes.empty()) throw image_error(name + ": file is empty (0 bytes)");
-  if (is_truncated_jpeg(bytes)) throw image_error(name + ": truncated JPEG (no end-of-image marker)");
-  switch (decoder) {
-#if BUSI_DECODER_OPENCV
-    case ImageDecoder::opencv: return detail::decode_opencv(bytes, name, target);
-#endif
-#if BUSI_DECODER_BUILTIN
-    case ImageDecoder::builtin: return detail::decode_builtin(bytes, name, target);
-#endif
-    default: break;
-  }
-  throw error(std::string("the ") + (decoder == ImageDecoder::opencv ? "opencv" : "builtin") +
-              " image decoder is not part of this build");
-}
+// Buffers of a large image are freed after it rather than kept for the next.
+constexpr std::size_t kKeptBufferBytes = std::size_t(4) << 20;
 
 }  // namespace
 
-DecodedImage decode_image(std::span<const uint8_t> bytes, const std::string& name, ImageDecoder decoder,
-                          int target_height, int target_width) {
-  const cv::Mat m = decode(bytes, name, decoder, {target_height, target_width});
-  DecodedImage out{m.cols, m.rows, m.channels(), int(m.elemSize1()), {}};
-  const std::size_t row = std::size_t(m.cols) * m.elemSize();
-  out.pixels.resize(row * m.rows);
-  for (int y = 0; y < m.rows; ++y) std::memcpy(out.pixels.data() + row * y, m.ptr(y), row);
+Tensor8 preprocess(const ImageView& image, int height, int width) {
+  check_view(image);
+  ImageView view = image;
+  if (!view.stride) view.stride = std::size_t(view.width) * view.channels * view.bytes_per_channel;
+  Preprocessor preprocessor;
+  Tensor8 out;
+  preprocessor.run({view, false}, height, width, out, "image view");
   return out;
 }
 
-Tensor8 load_image(const fs::path& path, int height, int width) {
-  const std::string name = path.string();
-  cv::Mat decoded;
-  {  // the encoded bytes are freed before pre-processing makes its copies
-    std::string reason;
-    const auto bytes = limits::read_file(path, limits::kImageFileBytes, reason);
-    if (!bytes) throw image_error(name + ": " + reason);
-    decoded = decode(*bytes, name, default_decoder(), {height, width});
+DecodedImage decode_image(std::span<const uint8_t> bytes, const std::string& name, int target_height,
+                          int target_width) {
+  detail::DecodeBuffers buffers;
+  const detail::Pixels p = detail::decode_builtin(bytes, name, {target_height, target_width}, buffers);
+  const ImageView& v = p.view;
+  DecodedImage out{v.width, v.height, v.channels, v.bytes_per_channel, {}};
+  const std::size_t row = std::size_t(v.width) * v.channels * v.bytes_per_channel;
+  out.pixels.resize(row * v.height);
+  for (int y = 0; y < v.height; ++y) {
+    uint8_t* o = out.pixels.data() + row * y;
+    std::memcpy(o, v.data + v.stride * y, row);
+    if (p.rgb_order)  // to OpenCV's B, G, R order (8-bit only: the fast PNG path's)
+      for (std::size_t x = 0; x < row; x += std::size_t(v.channels)) std::swap(o[x], o[x + 2]);
   }
-  return to_model_input(decoded, height, width, name);
+  return out;
+}
+
+struct ImageLoader::Buffers {
+  std::vector<uint8_t> file;
+  detail::DecodeBuffers decode;
+  Preprocessor preprocessor;
+};
+
+ImageLoader::ImageLoader() : buffers_(std::make_unique<Buffers>()) {}
+ImageLoader::~ImageLoader() = default;
+
+void ImageLoader::load(const fs::path& path, int height, int width, Tensor8& out) {
+  const std::string& name = path.native();  // errors name the file; no copy per image (POSIX paths are strings)
+  std::string reason;
+  if (!limits::read_file_into(path, limits::kImageFileBytes, buffers_->file, reason))
+    throw image_error(name + ": " + reason);
+  const detail::Pixels pixels = detail::decode_builtin(buffers_->file, name, {height, width}, buffers_->decode);
+  buffers_->preprocessor.run(pixels, height, width, out, name);
+  if (buffers_->file.capacity() > kKeptBufferBytes) std::vector<uint8_t>().swap(buffers_->file);
+  buffers_->decode.trim(kKeptBufferBytes);
+}
+
+Tensor8 load_image(const fs::path& path, int height, int width) {
+  // Each thread's calls share one loader's buffers (trimmed after large images).
+  thread_local ImageLoader loader;
+  Tensor8 out;
+  loader.load(path, height, width, out);
+  return out;
 }
 
 bool has_image_extension(const fs::path& path) {

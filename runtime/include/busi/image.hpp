@@ -4,6 +4,7 @@
 // seen in training is the pixel seen on the board.
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -37,33 +38,43 @@ struct Tensor8 {
 // with INTER_AREA. Throws image_error for empty or malformed views.
 Tensor8 preprocess(const ImageView& image, int height, int width);
 
-// How files are decoded (docs/preprocessing.md). Both give the pixels
-// cv::imdecode(IMREAD_UNCHANGED) gives, so the choice never changes a prediction:
-//  - opencv:  cv::imdecode, every format this OpenCV reads (PNG, JPEG, BMP,
-//             TIFF, PGM, WebP, ...). The default on a PC.
-//  - builtin: libpng and libjpeg directly, PNG and JPEG only. The board
-//             package's: it needs neither OpenCV's imgcodecs nor its closure.
-// CMake's BUSI_IMAGE_DECODER picks the one load_image uses.
-enum class ImageDecoder { opencv, builtin };
-bool has_decoder(ImageDecoder decoder);  // compiled into this build?
-ImageDecoder default_decoder();          // the one load_image uses
-
 // Decoded, not yet pre-processed pixels: interleaved, rows packed.
 struct DecodedImage {
   int width = 0, height = 0, channels = 0, bytes_per_channel = 1;
   std::vector<uint8_t> pixels;
 };
 
-// Decodes an encoded image held in memory; `name` labels errors. Throws
-// image_error (empty, truncated, corrupt, unknown format, over the memory
-// limits of docs/limits.md) or busi::error when `decoder` is not part of this
-// build. With a target size (what load_image passes: the model input), a JPEG
-// too large to decode whole within the limit is decoded DCT-scaled (1/2, 1/4
-// or 1/8, never below the target) instead of being refused.
-DecodedImage decode_image(std::span<const uint8_t> bytes, const std::string& name, ImageDecoder decoder,
-                          int target_height = 0, int target_width = 0);
+// Decodes an encoded PNG or JPEG held in memory with libpng / libdeflate and
+// libjpeg-turbo (docs/preprocessing.md), to the pixels cv::imdecode(bytes,
+// IMREAD_UNCHANGED) gives; `name` labels errors. Throws image_error (empty,
+// truncated, corrupt, another format, over the memory limits of
+// docs/limits.md). With a target size (what load_image passes: the model
+// input), a JPEG too large to decode whole within the limit is decoded
+// DCT-scaled (1/2, 1/4 or 1/8, never below the target) instead of being refused.
+DecodedImage decode_image(std::span<const uint8_t> bytes, const std::string& name, int target_height = 0,
+                          int target_width = 0);
 
-// Decodes a file with default_decoder() and pre-processes it. Throws
+// Reads, decodes and pre-processes files one after another in buffers kept
+// from the previous file (the file's bytes, the decoded pixels, the resize
+// tables and rows), so a stream of images of one size allocates nothing after
+// the first. Buffers grown past 4 MiB by a large image are freed after it.
+// Not thread-safe: one per thread.
+class ImageLoader {
+ public:
+  ImageLoader();
+  ~ImageLoader();
+  ImageLoader(const ImageLoader&) = delete;
+  ImageLoader& operator=(const ImageLoader&) = delete;
+  // load_image into `out`, reusing its pixels' storage.
+  void load(const std::filesystem::path& path, int height, int width, Tensor8& out);
+
+ private:
+  struct Buffers;
+  std::unique_ptr<Buffers> buffers_;
+};
+
+// Decodes a file and pre-processes it (ImageLoader::load with a loader kept
+// per thread, so repeated calls reuse its buffers). Throws
 // image_error naming the file and the reason (missing, empty, not an image,
 // truncated/corrupt, too large).
 Tensor8 load_image(const std::filesystem::path& path, int height, int width);

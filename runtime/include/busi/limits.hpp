@@ -63,5 +63,9 @@ int json_nesting_depth(std::string_view text, int stop_after = kNestingDepth);
 // file name and throws its own error type.
 std::optional<std::vector<uint8_t>> read_file(const std::filesystem::path& path, std::uintmax_t max_bytes,
                                               std::string& reason);
+// The same into `bytes`, whose storage is reused (resized to the file's size):
+// false with `reason` set on failure.
+bool read_file_into(const std::filesystem::path& path, std::uintmax_t max_bytes, std::vector<uint8_t>& bytes,
+                    std::string& reason);
 
 }  // namespace busi::limits
