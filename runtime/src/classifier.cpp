@@ -95,32 +95,26 @@ std::pair<double, double> mean_changes(const cv::Mat& m) {
 
 // The share of pixels whose change to the right plus the change below exceeds
 // 4 times the median of that sum: the crisp edges of text, coins, bricks and
-// drawings, which speckle, blurred by the probe, lacks.
-double strong_edge_share(const Tensor8& input) {
-  const int rows = input.height - 1, cols = input.width - 1;
-  if (rows < 1 || cols < 1) return 0;
-  // The sums are whole numbers in [0, 510]: a histogram gives the exact median
-  // and the count above it without sorting.
-  std::array<std::size_t, 511> histogram{};
-  const uint8_t* p = input.pixels.data();
-  for (int y = 0; y < rows; ++y)
-    for (int x = 0; x < cols; ++x) {
-      const std::size_t at = std::size_t(y) * input.width + x;
-      ++histogram[std::abs(p[at + 1] - p[at]) + std::abs(p[at + input.width] - p[at])];
-    }
+// drawings, which speckle, blurred by the probe, lacks. `edges` is the
+// histogram of those sums (whole numbers in [0, 510]) over every pixel with a
+// right and a lower neighbour: it gives the exact median and the count above
+// it without sorting.
+double strong_edge_share(const std::array<uint64_t, 511>& edges) {
+  std::size_t count = 0;
+  for (uint64_t n : edges) count += n;
+  if (count == 0) return 0;
   // The median as numpy's: the mean of the two middle values of an even count.
-  const std::size_t count = std::size_t(rows) * cols;
   const auto order_statistic = [&](std::size_t k) {  // the k-th smallest, from 0
     std::size_t seen = 0;
-    for (std::size_t v = 0; v < histogram.size(); ++v)
-      if ((seen += histogram[v]) > k) return double(v);
+    for (std::size_t v = 0; v < edges.size(); ++v)
+      if ((seen += edges[v]) > k) return double(v);
     return 510.0;
   };
   const double median = count % 2 ? order_statistic(count / 2)
                                   : (order_statistic(count / 2 - 1) + order_statistic(count / 2)) / 2;
   std::size_t strong = 0;
-  for (std::size_t v = 0; v < histogram.size(); ++v)
-    if (double(v) > 4 * median) strong += histogram[v];
+  for (std::size_t v = 0; v < edges.size(); ++v)
+    if (double(v) > 4 * median) strong += edges[v];
   return double(strong) / double(count);
 }
 
@@ -159,6 +153,7 @@ std::vector<float> ood_features(const Tensor8& input, const std::vector<float>& 
   const int h = input.height, w = input.width, third_rows = h / 3, third_cols = w / 3;
   const uint8_t* p = input.pixels.data();
   std::array<uint64_t, 256> histogram{};
+  std::array<uint64_t, 511> edges{};  // change to the right + change below (strong_edge_share)
   uint64_t across = 0, down = 0, top = 0, bottom = 0, sides = 0;
   for (int y = 0; y < h; ++y) {
     const uint8_t* row = p + std::size_t(y) * w;
@@ -166,8 +161,11 @@ std::vector<float> ood_features(const Tensor8& input, const std::vector<float>& 
     for (int x = 0; x < w; ++x) {
       ++histogram[row[x]];
       row_sum += row[x];
-      if (x + 1 < w) across += uint64_t(std::abs(row[x + 1] - row[x]));
-      if (y + 1 < h) down += uint64_t(std::abs(row[x + w] - row[x]));
+      const int right = x + 1 < w ? std::abs(row[x + 1] - row[x]) : 0;
+      const int below = y + 1 < h ? std::abs(row[x + w] - row[x]) : 0;
+      across += uint64_t(right);
+      down += uint64_t(below);
+      if (x + 1 < w && y + 1 < h) ++edges[std::size_t(right + below)];
       if (x < third_cols || x >= w - third_cols) sides += row[x];
     }
     if (y < third_rows) top += row_sum;
@@ -204,7 +202,7 @@ std::vector<float> ood_features(const Tensor8& input, const std::vector<float>& 
   }
   f.push_back((double(top) - double(bottom)) / (double(third_rows) * w) / 255);
   f.push_back(double(sides) / (2.0 * third_cols * h) / 255 - mean / 255);
-  f.push_back(strong_edge_share(input));
+  f.push_back(strong_edge_share(edges));
   std::vector<float> out(f.begin(), f.end());
   out.insert(out.end(), real_logits.begin(), real_logits.end());
   return out;
