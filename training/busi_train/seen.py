@@ -13,8 +13,6 @@ docs/training.md reports. A package whose provenance names another training spli
 """
 import argparse
 import hashlib
-import json
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -30,9 +28,8 @@ def split_hashes(name="train", root=None):
 
 
 def training_split_of(package_bytes):
-    head_len = struct.unpack("<I", package_bytes[12:16])[0]
-    provenance = json.loads(package_bytes[16:16 + head_len]).get("provenance", {})
-    return provenance.get("split_sha256", {}).get("train")
+    header, _ = package.read_container(package_bytes)
+    return header.get("provenance", {}).get("split_sha256", {}).get("train")
 
 
 def main(argv=None):
