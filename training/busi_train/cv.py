@@ -124,11 +124,15 @@ class split_run:
     """One model: trained on train_idx, scored on eval_idx after every epoch, its
     state saved after every epoch so a stopped run resumes where it was."""
 
-    def __init__(self, ds, train_idx, eval_idx, recipe_name, schedule, out, seed, threads):
+    def __init__(self, ds, train_idx, eval_idx, recipe_name, schedule, out, seed, threads, from_float=None):
         self.ds, self.train_idx, self.eval_idx = ds, np.asarray(train_idx), np.asarray(eval_idx)
+        # A float.pt saved by an earlier run of the same split: the float stage is
+        # taken from it instead of trained again (quantizer variants share one).
+        self.from_float = Path(from_float) if from_float else None
         self.recipe, self.schedule = RECIPES[recipe_name], schedule
         self.config = {"recipe": recipe_name, **self.recipe, **schedule, "seed": seed,
-                       "train_images": len(train_idx), "eval_images": len(eval_idx)}
+                       "train_images": len(train_idx), "eval_images": len(eval_idx),
+                       "from_float": str(self.from_float) if self.from_float else None}
         self.out, self.seed = Path(out), seed
         torch.set_num_threads(threads)
 
@@ -164,7 +168,14 @@ class split_run:
         gen = torch.Generator().manual_seed(self.seed)
         st = torch.load(state_path, map_location="cpu") if state_path.exists() else None
         stage_i, epoch = (st["stage"], st["epoch"]) if st else (0, 0)
-        model, decoder, opt = self.build(self.stages()[stage_i][0])
+        if self.from_float and not st:
+            float_model = torch.load(self.from_float, map_location="cpu")
+            stage_i = 1
+            model, decoder, opt = self.build(self.stages()[stage_i][0], float_model["model"])
+            if decoder:
+                decoder.load_state_dict(float_model["decoder"])
+        else:
+            model, decoder, opt = self.build(self.stages()[stage_i][0])
         if st:
             model.load_state_dict(st["model"])
             if decoder:
@@ -228,6 +239,9 @@ class split_run:
                 torch.save({"stage": stage_i, "epoch": epoch, "model": model.state_dict(),
                             "decoder": decoder.state_dict() if decoder else None,
                             "optimizer": opt.state_dict(), "generator": gen.get_state()}, state_path)
+            if stage == "float":
+                torch.save({"model": model.state_dict(), "decoder": decoder.state_dict() if decoder else None},
+                           self.out / "float.pt")
             stage_i, epoch = stage_i + 1, 0
             if stage_i < len(self.stages()):
                 model, decoder_next, opt = self.build(self.stages()[stage_i][0], model.state_dict())
@@ -273,7 +287,11 @@ def cmd_train(args):
     root = Path(args.out) / args.recipe
     root.mkdir(parents=True, exist_ok=True)
     for name, train_idx, eval_idx in splits(ds, args.folds, args.hold_out_scanner, args.final):
-        run = split_run(ds, train_idx, eval_idx, args.recipe, schedule, root / name, args.seed, args.threads)
+        from_float = Path(args.from_float) / name / "float.pt" if args.from_float else None
+        if from_float and not from_float.exists():
+            raise SystemExit(f"--from-float {args.from_float}: no {from_float} (run the float stage there first)")
+        run = split_run(ds, train_idx, eval_idx, args.recipe, schedule, root / name, args.seed, args.threads,
+                        from_float)
         if not run.run(args.max_epochs):
             print(f"{root / name}: stopped after --max-epochs {args.max_epochs}; rerun to continue")
             return
@@ -455,6 +473,9 @@ def main(argv=None):
     t.add_argument("--ends-wbits", type=int, choices=(4, 8),
                    help="weight bits of the first conv and the logit layer (default: as the others)")
     t.add_argument("--max-epochs", type=int, help="stop after this many epochs (a rerun resumes)")
+    t.add_argument("--from-float", metavar="RUN_DIR",
+                   help="take the float stage from RUN_DIR/<fold>/float.pt (an earlier run of the same "
+                        "recipe and schedule) and train only the quantized stage")
     t.add_argument("--seed", type=int, default=1)
     t.add_argument("--threads", type=int, default=1)
     c = sub.add_parser("score", help="predictions of an existing checkpoint on the images it never saw")
