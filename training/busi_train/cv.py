@@ -419,12 +419,13 @@ def cmd_report(args):
              "Each fold's model is its last epoch; 95% CIs by group bootstrap."
              + (" Logits averaged with the mirrored image's." if args.mirrored else ""), "",
              "| recipe | folds | BUSI 3-class acc | recall N / B / M | BUSI sens / spec (normal vs abnormal) "
+             "| BUSI AUC abnormal-vs-normal / B-vs-M "
              "| BUS-BRA B-vs-M AUC | BUS-BRA called abnormal | AUC LOGIQ7 / LOGIQ5 | AUC on a held-out scanner |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for run_root in args.runs:
         row = recipe_rows(ds, run_root, args.mirrored)
         if row is None:
-            lines.append(f"| {label(run_root)} | 0 | | | | | | | |")
+            lines.append(f"| {label(run_root)} | 0 | | | | | | | | |")
             continue
         b = row.get("busi", {})
         recalls = " / ".join(f"{100 * b[k][0]:.0f}" for k in ("recall_normal", "recall_benign", "recall_malignant")) if b else ""
@@ -435,6 +436,7 @@ def cmd_report(args):
                          if k.startswith("without-"))
         lines.append(f"| {label(run_root)} | {row['folds']} | {fmt(b['accuracy']) if b else ''} | {recalls} | "
                      f"{fmt(b['sensitivity']) + ' / ' + fmt(b['specificity']) if b else ''} | "
+                     f"{fmt_auc(b['auc_abnormal']) + ' / ' + fmt_auc(b['auc_malignant']) if b else ''} | "
                      f"{fmt_auc(bra['auc_malignant']) if bra else ''} | {fmt(bra['called_abnormal']) if bra else ''} | "
                      f"{per_scanner} | {held} |")
     lines += ["", f"Referral at >= {100 * REFERRAL_SENSITIVITY:.0f}% sensitivity: refer when P(benign) + "

@@ -43,6 +43,10 @@ def test_busi_figures_of_a_known_confusion():
     assert f["recall_benign"] == pytest.approx(1 / 2)
     assert f["sensitivity"] == pytest.approx(3 / 4)  # one malignant called normal
     assert f["specificity"] == pytest.approx(3 / 4)
+    # One-hot scores: 12 of the 16 lesion/normal pairs ranked right (ties count half);
+    # among the lesions, one malignant above one benign and one tie each way.
+    assert f["auc_abnormal"] == pytest.approx(12 / 16)
+    assert f["auc_malignant"] == pytest.approx(1 / 2)
 
 
 def test_group_bootstrap_interval_holds_the_point_and_widens_with_fewer_groups():
