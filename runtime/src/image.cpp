@@ -15,6 +15,7 @@
 #include <opencv2/core.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include "busi/area_shrink.hpp"
 #include "busi/error.hpp"
 #include "busi/limits.hpp"
 #include "decode.hpp"
@@ -111,6 +112,16 @@ struct Preprocessor {
   std::vector<float> row_sum, column_sum;
 
   void run(const detail::Pixels& pixels, int height, int width, Tensor8& out, const std::string& name);
+  // The area tables for a shrink of source_height x source_width to height x
+  // width (kept while the sizes stay the same).
+  void set_sizes(int source_height, int source_width, int height, int width);
+  // cv::resize(INTER_AREA)'s area-table arithmetic, destination row by row:
+  // source_row(s) gives source row s in gray; finish(d, sums, row, beta) makes
+  // destination row d from its last source row's horizontal sums `row`, that
+  // row's weight and the weighted sums of the rows before it (null when it
+  // has no others), as sums[x] + beta * row[x].
+  template <class SourceRow, class FinishRow>
+  void area_rows(SourceRow source_row, FinishRow finish);
 
  private:
   void gray(const detail::Pixels& pixels, int y, uint8_t* out) const;
@@ -124,6 +135,39 @@ struct Preprocessor {
 
 namespace {
 
+// Sum of |B - G| + |G - R| over a row of 8-bit pixels of 3 or 4 channels.
+// With SSE2, 16 bytes at a time: each byte's distance to the next one,
+// kept where the byte is a pixel's first or second channel, summed by
+// _mm_sad_epu8; the same whole numbers as the scalar loop, which does the
+// rest of the row.
+uint32_t row_colour(const uint8_t* row, int width, int channels) {
+  uint32_t total = 0;
+  int x = 0;
+#if defined(__SSE2__)
+  const std::size_t bytes = std::size_t(width) * channels;
+  // The keep masks of the 48 bytes (three registers) that hold 16 pixels of 3
+  // channels, or of the 16 bytes that hold 4 pixels of 4.
+  alignas(16) uint8_t keep[48];
+  for (int i = 0; i < 48; ++i) keep[i] = i % channels < 2 ? 0xFF : 0;
+  const int registers = channels == 3 ? 3 : 1, pixels_per_step = 16 * registers / channels;
+  const std::size_t step_bytes = 16 * std::size_t(registers);
+  __m128i sums = _mm_setzero_si128();
+  // The last register of a step reads one byte past the step.
+  for (std::size_t at = 0; at + step_bytes + 1 <= bytes; at += step_bytes, x += pixels_per_step)
+    for (int r = 0; r < registers; ++r) {
+      const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + at + 16 * r));
+      const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + at + 16 * r + 1));
+      const __m128i distance = _mm_or_si128(_mm_subs_epu8(a, b), _mm_subs_epu8(b, a));
+      const __m128i kept = _mm_and_si128(distance, _mm_load_si128(reinterpret_cast<const __m128i*>(keep + 16 * r)));
+      sums = _mm_add_epi64(sums, _mm_sad_epu8(kept, _mm_setzero_si128()));
+    }
+  total = uint32_t(_mm_cvtsi128_si32(sums)) + uint32_t(_mm_cvtsi128_si32(_mm_unpackhi_epi64(sums, sums)));
+#endif
+  for (row += std::size_t(x) * channels; x < width; ++x, row += channels)
+    total += uint32_t(std::abs(row[0] - row[1]) + std::abs(row[1] - row[2]));
+  return total;
+}
+
 // Mean of |B - G| + |G - R| over the pixels (8-bit values; 16-bit ones as
 // value / 257, rounded, as the conversion to 8 bits): 0 for a gray image stored
 // as colour (every BUSI and BUS-BRA file), large for a photo. The gate reads it
@@ -136,8 +180,7 @@ float mean_colour(const ImageView& v) {
     const uint8_t* row = v.data + v.stride * std::size_t(y);
     uint32_t row_total = 0;  // at most 510 * 8192: no overflow
     if (v.bytes_per_channel == 1) {
-      for (int x = 0; x < v.width; ++x, row += v.channels)
-        row_total += uint32_t(std::abs(row[0] - row[1]) + std::abs(row[1] - row[2]));
+      row_total = row_colour(row, v.width, v.channels);
     } else {
       const auto eight = [](const uint8_t* at) {
         uint16_t value;
@@ -233,55 +276,93 @@ void Preprocessor::set_x_taps(const std::vector<AreaTap>& taps) {
 
 // A source row's horizontal sums: each destination pixel's taps in OpenCV's
 // order, from 0, in a register. `taps` = x_taps_per_pixel, or 0 for any count.
+// With many taps (a large shrink), four destination pixels are summed side by
+// side: each sum is still its own chain of adds in its own order, but four
+// chains keep the adder busy where one would wait for each add's result.
 template <int taps>
 void Preprocessor::horizontal(const uint8_t* gray_pixels, float* sums) const {
   const int n = taps ? taps : x_taps_per_pixel;
   const int* from = x_from.data();
   const float* weight = x_weight.data();
-  for (int x = 0; x < width; ++x, from += n, weight += n) {
+  int x = 0;
+  if (!taps)
+    for (; x + 4 <= width; x += 4, from += 4 * n, weight += 4 * n) {
+      float sum0 = 0.f, sum1 = 0.f, sum2 = 0.f, sum3 = 0.f;
+      for (int j = 0; j < n; ++j) {
+        sum0 += float(gray_pixels[from[j]]) * weight[j];
+        sum1 += float(gray_pixels[from[n + j]]) * weight[n + j];
+        sum2 += float(gray_pixels[from[2 * n + j]]) * weight[2 * n + j];
+        sum3 += float(gray_pixels[from[3 * n + j]]) * weight[3 * n + j];
+      }
+      sums[x] = sum0, sums[x + 1] = sum1, sums[x + 2] = sum2, sums[x + 3] = sum3;
+    }
+  for (; x < width; ++x, from += n, weight += n) {
     float sum = 0.f;
     for (int j = 0; j < n; ++j) sum += float(gray_pixels[from[j]]) * weight[j];
     sums[x] = sum;
   }
 }
 
-// Gray conversion and cv::resize(INTER_AREA)'s area tables in one pass, in
-// OpenCV's float arithmetic and order (ResizeArea_Invoker): a source row's
-// horizontal sums start at 0 and add pixel * weight tap by tap; a destination
-// row's sum is the first source row's sums * its weight, then adds each next
-// one's; the result is rounded half to even and saturated. A source row's
-// horizontal sums are the same for every destination row that takes it, so
-// they are computed once. FMA contraction is off for this file (CMake), so
-// every product is rounded before it is added, as in OpenCV's build.
-void Preprocessor::fused_area(const detail::Pixels& p, uint8_t* out) {
+// cv::resize(INTER_AREA)'s area tables in OpenCV's float arithmetic and order
+// (ResizeArea_Invoker): a source row's horizontal sums start at 0 and add
+// pixel * weight tap by tap; a destination row's sum is the first source row's
+// sums * its weight, then adds each next one's. A source row's horizontal sums
+// are the same for every destination row that takes it, so they are computed
+// once. FMA contraction is off for this file (CMake), so every product is
+// rounded before it is added, as in OpenCV's build.
+template <class SourceRow, class FinishRow>
+void Preprocessor::area_rows(SourceRow source_row, FinishRow finish) {
   int row_of_sum = -1;
   std::size_t k = 0;
   for (int d = 0; d < height; ++d) {
-    uint8_t* o = out + std::size_t(d) * width;
     const std::size_t first = k;
     for (; k < y_taps.size() && y_taps[k].to == d; ++k) {
       const int s = y_taps[k].from;
       if (s != row_of_sum) {
-        gray(p, s, gray_row.data());
+        const uint8_t* row = source_row(s);
         switch (x_taps_per_pixel) {  // the common counts unrolled
-          case 2: horizontal<2>(gray_row.data(), row_sum.data()); break;
-          case 3: horizontal<3>(gray_row.data(), row_sum.data()); break;
-          default: horizontal<0>(gray_row.data(), row_sum.data()); break;
+          case 2: horizontal<2>(row, row_sum.data()); break;
+          case 3: horizontal<3>(row, row_sum.data()); break;
+          default: horizontal<0>(row, row_sum.data()); break;
         }
         row_of_sum = s;
       }
       const float beta = y_taps[k].weight;
       const bool last = k + 1 == y_taps.size() || y_taps[k + 1].to != d;
       // The first tap sets the sums, the next ones add to them; the last one's
-      // sums are rounded in the same loop rather than stored first.
+      // sums go to `finish` rather than being stored first.
       if (last)
-        round_row(k == first ? nullptr : column_sum.data(), row_sum.data(), beta, width, o);
+        finish(d, k == first ? nullptr : column_sum.data(), row_sum.data(), beta);
       else if (k == first)
         for (int x = 0; x < width; ++x) column_sum[x] = beta * row_sum[x];
       else
         for (int x = 0; x < width; ++x) column_sum[x] += beta * row_sum[x];
     }
   }
+}
+
+void Preprocessor::set_sizes(int from_height, int from_width, int to_height, int to_width) {
+  if (from_height == source_height && from_width == source_width && to_height == height && to_width == width) return;
+  source_height = from_height, source_width = from_width, height = to_height, width = to_width;
+  std::vector<AreaTap> x_taps;
+  area_taps(from_width, to_width, 1. / (double(to_width) / from_width), x_taps);
+  set_x_taps(x_taps);
+  area_taps(from_height, to_height, 1. / (double(to_height) / from_height), y_taps);
+  row_sum.assign(std::size_t(to_width), 0.f);
+  column_sum.assign(std::size_t(to_width), 0.f);
+}
+
+// Gray conversion and the area tables in one pass, each destination row
+// rounded half to even and saturated as cv::resize does for 8-bit pixels.
+void Preprocessor::fused_area(const detail::Pixels& p, uint8_t* out) {
+  area_rows(
+      [&](int s) {
+        gray(p, s, gray_row.data());
+        return gray_row.data();
+      },
+      [&](int d, const float* sums, const float* row, float beta) {
+        round_row(sums, row, beta, width, out + std::size_t(d) * width);
+      });
 }
 
 void Preprocessor::run(const detail::Pixels& p, int h, int w, Tensor8& out, const std::string& name) {
@@ -303,15 +384,7 @@ void Preprocessor::run(const detail::Pixels& p, int h, int w, Tensor8& out, cons
       for (int y = 0; y < h; ++y) gray(p, y, out.pixels.data() + std::size_t(y) * w);
       return;
     }
-    if (v.height != source_height || v.width != source_width || h != height || w != width) {
-      source_height = v.height, source_width = v.width, height = h, width = w;
-      std::vector<AreaTap> x_taps;
-      area_taps(v.width, w, 1. / (double(w) / v.width), x_taps);
-      set_x_taps(x_taps);
-      area_taps(v.height, h, 1. / (double(h) / v.height), y_taps);
-      row_sum.assign(std::size_t(w), 0.f);
-      column_sum.assign(std::size_t(w), 0.f);
-    }
+    set_sizes(v.height, v.width, h, w);
     fused_area(p, out.pixels.data());
     return;
   }
@@ -363,6 +436,41 @@ Tensor8 preprocess(const ImageView& image, int height, int width) {
   Tensor8 out;
   preprocessor.run({view, false}, height, width, out, "image view");
   return out;
+}
+
+void area_shrink(const uint8_t* pixels, int height, int width, int to_height, int to_width, std::vector<float>& out) {
+  if (to_height <= 0 || to_width <= 0 || to_height > height || to_width > width)
+    throw error("area_shrink: " + std::to_string(width) + "x" + std::to_string(height) + " to " +
+                std::to_string(to_width) + "x" + std::to_string(to_height) + " is not a shrink");
+  out.resize(std::size_t(to_height) * to_width);
+  if (!resize_uses_area_tables(height, width, to_height, to_width)) {
+    // A shrink by whole numbers: OpenCV's resizeAreaFast, the float sum of
+    // each cell (whole numbers, so exact in any order) times the float 1 / area.
+    const int cell_y = height / to_height, cell_x = width / to_width;
+    const float scale = 1.f / float(cell_y * cell_x);
+    std::vector<uint32_t> columns(static_cast<std::size_t>(width));  // a cell row's column sums
+    for (int d = 0; d < to_height; ++d) {
+      std::fill(columns.begin(), columns.end(), 0u);
+      for (int y = d * cell_y; y < (d + 1) * cell_y; ++y) {
+        const uint8_t* row = pixels + std::size_t(y) * width;
+        for (int x = 0; x < width; ++x) columns[x] += row[x];
+      }
+      float* o = out.data() + std::size_t(d) * to_width;
+      for (int x = 0; x < to_width; ++x) {
+        uint32_t sum = 0;
+        for (int i = x * cell_x; i < (x + 1) * cell_x; ++i) sum += columns[i];
+        o[x] = float(sum) * scale;
+      }
+    }
+    return;
+  }
+  thread_local Preprocessor tables;  // one thread's, kept while the sizes stay
+  tables.set_sizes(height, width, to_height, to_width);
+  tables.area_rows([&](int s) { return pixels + std::size_t(s) * width; },
+                   [&](int d, const float* sums, const float* row, float beta) {
+                     float* o = out.data() + std::size_t(d) * to_width;
+                     for (int x = 0; x < to_width; ++x) o[x] = sums ? sums[x] + beta * row[x] : beta * row[x];
+                   });
 }
 
 DecodedImage decode_image(std::span<const uint8_t> bytes, const std::string& name, int target_height,
