@@ -108,15 +108,21 @@ struct Preprocessor {
   int x_taps_per_pixel = 0;
   std::vector<int> x_from;
   std::vector<float> x_weight;
-  std::vector<uint8_t> gray_row;
-  std::vector<float> row_sum, column_sum;
+  // Source rows are summed horizontally kBlockRows at a time (horizontal_block):
+  // their gray pixels (when made here), the same as floats interleaved row by
+  // row, and their sums; block_first is the first row of the block held.
+  static constexpr int kBlockRows = 4;
+  int block_first = -1, block_rows = 0;
+  std::vector<uint8_t> gray_rows;
+  std::vector<float> interleaved, block_sums, column_sum;
 
   void run(const detail::Pixels& pixels, int height, int width, Tensor8& out, const std::string& name);
   // The area tables for a shrink of source_height x source_width to height x
   // width (kept while the sizes stay the same).
   void set_sizes(int source_height, int source_width, int height, int width);
   // cv::resize(INTER_AREA)'s area-table arithmetic, destination row by row:
-  // source_row(s) gives source row s in gray; finish(d, sums, row, beta) makes
+  // source_row(s, scratch) gives source row s in gray (made in `scratch`, a
+  // source row's bytes, when it needs to); finish(d, sums, row, beta) makes
   // destination row d from its last source row's horizontal sums `row`, that
   // row's weight and the weighted sums of the rows before it (null when it
   // has no others), as sums[x] + beta * row[x].
@@ -128,6 +134,7 @@ struct Preprocessor {
   void set_x_taps(const std::vector<AreaTap>& taps);
   template <int taps>
   void horizontal(const uint8_t* gray, float* sums) const;
+  void horizontal_block(const uint8_t* const* rows);
   void fused_area(const detail::Pixels& pixels, uint8_t* out);
 };
 
@@ -276,31 +283,72 @@ void Preprocessor::set_x_taps(const std::vector<AreaTap>& taps) {
 
 // A source row's horizontal sums: each destination pixel's taps in OpenCV's
 // order, from 0, in a register. `taps` = x_taps_per_pixel, or 0 for any count.
-// With many taps (a large shrink), four destination pixels are summed side by
-// side: each sum is still its own chain of adds in its own order, but four
-// chains keep the adder busy where one would wait for each add's result.
 template <int taps>
 void Preprocessor::horizontal(const uint8_t* gray_pixels, float* sums) const {
   const int n = taps ? taps : x_taps_per_pixel;
   const int* from = x_from.data();
   const float* weight = x_weight.data();
-  int x = 0;
-  if (!taps)
-    for (; x + 4 <= width; x += 4, from += 4 * n, weight += 4 * n) {
-      float sum0 = 0.f, sum1 = 0.f, sum2 = 0.f, sum3 = 0.f;
-      for (int j = 0; j < n; ++j) {
-        sum0 += float(gray_pixels[from[j]]) * weight[j];
-        sum1 += float(gray_pixels[from[n + j]]) * weight[n + j];
-        sum2 += float(gray_pixels[from[2 * n + j]]) * weight[2 * n + j];
-        sum3 += float(gray_pixels[from[3 * n + j]]) * weight[3 * n + j];
-      }
-      sums[x] = sum0, sums[x + 1] = sum1, sums[x + 2] = sum2, sums[x + 3] = sum3;
-    }
-  for (; x < width; ++x, from += n, weight += n) {
+  for (int x = 0; x < width; ++x, from += n, weight += n) {
     float sum = 0.f;
     for (int j = 0; j < n; ++j) sum += float(gray_pixels[from[j]]) * weight[j];
     sums[x] = sum;
   }
+}
+
+// The horizontal sums of kBlockRows source rows into block_sums (row r at
+// r * width). With SSE2 the rows go side by side in the four lanes of a
+// register: their pixels are interleaved as floats once, then each tap is one
+// multiply and one add for all four rows, in each lane the same operations in
+// the same order as horizontal's (packed and scalar float arithmetic round
+// alike). A sum waits for its previous add, so four independent ones keep
+// the adder busy where one row's would not.
+void Preprocessor::horizontal_block(const uint8_t* const* rows) {
+  static_assert(kBlockRows == 4, "one row per SSE2 lane");
+#if defined(__SSE2__)
+  float* f = interleaved.data();
+  const __m128i zero = _mm_setzero_si128();
+  int c = 0;
+  for (; c + 16 <= source_width; c += 16) {
+    const auto load = [&](int r) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[r] + c)); };
+    const __m128i r0 = load(0), r1 = load(1), r2 = load(2), r3 = load(3);
+    const __m128i low01 = _mm_unpacklo_epi8(r0, r1), high01 = _mm_unpackhi_epi8(r0, r1);
+    const __m128i low23 = _mm_unpacklo_epi8(r2, r3), high23 = _mm_unpackhi_epi8(r2, r3);
+    // Four columns each: the four rows' bytes of a column side by side.
+    const __m128i quads[4] = {_mm_unpacklo_epi16(low01, low23), _mm_unpackhi_epi16(low01, low23),
+                              _mm_unpacklo_epi16(high01, high23), _mm_unpackhi_epi16(high01, high23)};
+    for (int q = 0; q < 4; ++q) {
+      const __m128i low = _mm_unpacklo_epi8(quads[q], zero), high = _mm_unpackhi_epi8(quads[q], zero);
+      float* o = f + 4 * std::size_t(c + 4 * q);
+      _mm_storeu_ps(o, _mm_cvtepi32_ps(_mm_unpacklo_epi16(low, zero)));
+      _mm_storeu_ps(o + 4, _mm_cvtepi32_ps(_mm_unpackhi_epi16(low, zero)));
+      _mm_storeu_ps(o + 8, _mm_cvtepi32_ps(_mm_unpacklo_epi16(high, zero)));
+      _mm_storeu_ps(o + 12, _mm_cvtepi32_ps(_mm_unpackhi_epi16(high, zero)));
+    }
+  }
+  for (; c < source_width; ++c)
+    for (int r = 0; r < 4; ++r) f[4 * std::size_t(c) + r] = float(rows[r][c]);
+  const int n = x_taps_per_pixel;
+  const int* from = x_from.data();
+  const float* weight = x_weight.data();
+  float* sums = block_sums.data();
+  for (int x = 0; x < width; ++x, from += n, weight += n) {
+    __m128 sum = _mm_setzero_ps();
+    for (int j = 0; j < n; ++j)
+      sum = _mm_add_ps(sum, _mm_mul_ps(_mm_loadu_ps(f + 4 * std::size_t(from[j])), _mm_set1_ps(weight[j])));
+    alignas(16) float lanes[4];
+    _mm_store_ps(lanes, sum);
+    for (int r = 0; r < 4; ++r) sums[std::size_t(r) * width + x] = lanes[r];
+  }
+#else
+  for (int r = 0; r < kBlockRows; ++r) {
+    float* sums = block_sums.data() + std::size_t(r) * width;
+    switch (x_taps_per_pixel) {  // the common counts unrolled
+      case 2: horizontal<2>(rows[r], sums); break;
+      case 3: horizontal<3>(rows[r], sums); break;
+      default: horizontal<0>(rows[r], sums); break;
+    }
+  }
+#endif
 }
 
 // cv::resize(INTER_AREA)'s area tables in OpenCV's float arithmetic and order
@@ -310,29 +358,30 @@ void Preprocessor::horizontal(const uint8_t* gray_pixels, float* sums) const {
 // are the same for every destination row that takes it, so they are computed
 // once. FMA contraction is off for this file (CMake), so every product is
 // rounded before it is added, as in OpenCV's build.
+// Source rows are taken in increasing order, so the block of kBlockRows rows
+// from the first one not yet summed holds the next ones.
 template <class SourceRow, class FinishRow>
 void Preprocessor::area_rows(SourceRow source_row, FinishRow finish) {
-  int row_of_sum = -1;
+  block_first = -1, block_rows = 0;
   std::size_t k = 0;
   for (int d = 0; d < height; ++d) {
     const std::size_t first = k;
     for (; k < y_taps.size() && y_taps[k].to == d; ++k) {
       const int s = y_taps[k].from;
-      if (s != row_of_sum) {
-        const uint8_t* row = source_row(s);
-        switch (x_taps_per_pixel) {  // the common counts unrolled
-          case 2: horizontal<2>(row, row_sum.data()); break;
-          case 3: horizontal<3>(row, row_sum.data()); break;
-          default: horizontal<0>(row, row_sum.data()); break;
-        }
-        row_of_sum = s;
+      if (s < block_first || s >= block_first + block_rows) {
+        block_first = s, block_rows = std::min(kBlockRows, source_height - s);
+        const uint8_t* rows[kBlockRows];
+        for (int r = 0; r < kBlockRows; ++r)  // past the last row: the last row again
+          rows[r] = r < block_rows ? source_row(s + r, gray_rows.data() + std::size_t(r) * source_width) : rows[r - 1];
+        horizontal_block(rows);
       }
+      const float* row_sum = block_sums.data() + std::size_t(s - block_first) * width;
       const float beta = y_taps[k].weight;
       const bool last = k + 1 == y_taps.size() || y_taps[k + 1].to != d;
       // The first tap sets the sums, the next ones add to them; the last one's
       // sums go to `finish` rather than being stored first.
       if (last)
-        finish(d, k == first ? nullptr : column_sum.data(), row_sum.data(), beta);
+        finish(d, k == first ? nullptr : column_sum.data(), row_sum, beta);
       else if (k == first)
         for (int x = 0; x < width; ++x) column_sum[x] = beta * row_sum[x];
       else
@@ -348,7 +397,9 @@ void Preprocessor::set_sizes(int from_height, int from_width, int to_height, int
   area_taps(from_width, to_width, 1. / (double(to_width) / from_width), x_taps);
   set_x_taps(x_taps);
   area_taps(from_height, to_height, 1. / (double(to_height) / from_height), y_taps);
-  row_sum.assign(std::size_t(to_width), 0.f);
+  gray_rows.assign(std::size_t(kBlockRows) * from_width, 0);
+  interleaved.assign(std::size_t(kBlockRows) * from_width, 0.f);
+  block_sums.assign(std::size_t(kBlockRows) * to_width, 0.f);
   column_sum.assign(std::size_t(to_width), 0.f);
 }
 
@@ -356,9 +407,9 @@ void Preprocessor::set_sizes(int from_height, int from_width, int to_height, int
 // rounded half to even and saturated as cv::resize does for 8-bit pixels.
 void Preprocessor::fused_area(const detail::Pixels& p, uint8_t* out) {
   area_rows(
-      [&](int s) {
-        gray(p, s, gray_row.data());
-        return gray_row.data();
+      [&](int s, uint8_t* scratch) {
+        gray(p, s, scratch);
+        return scratch;
       },
       [&](int d, const float* sums, const float* row, float beta) {
         round_row(sums, row, beta, width, out + std::size_t(d) * width);
@@ -379,7 +430,6 @@ void Preprocessor::run(const detail::Pixels& p, int h, int w, Tensor8& out, cons
   out.pixels.resize(std::size_t(h) * w);
   const bool same_size = v.height == h && v.width == w;
   if (v.bytes_per_channel == 1 && (same_size || resize_uses_area_tables(v.height, v.width, h, w))) {
-    if (gray_row.size() < std::size_t(v.width)) gray_row.resize(std::size_t(v.width));
     if (same_size) {
       for (int y = 0; y < h; ++y) gray(p, y, out.pixels.data() + std::size_t(y) * w);
       return;
@@ -466,7 +516,7 @@ void area_shrink(const uint8_t* pixels, int height, int width, int to_height, in
   }
   thread_local Preprocessor tables;  // one thread's, kept while the sizes stay
   tables.set_sizes(height, width, to_height, to_width);
-  tables.area_rows([&](int s) { return pixels + std::size_t(s) * width; },
+  tables.area_rows([&](int s, uint8_t*) { return pixels + std::size_t(s) * width; },
                    [&](int d, const float* sums, const float* row, float beta) {
                      float* o = out.data() + std::size_t(d) * to_width;
                      for (int x = 0; x < to_width; ++x) o[x] = sums ? sums[x] + beta * row[x] : beta * row[x];
