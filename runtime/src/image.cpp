@@ -147,15 +147,22 @@ namespace {
 // kept where the byte is a pixel's first or second channel, summed by
 // _mm_sad_epu8; the same whole numbers as the scalar loop, which does the
 // rest of the row.
+#if defined(__SSE2__)
+// 0xFF at the bytes that are a pixel's first or second channel: over the 48
+// bytes (three registers) that hold 16 pixels of 3 channels, and over the 16
+// bytes that hold 4 pixels of 4.
+alignas(16) constexpr uint8_t kFirstTwoOf3[48] = {
+    255, 255, 0, 255, 255, 0, 255, 255, 0, 255, 255, 0, 255, 255, 0, 255, 255, 0, 255, 255, 0, 255, 255, 0,
+    255, 255, 0, 255, 255, 0, 255, 255, 0, 255, 255, 0, 255, 255, 0, 255, 255, 0, 255, 255, 0, 255, 255, 0};
+alignas(16) constexpr uint8_t kFirstTwoOf4[16] = {255, 255, 0, 0, 255, 255, 0, 0, 255, 255, 0, 0, 255, 255, 0, 0};
+#endif
+
 uint32_t row_colour(const uint8_t* row, int width, int channels) {
   uint32_t total = 0;
   int x = 0;
 #if defined(__SSE2__)
   const std::size_t bytes = std::size_t(width) * channels;
-  // The keep masks of the 48 bytes (three registers) that hold 16 pixels of 3
-  // channels, or of the 16 bytes that hold 4 pixels of 4.
-  alignas(16) uint8_t keep[48];
-  for (int i = 0; i < 48; ++i) keep[i] = i % channels < 2 ? 0xFF : 0;
+  const uint8_t* keep = channels == 3 ? kFirstTwoOf3 : kFirstTwoOf4;
   const int registers = channels == 3 ? 3 : 1, pixels_per_step = 16 * registers / channels;
   const std::size_t step_bytes = 16 * std::size_t(registers);
   __m128i sums = _mm_setzero_si128();
@@ -215,7 +222,32 @@ void Preprocessor::gray(const detail::Pixels& p, int y, uint8_t* out) const {
   }
   // Pixels in R, G, B order give their first byte the red weight instead.
   const int blue = p.rgb_order ? 2 : 0, red = p.rgb_order ? 0 : 2;
-  for (int x = 0; x < n; ++x, row += channels) out[x] = gray_of(row[blue], row[1], row[red]);
+  int x = 0;
+#if defined(__SSE2__)
+  // Gray stored as colour (every BUSI image): where the 16 pixels of a step
+  // have B = G = R, each is its own gray (the weights sum to 2^15), so it is
+  // copied; other steps are weighted pixel by pixel.
+  const std::size_t bytes = std::size_t(n) * channels;
+  const int registers = channels == 3 ? 3 : 4;
+  const uint8_t* keep = channels == 3 ? kFirstTwoOf3 : kFirstTwoOf4;
+  // The last register of a step reads one byte past the step.
+  for (; std::size_t(x + 16) * channels + 1 <= bytes; x += 16) {
+    const uint8_t* step = row + std::size_t(x) * channels;
+    __m128i same = _mm_set1_epi8(-1);
+    for (int r = 0; r < registers; ++r) {
+      const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(step + 16 * r));
+      const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(step + 16 * r + 1));
+      const __m128i kept = _mm_load_si128(reinterpret_cast<const __m128i*>(keep + (channels == 3 ? 16 * r : 0)));
+      same = _mm_and_si128(same, _mm_or_si128(_mm_cmpeq_epi8(a, b), _mm_andnot_si128(kept, _mm_set1_epi8(-1))));
+    }
+    if (_mm_movemask_epi8(same) == 0xFFFF)
+      for (int i = 0; i < 16; ++i) out[x + i] = step[i * channels];
+    else
+      for (int i = 0; i < 16; ++i)
+        out[x + i] = gray_of(step[i * channels + blue], step[i * channels + 1], step[i * channels + red]);
+  }
+#endif
+  for (row += std::size_t(x) * channels; x < n; ++x, row += channels) out[x] = gray_of(row[blue], row[1], row[red]);
 }
 
 namespace {
