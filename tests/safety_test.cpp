@@ -283,21 +283,32 @@ TEST(GateStatistics, OnePassAndAreaShrinksEqualTheirDefinitionsOnOddShapesAndRan
 TEST(GateStatistics, TheColourOfEveryWidthAndChannelCountIsItsDefinition) {
   // Tensor8::source_colour: mean |B - G| + |G - R| of the decoded pixels,
   // whatever the width (the vector loop's steps and the scalar rest), the
-  // channel count and the row padding.
+  // channel count, the row padding and the way through pre-processing (the
+  // fused shrink, the gray conversion alone, OpenCV's enlargement), on noise
+  // and on gray stored as colour with a few coloured pixels.
   std::mt19937 rng(5);
   for (int channels : {3, 4})
     for (int width = 1; width <= 70; ++width) {
-      const int height = 1 + int(rng() % 4);
-      const cv::Mat m = noise(height, width + 3, CV_8UC(channels), rng())(cv::Rect(0, 0, width, height));  // padded rows
-      uint64_t total = 0;
-      for (int y = 0; y < height; ++y)
-        for (int x = 0; x < width; ++x) {
-          const uint8_t* px = m.ptr(y) + std::size_t(x) * channels;
-          total += uint64_t(std::abs(px[0] - px[1]) + std::abs(px[1] - px[2]));
-        }
-      const ImageView view{m.data, m.cols, m.rows, channels, m.step[0], 1};
-      EXPECT_EQ(preprocess(view, 20, 20).source_colour, float(double(total) / (double(width) * height)))
-          << width << "x" << height << "x" << channels;
+      const int height = 3 + int(rng() % 5);
+      cv::Mat gray_as_colour;
+      cv::cvtColor(noise(height, width + 3, CV_8UC1, rng()), gray_as_colour,
+                   channels == 3 ? cv::COLOR_GRAY2BGR : cv::COLOR_GRAY2BGRA);
+      gray_as_colour.at<uint8_t>(int(rng() % height), int(rng() % width) * channels + 1) ^= 7;
+      for (const cv::Mat& padded : {noise(height, width + 3, CV_8UC(channels), rng()), gray_as_colour}) {
+        const cv::Mat m = padded(cv::Rect(0, 0, width, height));
+        uint64_t total = 0;
+        for (int y = 0; y < height; ++y)
+          for (int x = 0; x < width; ++x) {
+            const uint8_t* px = m.ptr(y) + std::size_t(x) * channels;
+            total += uint64_t(std::abs(px[0] - px[1]) + std::abs(px[1] - px[2]));
+          }
+        const ImageView view{m.data, m.cols, m.rows, channels, m.step[0], 1};
+        for (const auto& [to_height, to_width] :
+             {std::pair{20, 20}, std::pair{height, width}, std::pair{height - 1, std::max(width - 1, 1)}})
+          EXPECT_EQ(preprocess(view, to_height, to_width).source_colour,
+                    float(double(total) / (double(width) * height)))
+              << width << "x" << height << "x" << channels << " to " << to_width << "x" << to_height;
+      }
     }
 }
 

@@ -130,55 +130,72 @@ struct Preprocessor {
   void area_rows(SourceRow source_row, FinishRow finish);
 
  private:
-  void gray(const detail::Pixels& pixels, int y, uint8_t* out) const;
+  // Row y's gray pixels into `out`; returns its colour (colour_and_gray's
+  // sum, 0 for one channel).
+  uint32_t gray(const detail::Pixels& pixels, int y, uint8_t* out) const;
   void set_x_taps(const std::vector<AreaTap>& taps);
   template <int taps>
   void horizontal(const uint8_t* gray, float* sums) const;
   void horizontal_block(const uint8_t* const* rows);
-  void fused_area(const detail::Pixels& pixels, uint8_t* out);
+  // Returns the colour sum of every source row.
+  uint64_t fused_area(const detail::Pixels& pixels, uint8_t* out);
 };
 
 }  // namespace
 
 namespace {
 
-// Sum of |B - G| + |G - R| over a row of 8-bit pixels of 3 or 4 channels.
-// With SSE2, 16 bytes at a time: each byte's distance to the next one,
-// kept where the byte is a pixel's first or second channel, summed by
-// _mm_sad_epu8; the same whole numbers as the scalar loop, which does the
-// rest of the row.
 #if defined(__SSE2__)
 // 0xFF at the bytes that are a pixel's first or second channel: over the 48
-// bytes (three registers) that hold 16 pixels of 3 channels, and over the 16
-// bytes that hold 4 pixels of 4.
+// bytes (three registers) that hold 16 pixels of 3 channels, and over each
+// 16 of the 64 bytes that hold 16 pixels of 4.
 alignas(16) constexpr uint8_t kFirstTwoOf3[48] = {
     255, 255, 0, 255, 255, 0, 255, 255, 0, 255, 255, 0, 255, 255, 0, 255, 255, 0, 255, 255, 0, 255, 255, 0,
     255, 255, 0, 255, 255, 0, 255, 255, 0, 255, 255, 0, 255, 255, 0, 255, 255, 0, 255, 255, 0, 255, 255, 0};
 alignas(16) constexpr uint8_t kFirstTwoOf4[16] = {255, 255, 0, 0, 255, 255, 0, 0, 255, 255, 0, 0, 255, 255, 0, 0};
 #endif
 
-uint32_t row_colour(const uint8_t* row, int width, int channels) {
+// One row of 8-bit pixels of 3 or 4 channels: the sum of |B - G| + |G - R|
+// over it (Tensor8::source_colour's), and its gray pixels into `gray` unless
+// that is null (`blue`, `red`: the channels that get those weights). With
+// SSE2, 16 pixels at a time: each byte's distance to the next one, kept where
+// the byte is a pixel's first or second channel, summed by _mm_sad_epu8 (the
+// same whole numbers as the scalar loop, which does the rest of the row); and
+// where all those distances are 0, the 16 pixels are gray stored as colour
+// (B = G = R, every BUSI image), each its own gray (the weights sum to 2^15),
+// so they are copied instead of weighted.
+uint32_t colour_and_gray(const uint8_t* row, int width, int channels, int blue, int red, uint8_t* gray) {
   uint32_t total = 0;
   int x = 0;
 #if defined(__SSE2__)
   const std::size_t bytes = std::size_t(width) * channels;
-  const uint8_t* keep = channels == 3 ? kFirstTwoOf3 : kFirstTwoOf4;
-  const int registers = channels == 3 ? 3 : 1, pixels_per_step = 16 * registers / channels;
-  const std::size_t step_bytes = 16 * std::size_t(registers);
   __m128i sums = _mm_setzero_si128();
-  // The last register of a step reads one byte past the step.
-  for (std::size_t at = 0; at + step_bytes + 1 <= bytes; at += step_bytes, x += pixels_per_step)
-    for (int r = 0; r < registers; ++r) {
-      const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + at + 16 * r));
-      const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + at + 16 * r + 1));
-      const __m128i distance = _mm_or_si128(_mm_subs_epu8(a, b), _mm_subs_epu8(b, a));
-      const __m128i kept = _mm_and_si128(distance, _mm_load_si128(reinterpret_cast<const __m128i*>(keep + 16 * r)));
-      sums = _mm_add_epi64(sums, _mm_sad_epu8(kept, _mm_setzero_si128()));
+  // 16 pixels are `channels` registers; the last one reads a byte past them.
+  for (; std::size_t(x + 16) * channels + 1 <= bytes; x += 16) {
+    const uint8_t* step = row + std::size_t(x) * channels;
+    __m128i any = _mm_setzero_si128();
+    for (int r = 0; r < channels; ++r) {
+      const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(step + 16 * r));
+      const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(step + 16 * r + 1));
+      const __m128i keep =
+          _mm_load_si128(reinterpret_cast<const __m128i*>(channels == 3 ? kFirstTwoOf3 + 16 * r : kFirstTwoOf4));
+      const __m128i distance = _mm_and_si128(_mm_or_si128(_mm_subs_epu8(a, b), _mm_subs_epu8(b, a)), keep);
+      sums = _mm_add_epi64(sums, _mm_sad_epu8(distance, _mm_setzero_si128()));
+      any = _mm_or_si128(any, distance);
     }
+    if (!gray) continue;
+    if (_mm_movemask_epi8(_mm_cmpeq_epi8(any, _mm_setzero_si128())) == 0xFFFF)
+      for (int i = 0; i < 16; ++i) gray[x + i] = step[i * channels];
+    else
+      for (int i = 0; i < 16; ++i)
+        gray[x + i] = gray_of(step[i * channels + blue], step[i * channels + 1], step[i * channels + red]);
+  }
   total = uint32_t(_mm_cvtsi128_si32(sums)) + uint32_t(_mm_cvtsi128_si32(_mm_unpackhi_epi64(sums, sums)));
 #endif
-  for (row += std::size_t(x) * channels; x < width; ++x, row += channels)
+  for (row += std::size_t(x) * channels; x < width; ++x, row += channels) {
     total += uint32_t(std::abs(row[0] - row[1]) + std::abs(row[1] - row[2]));
+    if (gray) gray[x] = gray_of(row[blue], row[1], row[red]);
+  }
   return total;
 }
 
@@ -186,7 +203,13 @@ uint32_t row_colour(const uint8_t* row, int width, int channels) {
 // value / 257, rounded, as the conversion to 8 bits): 0 for a gray image stored
 // as colour (every BUSI and BUS-BRA file), large for a photo. The gate reads it
 // (Tensor8::source_colour); the sum is symmetric in B and R, so either channel
-// order gives the same.
+// order gives the same. `total` is the sum over every pixel of `v`.
+float colour_of(uint64_t total, const ImageView& v) {
+  return v.channels < 3 ? 0.f : float(double(total) / (double(v.width) * v.height));
+}
+
+// colour_of the pixels, measured alone (the fused pass and a gray conversion
+// alone measure each row as they make it gray instead).
 float mean_colour(const ImageView& v) {
   if (v.channels < 3) return 0;
   uint64_t total = 0;
@@ -194,7 +217,7 @@ float mean_colour(const ImageView& v) {
     const uint8_t* row = v.data + v.stride * std::size_t(y);
     uint32_t row_total = 0;  // at most 510 * 8192: no overflow
     if (v.bytes_per_channel == 1) {
-      row_total = row_colour(row, v.width, v.channels);
+      row_total = colour_and_gray(row, v.width, v.channels, 0, 2, nullptr);
     } else {
       const auto eight = [](const uint8_t* at) {
         uint16_t value;
@@ -208,46 +231,20 @@ float mean_colour(const ImageView& v) {
     }
     total += row_total;
   }
-  return float(double(total) / (double(v.width) * v.height));
+  return colour_of(total, v);
 }
 
 }  // namespace
 
-void Preprocessor::gray(const detail::Pixels& p, int y, uint8_t* out) const {
+uint32_t Preprocessor::gray(const detail::Pixels& p, int y, uint8_t* out) const {
   const uint8_t* row = p.view.data + p.view.stride * std::size_t(y);
   const int n = p.view.width, channels = p.view.channels;
   if (channels == 1) {
     std::memcpy(out, row, std::size_t(n));
-    return;
+    return 0;
   }
   // Pixels in R, G, B order give their first byte the red weight instead.
-  const int blue = p.rgb_order ? 2 : 0, red = p.rgb_order ? 0 : 2;
-  int x = 0;
-#if defined(__SSE2__)
-  // Gray stored as colour (every BUSI image): where the 16 pixels of a step
-  // have B = G = R, each is its own gray (the weights sum to 2^15), so it is
-  // copied; other steps are weighted pixel by pixel.
-  const std::size_t bytes = std::size_t(n) * channels;
-  const int registers = channels == 3 ? 3 : 4;
-  const uint8_t* keep = channels == 3 ? kFirstTwoOf3 : kFirstTwoOf4;
-  // The last register of a step reads one byte past the step.
-  for (; std::size_t(x + 16) * channels + 1 <= bytes; x += 16) {
-    const uint8_t* step = row + std::size_t(x) * channels;
-    __m128i same = _mm_set1_epi8(-1);
-    for (int r = 0; r < registers; ++r) {
-      const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(step + 16 * r));
-      const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(step + 16 * r + 1));
-      const __m128i kept = _mm_load_si128(reinterpret_cast<const __m128i*>(keep + (channels == 3 ? 16 * r : 0)));
-      same = _mm_and_si128(same, _mm_or_si128(_mm_cmpeq_epi8(a, b), _mm_andnot_si128(kept, _mm_set1_epi8(-1))));
-    }
-    if (_mm_movemask_epi8(same) == 0xFFFF)
-      for (int i = 0; i < 16; ++i) out[x + i] = step[i * channels];
-    else
-      for (int i = 0; i < 16; ++i)
-        out[x + i] = gray_of(step[i * channels + blue], step[i * channels + 1], step[i * channels + red]);
-  }
-#endif
-  for (row += std::size_t(x) * channels; x < n; ++x, row += channels) out[x] = gray_of(row[blue], row[1], row[red]);
+  return colour_and_gray(row, n, channels, p.rgb_order ? 2 : 0, p.rgb_order ? 0 : 2, out);
 }
 
 namespace {
@@ -437,15 +434,30 @@ void Preprocessor::set_sizes(int from_height, int from_width, int to_height, int
 
 // Gray conversion and the area tables in one pass, each destination row
 // rounded half to even and saturated as cv::resize does for 8-bit pixels.
-void Preprocessor::fused_area(const detail::Pixels& p, uint8_t* out) {
+// The colour is measured on each source row as it is made gray; a row the
+// area tables would not take (none does for a shrink, but it costs nothing to
+// be sure) is measured alone, so every row counts once.
+uint64_t Preprocessor::fused_area(const detail::Pixels& p, uint8_t* out) {
+  const ImageView& v = p.view;
+  uint64_t colour = 0;
+  int measured = 0;  // the rows before it are in `colour`
+  const auto measure_up_to = [&](int row) {
+    for (; measured < row; ++measured)
+      if (v.channels >= 3)
+        colour += colour_and_gray(v.data + v.stride * std::size_t(measured), v.width, v.channels, 0, 2, nullptr);
+  };
   area_rows(
       [&](int s, uint8_t* scratch) {
-        gray(p, s, scratch);
+        measure_up_to(s);
+        colour += gray(p, s, scratch);
+        measured = s + 1;
         return scratch;
       },
       [&](int d, const float* sums, const float* row, float beta) {
         round_row(sums, row, beta, width, out + std::size_t(d) * width);
       });
+  measure_up_to(v.height);
+  return colour;
 }
 
 void Preprocessor::run(const detail::Pixels& p, int h, int w, Tensor8& out, const std::string& name) {
@@ -458,18 +470,21 @@ void Preprocessor::run(const detail::Pixels& p, int h, int w, Tensor8& out, cons
   out.width = w;
   out.source_height = v.height;
   out.source_width = v.width;
-  out.source_colour = mean_colour(v);
   out.pixels.resize(std::size_t(h) * w);
   const bool same_size = v.height == h && v.width == w;
   if (v.bytes_per_channel == 1 && (same_size || resize_uses_area_tables(v.height, v.width, h, w))) {
+    // The colour from the rows as they are made gray.
+    uint64_t colour = 0;
     if (same_size) {
-      for (int y = 0; y < h; ++y) gray(p, y, out.pixels.data() + std::size_t(y) * w);
-      return;
+      for (int y = 0; y < h; ++y) colour += gray(p, y, out.pixels.data() + std::size_t(y) * w);
+    } else {
+      set_sizes(v.height, v.width, h, w);
+      colour = fused_area(p, out.pixels.data());
     }
-    set_sizes(v.height, v.width, h, w);
-    fused_area(p, out.pixels.data());
+    out.source_colour = colour_of(colour, v);
     return;
   }
+  out.source_colour = mean_colour(v);
   // OpenCV itself: 16-bit -> 8-bit (value / 257, rounded), gray, resize.
   const int type = CV_MAKETYPE(v.bytes_per_channel == 2 ? CV_16U : CV_8U, v.channels);
   const cv::Mat view(v.height, v.width, type, const_cast<uint8_t*>(v.data), v.stride);
