@@ -343,10 +343,14 @@ def cmd_score(args):
     print(f"{out / 'predictions.npz'}: {len(idx)} images")
 
 
-def gather(run_root, ds_index, mirrored):
-    """Out-of-fold logits of a recipe's folds, and its held-out-scanner runs."""
+def gather(run_root, ds_index, mirrored, only_folds=None):
+    """Out-of-fold logits of a recipe's folds, and its held-out-scanner runs;
+    with only_folds, those folds alone (recipes screened on fewer folds are then
+    compared on the same images)."""
     folds, held = [], {}
     for p in sorted(Path(run_root).glob("*/predictions.npz")):
+        if only_folds is not None and p.parent.name not in {f"fold{k}" for k in only_folds}:
+            continue
         z = np.load(p)
         logits = (z["logits"] + z["logits_mirrored"]) / 2 if mirrored else z["logits"]
         idx = np.array([ds_index[n] for n in z["names"]])
@@ -364,9 +368,9 @@ def fmt_auc(v):
     return f"{value:.3f} ({lo:.3f}-{hi:.3f})"
 
 
-def recipe_rows(ds, run_root, mirrored):
+def recipe_rows(ds, run_root, mirrored, only_folds=None):
     ds_index = {n: i for i, n in enumerate(ds.names)}
-    folds, held = gather(run_root, ds_index, mirrored)
+    folds, held = gather(run_root, ds_index, mirrored, only_folds)
     if not folds:
         return None
     idx = np.concatenate([i for i, _ in folds])
@@ -452,7 +456,7 @@ def cmd_report(args):
              "| BUS-BRA B-vs-M AUC | BUS-BRA called abnormal | AUC LOGIQ7 / LOGIQ5 | AUC on a held-out scanner |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for run_root in args.runs:
-        row = recipe_rows(ds, run_root, args.mirrored)
+        row = recipe_rows(ds, run_root, args.mirrored, args.folds)
         if row is None:
             lines.append(f"| {label(run_root)} | 0 | | | | | | | | |")
             continue
@@ -476,7 +480,7 @@ def cmd_report(args):
               "BUSI sensitivity | BUSI specificity | BUS-BRA lesions referred |", "|---|---|---|---|---|---|---|"]
     ds_index = {n: i for i, n in enumerate(ds.names)}
     for run_root in args.runs:
-        folds, _ = gather(run_root, ds_index, args.mirrored)
+        folds, _ = gather(run_root, ds_index, args.mirrored, args.folds)
         c = cross_fitted_referral(ds, folds)
         if c is None:
             continue
@@ -515,6 +519,8 @@ def main(argv=None):
     r = sub.add_parser("report", help="markdown table of recipes' cross-validated figures")
     r.add_argument("runs", nargs="+", help="recipe folders (e.g. runs/cv/robust)")
     r.add_argument("--mirrored", action="store_true", help="average each image's logits with its mirror's")
+    r.add_argument("--folds", type=lambda s: [int(k) for k in s.split(",")], default=None,
+                   help="comma-separated folds to score (default: every fold a recipe ran)")
     for q in (t, c, r):
         q.add_argument("--cache", default=str(TRAINING_DIR / "runs" / "cache"))
     args = p.parse_args(argv)

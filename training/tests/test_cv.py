@@ -215,3 +215,16 @@ def test_normal_crops_recipe_draws_busbra_crops_as_half_the_normal_class():
     assert w[crop].sum() == pytest.approx(w[draw_labels == 0].sum() / 2)
     plain = cv.split_run(ds, np.arange(24), np.arange(0), "robust-noseg", dict(cv.SCHEDULE), "unused", 1, 1)
     assert not any(sq is not None for sq in plain.draws()[2])
+
+
+def test_gather_keeps_only_the_folds_asked_for(tmp_path):
+    names = ["a", "b", "c"]
+    for run, held in (("fold1", [0]), ("fold2", [1]), ("without-LOGIQ7", [2])):
+        (tmp_path / run).mkdir()
+        np.savez(tmp_path / run / "predictions.npz", names=np.array([names[i] for i in held]),
+                 logits=np.ones((1, 3)), logits_mirrored=np.ones((1, 3)))
+    index = {n: i for i, n in enumerate(names)}
+    folds, held = cv.gather(tmp_path, index, mirrored=False)
+    assert [list(i) for i, _ in folds] == [[0], [1]] and list(held) == ["without-LOGIQ7"]
+    folds, held = cv.gather(tmp_path, index, mirrored=False, only_folds=[2])
+    assert [list(i) for i, _ in folds] == [[1]] and held == {}
