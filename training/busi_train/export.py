@@ -65,6 +65,11 @@ def qonnx_model(model, name):
     raw pixel (FINN annotates it UINT8), Div by 255, per layer Quant(weights) ->
     Conv/MatMul -> BatchNormalization -> Relu -> Quant(unsigned), MaxPool, and a
     TopK (k=1) giving the class index, as the paper added before synthesis."""
+    if model.act_quant == "kmeans":
+        # A Quant node rounds on a uniform grid; the k-means boundaries are thresholds
+        # (the .bqnn holds them), which this writer does not emit as MultiThreshold.
+        raise ValueError("QONNX export: the kmeans activation quantizer has non-uniform boundaries, "
+                         "which a QONNX Quant node cannot express; export the .bqnn only")
     model.eval()
     nodes, inits = [], []
     counter = iter(range(10 ** 6))

@@ -81,7 +81,8 @@ def evaluate(model, images_u8, labels, batch=64):
 def load_checkpoint(path):
     ck = torch.load(path, map_location="cpu")
     cfg = ck["config"]
-    model = busi_net(cfg.get("wbits"), cfg.get("abits"), cfg.get("ends_wbits"))
+    model = busi_net(cfg.get("wbits"), cfg.get("abits"), cfg.get("ends_wbits"),
+                     cfg.get("weight_quant", "uniform"), cfg.get("act_quant", "uniform"))
     model.load_state_dict(ck["state_dict"])
     model.eval()
     return model, ck
