@@ -1,6 +1,6 @@
 """The seed papers' quantizers (quant.py): their levels and boundaries are what
 the papers say, and a model trained with each exports to a package whose cpu_int
-logits equal the numpy reference's and whose classes equal PyTorch's."""
+logits equal the numpy reference's and PyTorch's."""
 import numpy as np
 import pytest
 import torch
@@ -93,8 +93,8 @@ def test_kmeans_boundaries_are_midpoints_of_the_clusters_and_outputs_stay_unifor
 @pytest.mark.parametrize("weight_quant,act_quant", [("inq-pow2", "uniform"), ("heq", "heq"), ("uniform", "kmeans")])
 def test_a_short_run_with_each_quantizer_exports_bit_exact(tmp_path, weight_quant, act_quant):
     """A float epoch and four QAT epochs of the cross-validated trainer on random
-    images, exported: cpu_int's logits equal the numpy reference's exactly and its
-    classes equal PyTorch's."""
+    images, exported: cpu_int's int32 logits equal the numpy reference's exactly,
+    and times the logit scale PyTorch's quantized forward."""
     ds = tiny_dev_set()
     sched = dict(cv.SCHEDULE, float_epochs=1, qat_epochs=4, epoch_images=8, batch=4, calib_images=4,
                  wbits=4 if weight_quant == "inq-pow2" else 2, weight_quant=weight_quant, act_quant=act_quant)
@@ -114,11 +114,14 @@ def test_a_short_run_with_each_quantizer_exports_bit_exact(tmp_path, weight_quan
                  "--bqnn", str(package_path)])
     header, layers = int_reference.read_package(package_path)
     with torch.no_grad():
-        torch_pred = model(torch.from_numpy(ds.images).float().unsqueeze(1) / 255).argmax(1).numpy()
-    ref = [int_reference.predict(header, layers, img) for img in ds.images[:4]]
-    assert [p for p, _ in ref] == torch_pred[:4].tolist()
+        torch_logits = model(torch.from_numpy(ds.images).float().unsqueeze(1) / 255).double().numpy()
+    ref = [int_reference.forward(header, layers, img) for img in ds.images[:4]]
+    tolerance = dict(rtol=1e-4, atol=1e-6 * np.abs(torch_logits).max())
+    np.testing.assert_allclose(np.array(ref) * header["logit_scale"], torch_logits[:4], **tolerance)
     busi_infer = pytest.importorskip("busi_infer", reason="busi_infer bindings not on PYTHONPATH")
     classifier = busi_infer.Classifier("cpu_int", model=str(package_path))
-    cpu = [classifier.classify(img) for img in ds.images]
-    assert [p.class_index for p in cpu] == torch_pred.tolist()
-    assert [list(p.logits) for p in cpu[:4]] == [logits.tolist() for _, logits in ref]
+    cpu = np.array([list(classifier.classify(img).logits) for img in ds.images])
+    # the integers are exact; the classes are not compared: an untrained network's
+    # logits tie, and PyTorch's float32 argmax breaks a tie either way
+    assert cpu[:4].tolist() == [r.tolist() for r in ref]
+    np.testing.assert_allclose(cpu * header["logit_scale"], torch_logits, **tolerance)
