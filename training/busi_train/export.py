@@ -192,15 +192,18 @@ def main(argv=None):
     args = p.parse_args(argv)
     model, ck = load_checkpoint(args.checkpoint)
     extra = {"metrics": json.loads(Path(args.metrics).read_text())} if args.metrics else None
-    if args.bqnn:
-        Path(args.bqnn).write_bytes(bqnn_bytes(model, ck, args.name, extra))
-        print("wrote", args.bqnn)
-    if args.onnx:
-        if model.quantized:
-            onnx.save(qonnx_model(model, args.name), args.onnx)
-        else:
-            float_onnx(model, args.onnx)
-        print("wrote", args.onnx)
+    try:
+        if args.bqnn:
+            Path(args.bqnn).write_bytes(bqnn_bytes(model, ck, args.name, extra))
+            print("wrote", args.bqnn)
+        if args.onnx:
+            if model.quantized:
+                onnx.save(qonnx_model(model, args.name), args.onnx)
+            else:
+                float_onnx(model, args.onnx)
+            print("wrote", args.onnx)
+    except ValueError as e:  # a quantizer whose state cannot be written in that format
+        raise SystemExit(f"{args.checkpoint}: {e}")
 
 
 if __name__ == "__main__":

@@ -106,6 +106,12 @@ class busi_net(nn.Module):
         """Whether epoch_start_quantizers does anything (it needs a calibration batch)."""
         return self.quantized and (self.weight_quant != "uniform" or self.act_quant != "uniform")
 
+    @property
+    def exportable(self):
+        """False while an inq-pow2 schedule has weights left in float."""
+        return all(layer.wq is None or layer.wq.method != "inq-pow2" or bool(layer.wq.frozen.all())
+                   for layer in self.layers())
+
     @torch.no_grad()
     def epoch_start_quantizers(self, calibration_x, epoch, n_epochs):
         """Before QAT epoch `epoch` of n_epochs: the weight quantizers' per-epoch

@@ -199,7 +199,9 @@ class quant_weight(nn.Module):
         if self.method == "heq":
             self.scale.copy_(self._heq_scale(weight))
         elif self.method == "inq-pow2":
-            portion = INQ_PORTIONS[min(len(INQ_PORTIONS) - 1, (epoch - 1) * len(INQ_PORTIONS) // n_epochs)]
+            # portion i over the epochs e with ceil(e * 4 / n) = i + 1: the last epoch always quantizes all
+            steps = len(INQ_PORTIONS)
+            portion = INQ_PORTIONS[min(steps - 1, (epoch * steps + n_epochs - 1) // n_epochs - 1)]
             need = math.ceil(portion * weight.numel()) - int(self.frozen.sum())
             if need > 0:
                 x = weight / self.scale_shaped(weight)

@@ -8,6 +8,7 @@ import torch
 from busi_train import cv, export, int_reference
 from busi_train.quant import (INQ_PORTIONS, heq_step, kmeans_levels, quant_relu, quant_weight, round_pow2,
                               round_uniform)
+from busi_train.model import busi_net
 from busi_train.train import load_checkpoint
 from test_cv import tiny_dev_set
 
@@ -125,3 +126,32 @@ def test_a_short_run_with_each_quantizer_exports_bit_exact(tmp_path, weight_quan
     # logits tie, and PyTorch's float32 argmax breaks a tie either way
     assert cpu[:4].tolist() == [r.tolist() for r in ref]
     np.testing.assert_allclose(cpu * header["logit_scale"], torch_logits, **tolerance)
+
+
+@pytest.mark.parametrize("n_epochs", [1, 2, 3, 10])
+def test_inq_schedule_quantizes_everything_by_the_last_epoch(n_epochs):
+    w = torch.randn(3, 20)
+    wq = quant_weight(3, 2, per_channel=False, method="inq-pow2", weight_shape=w.shape)
+    wq.init_from(w)
+    for epoch in range(1, n_epochs + 1):
+        wq.epoch_start(w, epoch, n_epochs)
+    assert bool(wq.frozen.all())
+
+
+def test_train_py_refuses_quantizer_choices_for_the_float_network():
+    from busi_train import train
+    with pytest.raises(SystemExit, match="need --wbits"):
+        train.main(["--out", "unused", "--act-quant", "kmeans"])
+
+
+def test_export_refuses_what_its_format_cannot_hold(tmp_path):
+    """A kmeans model has no QONNX form (Quant nodes are uniform); an inq-pow2 model
+    whose schedule did not finish has float weights left: both stop with the reason."""
+    for weight_quant, act_quant, fmt, reason in (("uniform", "kmeans", "--onnx", "non-uniform boundaries"),
+                                                 ("inq-pow2", "uniform", "--bqnn", "not quantized yet")):
+        model = busi_net(2, 4, weight_quant=weight_quant, act_quant=act_quant)
+        ck = {"config": {"wbits": 2, "abits": 4, "weight_quant": weight_quant, "act_quant": act_quant},
+              "epoch": 1, "val": None, "state_dict": model.state_dict()}
+        torch.save(ck, tmp_path / "m.pt")
+        with pytest.raises(SystemExit, match=reason):
+            export.main([str(tmp_path / "m.pt"), "--name", "t", fmt, str(tmp_path / "out")])
