@@ -9,7 +9,7 @@ Rounding is floor(v + 0.5) (half up), the rounding an integer threshold
 LSQ (Esser et al. 2020) for the scales.
 
 Besides that (uniform) form, the seed papers' quantizers in the form FINN executes
-exactly (docs/training.md, "Seed papers' quantizers"): FINN multiplies integer
+exactly (docs/training.md, "The seed papers' quantizers"): FINN multiplies integer
 weights by a per-channel scale, and an activation is the count of per-channel
 thresholds t_j <= acc, which the next layer multiplies as an integer. So
 
