@@ -9,10 +9,14 @@
 //   - all of it from the file: read + cv::imdecode + cvtColor + resize (what
 //     load_image did before issue 17) vs busi::ImageLoader::load (what each of
 //     busi-infer's workers does now, its buffers kept from image to image).
+//   - the gate of every prediction (make_prediction with the shipped W2A4
+//     package and fixed logits: the input checks, the 17 features and the
+//     out-of-distribution score) on the images' 255x255 inputs.
 // decode_image and preprocess allocate their outputs and copy decode_image's
 // pixels into OpenCV's BGR order on every call; the loader does neither.
 // Prints the median over rounds of the mean microseconds per image.
-//   decode_bench [folder] [rounds]     (default ../shared/busi, 5)
+//   decode_bench [folder] [rounds] [only]    (default ../shared/busi, 5; `only`:
+//   run just the steps whose name contains it, e.g. gate)
 #include <png.h>
 #include <zlib.h>
 #include <libdeflate.h>
@@ -29,6 +33,7 @@
 #include <string>
 #include <vector>
 
+#include "busi/backend.hpp"
 #include "busi/image.hpp"
 #include "busi/limits.hpp"
 
@@ -92,6 +97,7 @@ cv::Mat libpng_decode(const std::vector<uint8_t>& bytes) {
 int main(int argc, char** argv) {
   const std::filesystem::path folder = argc > 1 ? argv[1] : "../shared/busi";
   const int rounds = argc > 2 ? std::atoi(argv[2]) : 5;
+  const std::string only = argc > 3 ? argv[3] : "";
   std::vector<std::vector<uint8_t>> files;
   std::vector<std::filesystem::path> paths;
   std::vector<Idat> idats;
@@ -115,6 +121,9 @@ int main(int argc, char** argv) {
   uint64_t sink = 0;  // keeps results alive
   busi::ImageLoader loader;
   busi::Tensor8 tensor;
+  std::vector<busi::Tensor8> inputs(paths.size());
+  for (std::size_t i = 0; i < paths.size(); ++i) loader.load(paths[i], 255, 255, inputs[i]);
+  const busi::Model model = busi::Model::load(busi::default_model_path(busi::ModelKind::quantized));
   struct Candidate {
     const char* name;
     std::function<void(std::size_t)> run;
@@ -158,7 +167,13 @@ int main(int argc, char** argv) {
          loader.load(paths[i], 255, 255, tensor);
          sink += tensor.pixels[0];
        }},
+      {"gate: make_prediction on the 255x255 input (W2A4 package, fixed logits)", [&](std::size_t i) {
+         busi::RawOutput raw;
+         raw.logits = {1000, -200, 300};
+         sink += int(busi::make_prediction(model, "cpu_int", inputs[i], std::move(raw)).verdict);
+       }},
   };
+  std::erase_if(candidates, [&](const Candidate& c) { return std::string(c.name).find(only) == std::string::npos; });
   for (int r = 0; r < rounds; ++r)
     for (auto& c : candidates) {
       const auto t0 = std::chrono::steady_clock::now();

@@ -4,7 +4,9 @@
 # alternately so every configuration sees the same machine load. With a second
 # build (an older revision built the same way), both are run side by side in
 # each round (before t1, after t1, before t2, after t2), the per-image answers
-# (file, class, logits) are compared, and the ratios after / before are printed.
+# (every field both report: file, class, logits, scores, verdict, reason, the
+# gate's features and score, ...) are compared, and the ratios after / before
+# are printed.
 # Usage: benchmarks/e2e_busi_infer.sh [build-dir] [images-dir] [rounds] [backend] [before-build-dir]
 set -euo pipefail
 build=${1:-build}
@@ -51,10 +53,15 @@ for t in (1, 2):
     rss_b = max(load("before", t, r)["summary"]["peak_rss_mb"] for r in range(1, rounds + 1))
     rss_a = max(load("after", t, r)["summary"]["peak_rss_mb"] for r in range(1, rounds + 1))
     print("| %d | %s | %.2fx | %.1f -> %.1f |" % (t, ", ".join("%.2fx" % x for x in ratios), statistics.median(ratios), rss_b, rss_a))
-answers = lambda doc: [(i["file"], i.get("class"), i.get("logits"), i.get("error")) for i in doc["images"]]
+# Every per-image field both builds report (an older build may lack the verdict and what comes with it).
+fields = ("file", "class", "logits", "scores", "verdict", "reason", "p_abnormal", "suspicious_malignancy",
+          "ood_features", "ood_score", "seen", "error")
+reported = lambda doc: {k for i in doc["images"] for k in i}
+common = [k for k in fields if k in reported(load("before", 1, 1)) and k in reported(load("after", 1, 1))]
+answers = lambda doc: [tuple(i.get(k) for k in common) for i in doc["images"]]
 reference = answers(load("before", 1, 1))
 same = all(answers(load(w, t, r)) == reference for w in ("before", "after") for t in (1, 2) for r in range(1, rounds + 1))
 print()
-print("answers (file, class, logits) of every run identical to the first: %s (%d images)" % ("yes" if same else "NO", len(reference)))
+print("answers (%s) of every run identical to the first: %s (%d images)" % (", ".join(common), "yes" if same else "NO", len(reference)))
 sys.exit(0 if same else 1)
 PY

@@ -294,6 +294,17 @@ TEST(Cli, SaysWhichImagesTheModelWasTrainedOn) {
   EXPECT_EQ(doc["summary"]["seen_images"], 1);
   EXPECT_EQ(doc["summary"]["unseen"]["labelled"], 1);
   EXPECT_EQ(doc["summary"]["labelled"], 2);
+  // In batches of two on one thread, the second batch's input is loaded where
+  // the first batch's were: each image is still judged by its own pixels.
+  const std::string trained = quote((data / "benign/benign (1).png").string()),
+                    validation = quote((data / "benign/benign (102).png").string());
+  const CliRun batched =
+      busi_infer("--format json --threads 1 --batch 2 " + validation + " " + trained + " " + validation);
+  ASSERT_EQ(batched.exit_code, 0) << batched.out;
+  const auto batches = nlohmann::json::parse(batched.out);
+  EXPECT_EQ(batches["images"][0]["seen"], false);
+  EXPECT_EQ(batches["images"][1]["seen"], true);
+  EXPECT_EQ(batches["images"][2]["seen"], false);
   const CliRun table = busi_infer(images);
   // Only the training image's line says so.
   const auto line_of = [&](const std::string& name) {

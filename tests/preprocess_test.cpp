@@ -147,6 +147,37 @@ TEST(Preprocess, EveryColourGivesOpenCvsGray) {
   }
 }
 
+// Gray stored as colour, as every BUSI image is, with coloured pixels here and
+// there (a mark, a single channel off by one): the steps whose pixels are all
+// gray are copied, the others weighted; every width around the steps' size,
+// 3 and 4 channels, through the same-size and the fused paths.
+TEST(Preprocess, GrayStoredAsColourWithAFewColouredPixelsGivesOpenCvsPixels) {
+  std::mt19937 rng(29);
+  for (int channels : {3, 4})
+    for (int width = 1; width <= 80; ++width) {
+      const int height = 1 + int(rng() % 5);
+      const cv::Mat gray = random_image(width, height, CV_8UC1, rng);
+      cv::Mat image;
+      cv::cvtColor(gray, image, channels == 3 ? cv::COLOR_GRAY2BGR : cv::COLOR_GRAY2BGRA);
+      for (int k = int(rng() % 4); k > 0; --k) {  // nudge one channel of a few pixels
+        uint8_t& channel = image.ptr(int(rng() % height))[(rng() % width) * channels + rng() % 3];
+        channel = uint8_t(channel ^ (1 + rng() % 2));
+      }
+      for (const auto& [to_width, to_height] : {std::pair{width, height}, std::pair{(width + 1) * 2 / 3, height}}) {
+        const auto want = opencv_gray_area(image, to_height, to_width);
+        EXPECT_TRUE(ours(image, to_height, to_width) == want)
+            << width << "x" << height << "x" << channels << " to " << to_width << "x" << to_height << ": "
+            << first_difference(ours(image, to_height, to_width), want, to_width);
+      }
+    }
+  for (int width : {300, 301, 317}) {  // the fused path's usual shrink to 255x255
+    cv::Mat image;
+    cv::cvtColor(random_image(width, 280, CV_8UC1, rng), image, cv::COLOR_GRAY2BGR);
+    image.at<cv::Vec3b>(int(rng() % 280), int(rng() % width))[1] ^= 1;
+    EXPECT_TRUE(ours(image, 255, 255) == opencv_gray_area(image, 255, 255)) << width;
+  }
+}
+
 // Rows with padding after them (a view into a larger image) and smooth images,
 // whose sums land near the rounding boundaries more often than noise does.
 TEST(Preprocess, PaddedRowsAndGradientsGiveOpenCvsPixels) {

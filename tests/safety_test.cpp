@@ -4,11 +4,15 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <opencv2/core.hpp>
+#include <opencv2/imgproc.hpp>
 #include <random>
 
+#include "busi/area_shrink.hpp"
 #include "busi/backend.hpp"
 #include "busi/error.hpp"
+#include "busi/limits.hpp"
 #include "busi/random_model.hpp"
 #include "test_support.hpp"
 
@@ -189,6 +193,161 @@ TEST(Referral, ASensitivityIsChosenFromTheCurveOrRefusedSayingWhatItCovers) {
   const Prediction q = classifier->classify(
       Tensor8{255, 255, random_pixels(255 * 255, 9), 255, 255, 0});
   EXPECT_NE(q.reason.find(" 0.10 (100% sensitivity)"), std::string::npos) << q.reason;
+}
+
+// ---- the gate's statistics: each fast path against its slow definition ----
+
+// Each statistic of input_statistics counted alone, pixel by pixel.
+InputStatistics counted_alone(const Tensor8& t) {
+  InputStatistics s;
+  const int h = t.height, w = t.width;
+  const auto at = [&](int y, int x) { return int(t.pixels[std::size_t(y) * w + x]); };
+  for (int y = 0; y < h; ++y)
+    for (int x = 0; x < w; ++x) {
+      ++s.histogram[at(y, x)];
+      const int right = x + 1 < w ? std::abs(at(y, x + 1) - at(y, x)) : 0;
+      const int below = y + 1 < h ? std::abs(at(y + 1, x) - at(y, x)) : 0;
+      s.across += right;
+      s.down += below;
+      if (x + 1 < w && y + 1 < h) ++s.edges[right + below];
+      if (y < h / 3) s.top += at(y, x);
+      if (y >= h - h / 3) s.bottom += at(y, x);
+      if (x < w / 3 || x >= w - w / 3) s.sides += at(y, x);
+    }
+  return s;
+}
+
+// input_statistics and its standard deviation against counted_alone and
+// cv::meanStdDev, and area_shrink at the features' scales (and every other
+// shrink `shrinks` lists) against cv::resize of the pixels as floats, all bit
+// for bit; `what` names the input in failures.
+void expect_statistics_exact(const Tensor8& t, const std::string& what,
+                             std::vector<std::pair<int, int>> shrinks = {}) {
+  const InputStatistics fast = input_statistics(t), slow = counted_alone(t);
+  EXPECT_TRUE(fast.histogram == slow.histogram) << what;
+  EXPECT_TRUE(fast.edges == slow.edges) << what;
+  EXPECT_EQ(fast.across, slow.across) << what;
+  EXPECT_EQ(fast.down, slow.down) << what;
+  EXPECT_EQ(fast.top, slow.top) << what;
+  EXPECT_EQ(fast.bottom, slow.bottom) << what;
+  EXPECT_EQ(fast.sides, slow.sides) << what;
+  const cv::Mat pixels(t.height, t.width, CV_8U, const_cast<uint8_t*>(t.pixels.data()));
+  cv::Scalar mean, stddev;
+  cv::meanStdDev(pixels, mean, stddev);
+  EXPECT_EQ(fast.pixel_stddev(), stddev[0]) << what;  // exactly: the blank rule's figure
+  for (int k : {3, 9})
+    if (t.height / k > 0 && t.width / k > 0) shrinks.push_back({t.height / k, t.width / k});
+  cv::Mat floats;
+  pixels.convertTo(floats, CV_32F);
+  std::vector<float> got;
+  for (const auto& [rows, cols] : shrinks) {
+    cv::Mat want;
+    cv::resize(floats, want, cv::Size(cols, rows), 0, 0, cv::INTER_AREA);
+    area_shrink(t.pixels.data(), t.height, t.width, rows, cols, got);
+    ASSERT_EQ(got.size(), std::size_t(rows) * cols);
+    EXPECT_EQ(std::memcmp(got.data(), want.ptr<float>(), got.size() * sizeof(float)), 0)
+        << what << " shrunk to " << cols << "x" << rows;
+  }
+}
+
+Tensor8 tensor_of(const cv::Mat& gray) {
+  Tensor8 t{gray.rows, gray.cols, {}, gray.rows, gray.cols, 0};
+  for (int y = 0; y < gray.rows; ++y) t.pixels.insert(t.pixels.end(), gray.ptr(y), gray.ptr(y) + gray.cols);
+  return t;
+}
+
+TEST(GateStatistics, OnePassAndAreaShrinksEqualTheirDefinitionsOnOddShapesAndRandomPixels) {
+  std::mt19937 rng(17);
+  for (const auto& [rows, cols] : std::vector<std::pair<int, int>>{
+           {1, 1}, {1, 7}, {7, 1}, {2, 2}, {3, 5}, {18, 18}, {37, 53}, {64, 97}, {255, 255}, {256, 300}, {301, 129}}) {
+    const std::string size = std::to_string(cols) + "x" + std::to_string(rows);
+    // A random shrink of each input besides its 1/3 and 1/9, and whole-number ones.
+    std::vector<std::pair<int, int>> shrinks = {{rows, cols}, {1, 1}};
+    shrinks.push_back({1 + int(rng() % rows), 1 + int(rng() % cols)});
+    for (int k : {2, 4, 5})
+      if (rows % k == 0 && cols % k == 0) shrinks.push_back({rows / k, cols / k});
+    expect_statistics_exact(tensor_of(noise(rows, cols, CV_8UC1, rng())), "noise " + size, shrinks);
+    expect_statistics_exact(tensor_of(cv::Mat(rows, cols, CV_8UC1, cv::Scalar(int(rng() % 256)))), "constant " + size,
+                            shrinks);
+    // Runs of black around a noisy middle (the border of a scan), and a gradient.
+    cv::Mat framed = noise(rows, cols, CV_8UC1, rng()), gradient(rows, cols, CV_8UC1);
+    framed.rowRange(0, rows / 4).setTo(0), framed.rowRange(rows - rows / 4, rows).setTo(0);
+    framed.colRange(0, cols / 4).setTo(0), framed.colRange(cols - cols / 4, cols).setTo(0);
+    for (int y = 0; y < rows; ++y)
+      for (int x = 0; x < cols; ++x) gradient.at<uint8_t>(y, x) = uint8_t((3 * x + 5 * y) % 256);
+    expect_statistics_exact(tensor_of(framed), "framed noise " + size, shrinks);
+    expect_statistics_exact(tensor_of(gradient), "gradient " + size, shrinks);
+  }
+}
+
+TEST(GateStatistics, TheColourOfEveryWidthAndChannelCountIsItsDefinition) {
+  // Tensor8::source_colour: mean |B - G| + |G - R| of the decoded pixels,
+  // whatever the width (the vector loop's steps and the scalar rest), the
+  // channel count, the row padding and the way through pre-processing (the
+  // fused shrink, the gray conversion alone, OpenCV's enlargement), on noise
+  // and on gray stored as colour with a few coloured pixels.
+  std::mt19937 rng(5);
+  for (int channels : {3, 4})
+    for (int width = 1; width <= 70; ++width) {
+      const int height = 3 + int(rng() % 5);
+      cv::Mat gray_as_colour;
+      cv::cvtColor(noise(height, width + 3, CV_8UC1, rng()), gray_as_colour,
+                   channels == 3 ? cv::COLOR_GRAY2BGR : cv::COLOR_GRAY2BGRA);
+      gray_as_colour.at<uint8_t>(int(rng() % height), int(rng() % width) * channels + 1) ^= 7;
+      for (const cv::Mat& padded : {noise(height, width + 3, CV_8UC(channels), rng()), gray_as_colour}) {
+        const cv::Mat m = padded(cv::Rect(0, 0, width, height));
+        uint64_t total = 0;
+        for (int y = 0; y < height; ++y)
+          for (int x = 0; x < width; ++x) {
+            const uint8_t* px = m.ptr(y) + std::size_t(x) * channels;
+            total += uint64_t(std::abs(px[0] - px[1]) + std::abs(px[1] - px[2]));
+          }
+        const ImageView view{m.data, m.cols, m.rows, channels, m.step[0], 1};
+        for (const auto& [to_height, to_width] :
+             {std::pair{20, 20}, std::pair{height, width}, std::pair{height - 1, std::max(width - 1, 1)}})
+          EXPECT_EQ(preprocess(view, to_height, to_width).source_colour,
+                    float(double(total) / (double(width) * height)))
+              << width << "x" << height << "x" << channels << " to " << to_width << "x" << to_height;
+      }
+    }
+}
+
+// Every image of the folder (every 7th in unoptimised builds): its input's
+// statistics and shrinks, and its colour, against their definitions.
+std::size_t expect_folder_statistics_exact(const std::filesystem::path& folder) {
+  std::size_t checked = 0;
+  const auto files = collect_images(folder);
+  for (std::size_t i = 0; i < files.size(); i += test::busi_image_stride, ++checked) {
+    const Tensor8 input = load_image(files[i], 255, 255);
+    expect_statistics_exact(input, files[i].string());
+    std::string reason;
+    const auto bytes = limits::read_file(files[i], limits::kImageFileBytes, reason);
+    if (!bytes) {
+      ADD_FAILURE() << reason;
+      continue;
+    }
+    const DecodedImage decoded = decode_image(*bytes, files[i].string());
+    if (decoded.channels < 3 || decoded.bytes_per_channel != 1) {
+      EXPECT_EQ(input.source_colour, decoded.channels < 3 ? 0.f : input.source_colour) << files[i];
+      continue;
+    }
+    uint64_t total = 0;
+    for (std::size_t at = 0; at < decoded.pixels.size(); at += std::size_t(decoded.channels))
+      total += uint64_t(std::abs(decoded.pixels[at] - decoded.pixels[at + 1]) +
+                        std::abs(decoded.pixels[at + 1] - decoded.pixels[at + 2]));
+    EXPECT_EQ(input.source_colour, float(double(total) / (double(decoded.width) * decoded.height))) << files[i];
+  }
+  return checked;
+}
+
+TEST(GateStatistics, EveryBusiAndBusBraImageGivesTheDefinitionsFigures) {
+  BUSI_REQUIRE_DATA();
+  EXPECT_EQ(expect_folder_statistics_exact(test::busi_data_dir()),
+            (702 + test::busi_image_stride - 1) / test::busi_image_stride);
+  const std::filesystem::path busbra = std::getenv("BUSBRA_DATA") ? std::getenv("BUSBRA_DATA") : BUSBRA_DATA_DIR;
+  if (!std::filesystem::is_directory(busbra))
+    GTEST_SKIP() << "BUS-BRA images not found at " << busbra << " (set BUSBRA_DATA to its images/ folder)";
+  EXPECT_EQ(expect_folder_statistics_exact(busbra), (1350 + test::busi_image_stride - 1) / test::busi_image_stride);
 }
 
 TEST(ShippedCalibration, RefusesTheIssuesExamples) {

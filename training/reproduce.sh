@@ -5,9 +5,27 @@
 # (git-ignored); seeds are fixed (--seed 1), one thread each.
 #   training/reproduce.sh            # everything: 266 epochs, about 75 min at 15-20 s per epoch
 #   training/reproduce.sh export     # only re-export the shipped models from runs/
+#   training/reproduce.sh 2site      # the two-site model (busi_train.cv), needs build/tools/busi-infer
 set -euo pipefail
 cd "$(dirname "$0")"
 py=/usr/bin/python3
+
+if [[ "${1:-all}" == 2site ]]; then
+  # robust-noseg at 40 + 10 epochs: the four fold models (cross-validated figures
+  # and out-of-fold logits for the calibration), then the model on every image.
+  # About 5 x 50 epochs of 1,000 images; every run resumes after a stop.
+  long=(--recipe robust-noseg --float-epochs 40 --qat-epochs 10 --out runs/cv-long)
+  "$py" -m busi_train.cv train "${long[@]}"
+  "$py" -m busi_train.cv train "${long[@]}" --final
+  cp runs/cv-long/robust-noseg/all/final.pt checkpoints/busi-w2a4-2site.pt
+  "$py" -m busi_train.export checkpoints/busi-w2a4-2site.pt --name busi-w2a4-2site \
+      --bqnn ../models/busi-w2a4-2site.bqnn --onnx ../models/busi-w2a4-2site.qonnx.onnx
+  "$py" -m busi_train.negatives runs/negatives
+  "$py" -m busi_train.calibrate --model ../models/busi-w2a4-2site.bqnn --out-of-fold runs/cv-long/robust-noseg \
+      --busi-infer ../build/tools/busi-infer --negatives runs/negatives \
+      --out ../models/busi-w2a4-2site.bqnn --report results/calibration-w2a4-2site.json
+  exit 0
+fi
 float_epochs=150  # Adam 1e-3 -> 1e-5 cosine
 ship_epochs=30    # W2A4, W4A4: Adam 2e-4 -> 1e-5 cosine
 sweep_epochs=8    # the other seven weight x activation widths

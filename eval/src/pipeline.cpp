@@ -110,9 +110,11 @@ std::vector<ImageResult> classify_files(const std::vector<std::filesystem::path>
       for (std::size_t i = first; i < last; ++i) {
         if (inputs.size() <= index.size()) inputs.emplace_back();
         try {
-          loader.load(results[i].file, h, w, inputs[index.size()]);
+          // This image's slot (not inputs.back(): the slots after it may still hold the last batch's pixels).
+          Tensor8& input = inputs[index.size()];
+          loader.load(results[i].file, h, w, input);
           index.push_back(i);
-          if (model.seen_images) results[i].seen = model.has_seen(inputs.back());
+          if (model.seen_images) results[i].seen = model.has_seen(input);
         } catch (const std::exception& e) {
           results[i].error = e.what();
         }

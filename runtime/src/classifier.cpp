@@ -9,9 +9,9 @@
 #include <cmath>
 #include <iomanip>
 #include <opencv2/core.hpp>
-#include <opencv2/imgproc.hpp>
 #include <sstream>
 
+#include "busi/area_shrink.hpp"
 #include "busi/backend.hpp"
 #include "busi/error.hpp"
 
@@ -83,14 +83,14 @@ std::string fixed(double value, int digits) {
   return s.str();
 }
 
-double mean_of(const cv::Mat& m) { return cv::mean(m)[0]; }
-
-// Mean absolute change between horizontal and between vertical neighbours.
-std::pair<double, double> mean_changes(const cv::Mat& m) {
+// Mean absolute change between horizontal and between vertical neighbours of
+// a coarser scale (cv::mean of cv::absdiff, as the gate was fitted with).
+std::pair<double, double> mean_changes(std::vector<float>& scaled, int rows, int cols) {
+  const cv::Mat m(rows, cols, CV_32F, scaled.data());
   cv::Mat dx, dy;
   cv::absdiff(m.colRange(1, m.cols), m.colRange(0, m.cols - 1), dx);
   cv::absdiff(m.rowRange(1, m.rows), m.rowRange(0, m.rows - 1), dy);
-  return {mean_of(dx) + 1e-3, mean_of(dy) + 1e-3};
+  return {cv::mean(dx)[0] + 1e-3, cv::mean(dy)[0] + 1e-3};
 }
 
 // The share of pixels whose change to the right plus the change below exceeds
@@ -118,15 +118,63 @@ double strong_edge_share(const std::array<uint64_t, 511>& edges) {
   return double(strong) / double(count);
 }
 
-double pixel_stddev(const Tensor8& input) {
-  cv::Scalar mean, stddev;
-  cv::meanStdDev(cv::Mat(input.height, input.width, CV_8U, const_cast<uint8_t*>(input.pixels.data())), mean, stddev);
-  return stddev[0];
-}
-
 }  // namespace
 
-std::string input_refusal(const Model& model, const Tensor8& input) {
+InputStatistics input_statistics(const Tensor8& input) {
+  // Whole numbers only, so the order of the sums changes nothing: the loops
+  // are split so that the compiler vectorises the sums, and the histograms
+  // are counted in four interleaved tables (a run of equal values, such as
+  // the black around a scan, would otherwise make each count wait for the
+  // one before).
+  InputStatistics st;
+  const int h = input.height, w = input.width, third_rows = h / 3, third_cols = w / 3;
+  const uint8_t* p = input.pixels.data();
+  std::array<std::array<uint32_t, 256>, 4> histogram{};
+  std::array<std::array<uint32_t, 511>, 4> edges{};
+  std::vector<uint16_t> change(std::size_t(std::max(w, 1)));  // change to the right + change below
+  for (int y = 0; y < h; ++y) {
+    const uint8_t* row = p + std::size_t(y) * w;
+    uint32_t row_sum = 0, across = 0, down = 0, sides = 0;
+    for (int x = 0; x < w; ++x) row_sum += row[x];
+    for (int x = 0; x + 1 < w; ++x) across += uint32_t(std::abs(row[x + 1] - row[x]));
+    for (int x = 0; x < third_cols; ++x) sides += row[x] + row[w - third_cols + x];
+    int i = 0;
+    for (; i + 4 <= w; i += 4)
+      ++histogram[0][row[i]], ++histogram[1][row[i + 1]], ++histogram[2][row[i + 2]], ++histogram[3][row[i + 3]];
+    for (; i < w; ++i) ++histogram[0][row[i]];
+    if (y + 1 < h) {
+      const uint8_t* below = row + w;
+      for (int x = 0; x < w; ++x) down += uint32_t(std::abs(below[x] - row[x]));
+      for (int x = 0; x + 1 < w; ++x)
+        change[x] = uint16_t(std::abs(row[x + 1] - row[x]) + std::abs(below[x] - row[x]));
+      i = 0;
+      for (; i + 4 < w; i += 4)
+        ++edges[0][change[i]], ++edges[1][change[i + 1]], ++edges[2][change[i + 2]], ++edges[3][change[i + 3]];
+      for (; i + 1 < w; ++i) ++edges[0][change[i]];
+    }
+    st.across += across;
+    st.down += down;
+    st.sides += sides;
+    if (y < third_rows) st.top += row_sum;
+    if (y >= h - third_rows) st.bottom += row_sum;
+  }
+  for (const auto& table : histogram)
+    for (std::size_t v = 0; v < 256; ++v) st.histogram[v] += table[v];
+  for (const auto& table : edges)
+    for (std::size_t v = 0; v < 511; ++v) st.edges[v] += table[v];
+  return st;
+}
+
+double InputStatistics::pixel_stddev() const {
+  // cv::meanStdDev's arithmetic: whole-number sums of the values and their
+  // squares (exact in double), times 1 / count.
+  uint64_t count = 0, sum = 0, squares = 0;
+  for (uint64_t v = 0; v < 256; ++v) count += histogram[v], sum += v * histogram[v], squares += v * v * histogram[v];
+  const double scale = count ? 1. / double(count) : 0., mean = double(sum) * scale;
+  return std::sqrt(std::max(double(squares) * scale - mean * mean, 0.));
+}
+
+std::string input_refusal(const Model& model, const Tensor8& input, const InputStatistics& statistics) {
   if (!model.calibration) return "";
   const Calibration::Gate& gate = model.calibration->gate;
   const int shorter = std::min(input.source_height, input.source_width);
@@ -139,38 +187,20 @@ std::string input_refusal(const Model& model, const Tensor8& input) {
   if (input.source_colour > gate.max_colour)
     return "image is in colour (mean channel difference " + fixed(input.source_colour, 1) + " > " +
            fixed(gate.max_colour, 1) + "): ultrasound is grey-scale";
-  const double stddev = pixel_stddev(input);
+  const double stddev = statistics.pixel_stddev();
   if (stddev < gate.min_stddev)
     return "image is blank or nearly constant (pixel standard deviation " + fixed(stddev, 2) + " < " +
            fixed(gate.min_stddev, 1) + ")";
   return "";
 }
 
-std::vector<float> ood_features(const Tensor8& input, const std::vector<float>& real_logits) {
-  // One pass over the pixels gives the full-scale statistics exactly (a
-  // histogram for the moments, whole-number sums for the rest); the two
-  // coarser scales come from OpenCV's area resize.
+std::vector<float> ood_features(const Tensor8& input, const InputStatistics& st,
+                                const std::vector<float>& real_logits) {
+  // The full-scale statistics from the pass over the pixels (a histogram for
+  // the moments, whole-number sums for the rest); the two coarser scales are
+  // area shrinks of the pixels as floats (cv::resize's, bit for bit).
   const int h = input.height, w = input.width, third_rows = h / 3, third_cols = w / 3;
-  const uint8_t* p = input.pixels.data();
-  std::array<uint64_t, 256> histogram{};
-  std::array<uint64_t, 511> edges{};  // change to the right + change below (strong_edge_share)
-  uint64_t across = 0, down = 0, top = 0, bottom = 0, sides = 0;
-  for (int y = 0; y < h; ++y) {
-    const uint8_t* row = p + std::size_t(y) * w;
-    uint64_t row_sum = 0;
-    for (int x = 0; x < w; ++x) {
-      ++histogram[row[x]];
-      row_sum += row[x];
-      const int right = x + 1 < w ? std::abs(row[x + 1] - row[x]) : 0;
-      const int below = y + 1 < h ? std::abs(row[x + w] - row[x]) : 0;
-      across += uint64_t(right);
-      down += uint64_t(below);
-      if (x + 1 < w && y + 1 < h) ++edges[std::size_t(right + below)];
-      if (x < third_cols || x >= w - third_cols) sides += row[x];
-    }
-    if (y < third_rows) top += row_sum;
-    if (y >= h - third_rows) bottom += row_sum;
-  }
+  const auto& histogram = st.histogram;
   const double n = double(h) * w;
   double mean = 0;
   for (int v = 0; v < 256; ++v) mean += double(v) * double(histogram[v]);
@@ -191,18 +221,16 @@ std::vector<float> ood_features(const Tensor8& input, const std::vector<float>& 
     f.push_back(std::log(mean_across / (stddev + 1)));
     f.push_back(std::log(mean_down / mean_across));
   };
-  add_changes(double(across) / (double(h) * (w - 1)) + 1e-3, double(down) / (double(h - 1) * w) + 1e-3);
-  cv::Mat pixels;
-  cv::Mat(h, w, CV_8U, const_cast<uint8_t*>(p)).convertTo(pixels, CV_32F);
+  add_changes(double(st.across) / (double(h) * (w - 1)) + 1e-3, double(st.down) / (double(h - 1) * w) + 1e-3);
+  std::vector<float> scaled;
   for (int k : {3, 9}) {
-    cv::Mat scaled;
-    cv::resize(pixels, scaled, cv::Size(w / k, h / k), 0, 0, cv::INTER_AREA);
-    const auto [a, d] = mean_changes(scaled);
+    area_shrink(input.pixels.data(), h, w, h / k, w / k, scaled);
+    const auto [a, d] = mean_changes(scaled, h / k, w / k);
     add_changes(a, d);
   }
-  f.push_back((double(top) - double(bottom)) / (double(third_rows) * w) / 255);
-  f.push_back(double(sides) / (2.0 * third_cols * h) / 255 - mean / 255);
-  f.push_back(strong_edge_share(edges));
+  f.push_back((double(st.top) - double(st.bottom)) / (double(third_rows) * w) / 255);
+  f.push_back(double(st.sides) / (2.0 * third_cols * h) / 255 - mean / 255);
+  f.push_back(strong_edge_share(st.edges));
   std::vector<float> out(f.begin(), f.end());
   out.insert(out.end(), real_logits.begin(), real_logits.end());
   return out;
@@ -232,7 +260,8 @@ Prediction make_prediction(const Model& model, const std::string& backend, const
   // The gate on the input first: it needs no scores, so it refuses for top-1
   // backends too. The class and scores stay for whoever wants to look, but no
   // decision is made on them.
-  if (std::string refusal = input_refusal(model, input); !refusal.empty()) {
+  const InputStatistics statistics = input_statistics(input);
+  if (std::string refusal = input_refusal(model, input, statistics); !refusal.empty()) {
     p.verdict = Verdict::unreadable;
     p.reason = std::move(refusal);
   }
@@ -251,7 +280,7 @@ Prediction make_prediction(const Model& model, const std::string& backend, const
   // Computed without a calibration too: calibrate.py fits the gate on them.
   // (Networks smaller than the statistics' coarsest scale cannot carry a gate.)
   if (std::min(input.height, input.width) >= Calibration::Gate::min_input_side)
-    p.ood_features = ood_features(input, real);
+    p.ood_features = ood_features(input, statistics, real);
   if (p.verdict == Verdict::unreadable) return p;
   if (!calibration) {
     p.reason = "model " + model.name +

@@ -15,6 +15,7 @@
 #include <opencv2/core.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include "busi/area_shrink.hpp"
 #include "busi/error.hpp"
 #include "busi/limits.hpp"
 #include "decode.hpp"
@@ -107,28 +108,108 @@ struct Preprocessor {
   int x_taps_per_pixel = 0;
   std::vector<int> x_from;
   std::vector<float> x_weight;
-  std::vector<uint8_t> gray_row;
-  std::vector<float> row_sum, column_sum;
+  // Source rows are summed horizontally kBlockRows at a time (horizontal_block):
+  // their gray pixels (when made here), the same as floats interleaved row by
+  // row, and their sums; block_first is the first row of the block held.
+  static constexpr int kBlockRows = 4;
+  int block_first = -1, block_rows = 0;
+  std::vector<uint8_t> gray_rows;
+  std::vector<float> interleaved, block_sums, column_sum;
 
   void run(const detail::Pixels& pixels, int height, int width, Tensor8& out, const std::string& name);
+  // The area tables for a shrink of source_height x source_width to height x
+  // width (kept while the sizes stay the same).
+  void set_sizes(int source_height, int source_width, int height, int width);
+  // cv::resize(INTER_AREA)'s area-table arithmetic, destination row by row:
+  // source_row(s, scratch) gives source row s in gray (made in `scratch`, a
+  // source row's bytes, when it needs to); finish(d, sums, row, beta) makes
+  // destination row d from its last source row's horizontal sums `row`, that
+  // row's weight and the weighted sums of the rows before it (null when it
+  // has no others), as sums[x] + beta * row[x].
+  template <class SourceRow, class FinishRow>
+  void area_rows(SourceRow source_row, FinishRow finish);
 
  private:
-  void gray(const detail::Pixels& pixels, int y, uint8_t* out) const;
+  // Row y's gray pixels into `out`; returns its colour (colour_and_gray's
+  // sum, 0 for one channel).
+  uint32_t gray(const detail::Pixels& pixels, int y, uint8_t* out) const;
   void set_x_taps(const std::vector<AreaTap>& taps);
   template <int taps>
   void horizontal(const uint8_t* gray, float* sums) const;
-  void fused_area(const detail::Pixels& pixels, uint8_t* out);
+  void horizontal_block(const uint8_t* const* rows);
+  // Returns the colour sum of every source row.
+  uint64_t fused_area(const detail::Pixels& pixels, uint8_t* out);
 };
 
 }  // namespace
 
 namespace {
 
+#if defined(__SSE2__)
+// 0xFF at the bytes that are a pixel's first or second channel: over the 48
+// bytes (three registers) that hold 16 pixels of 3 channels, and over each
+// 16 of the 64 bytes that hold 16 pixels of 4.
+alignas(16) constexpr uint8_t kFirstTwoOf3[48] = {
+    255, 255, 0, 255, 255, 0, 255, 255, 0, 255, 255, 0, 255, 255, 0, 255, 255, 0, 255, 255, 0, 255, 255, 0,
+    255, 255, 0, 255, 255, 0, 255, 255, 0, 255, 255, 0, 255, 255, 0, 255, 255, 0, 255, 255, 0, 255, 255, 0};
+alignas(16) constexpr uint8_t kFirstTwoOf4[16] = {255, 255, 0, 0, 255, 255, 0, 0, 255, 255, 0, 0, 255, 255, 0, 0};
+#endif
+
+// One row of 8-bit pixels of 3 or 4 channels: the sum of |B - G| + |G - R|
+// over it (Tensor8::source_colour's), and its gray pixels into `gray` unless
+// that is null (`blue`, `red`: the channels that get those weights). With
+// SSE2, 16 pixels at a time: each byte's distance to the next one, kept where
+// the byte is a pixel's first or second channel, summed by _mm_sad_epu8 (the
+// same whole numbers as the scalar loop, which does the rest of the row); and
+// where all those distances are 0, the 16 pixels are gray stored as colour
+// (B = G = R, every BUSI image), each its own gray (the weights sum to 2^15),
+// so they are copied instead of weighted.
+uint32_t colour_and_gray(const uint8_t* row, int width, int channels, int blue, int red, uint8_t* gray) {
+  uint32_t total = 0;
+  int x = 0;
+#if defined(__SSE2__)
+  const std::size_t bytes = std::size_t(width) * channels;
+  __m128i sums = _mm_setzero_si128();
+  // 16 pixels are `channels` registers; the last one reads a byte past them.
+  for (; std::size_t(x + 16) * channels + 1 <= bytes; x += 16) {
+    const uint8_t* step = row + std::size_t(x) * channels;
+    __m128i any = _mm_setzero_si128();
+    for (int r = 0; r < channels; ++r) {
+      const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(step + 16 * r));
+      const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(step + 16 * r + 1));
+      const __m128i keep =
+          _mm_load_si128(reinterpret_cast<const __m128i*>(channels == 3 ? kFirstTwoOf3 + 16 * r : kFirstTwoOf4));
+      const __m128i distance = _mm_and_si128(_mm_or_si128(_mm_subs_epu8(a, b), _mm_subs_epu8(b, a)), keep);
+      sums = _mm_add_epi64(sums, _mm_sad_epu8(distance, _mm_setzero_si128()));
+      any = _mm_or_si128(any, distance);
+    }
+    if (!gray) continue;
+    if (_mm_movemask_epi8(_mm_cmpeq_epi8(any, _mm_setzero_si128())) == 0xFFFF)
+      for (int i = 0; i < 16; ++i) gray[x + i] = step[i * channels];
+    else
+      for (int i = 0; i < 16; ++i)
+        gray[x + i] = gray_of(step[i * channels + blue], step[i * channels + 1], step[i * channels + red]);
+  }
+  total = uint32_t(_mm_cvtsi128_si32(sums)) + uint32_t(_mm_cvtsi128_si32(_mm_unpackhi_epi64(sums, sums)));
+#endif
+  for (row += std::size_t(x) * channels; x < width; ++x, row += channels) {
+    total += uint32_t(std::abs(row[0] - row[1]) + std::abs(row[1] - row[2]));
+    if (gray) gray[x] = gray_of(row[blue], row[1], row[red]);
+  }
+  return total;
+}
+
 // Mean of |B - G| + |G - R| over the pixels (8-bit values; 16-bit ones as
 // value / 257, rounded, as the conversion to 8 bits): 0 for a gray image stored
 // as colour (every BUSI and BUS-BRA file), large for a photo. The gate reads it
 // (Tensor8::source_colour); the sum is symmetric in B and R, so either channel
-// order gives the same.
+// order gives the same. `total` is the sum over every pixel of `v`.
+float colour_of(uint64_t total, const ImageView& v) {
+  return v.channels < 3 ? 0.f : float(double(total) / (double(v.width) * v.height));
+}
+
+// colour_of the pixels, measured alone (the fused pass and a gray conversion
+// alone measure each row as they make it gray instead).
 float mean_colour(const ImageView& v) {
   if (v.channels < 3) return 0;
   uint64_t total = 0;
@@ -136,8 +217,7 @@ float mean_colour(const ImageView& v) {
     const uint8_t* row = v.data + v.stride * std::size_t(y);
     uint32_t row_total = 0;  // at most 510 * 8192: no overflow
     if (v.bytes_per_channel == 1) {
-      for (int x = 0; x < v.width; ++x, row += v.channels)
-        row_total += uint32_t(std::abs(row[0] - row[1]) + std::abs(row[1] - row[2]));
+      row_total = colour_and_gray(row, v.width, v.channels, 0, 2, nullptr);
     } else {
       const auto eight = [](const uint8_t* at) {
         uint16_t value;
@@ -151,21 +231,20 @@ float mean_colour(const ImageView& v) {
     }
     total += row_total;
   }
-  return float(double(total) / (double(v.width) * v.height));
+  return colour_of(total, v);
 }
 
 }  // namespace
 
-void Preprocessor::gray(const detail::Pixels& p, int y, uint8_t* out) const {
+uint32_t Preprocessor::gray(const detail::Pixels& p, int y, uint8_t* out) const {
   const uint8_t* row = p.view.data + p.view.stride * std::size_t(y);
   const int n = p.view.width, channels = p.view.channels;
   if (channels == 1) {
     std::memcpy(out, row, std::size_t(n));
-    return;
+    return 0;
   }
   // Pixels in R, G, B order give their first byte the red weight instead.
-  const int blue = p.rgb_order ? 2 : 0, red = p.rgb_order ? 0 : 2;
-  for (int x = 0; x < n; ++x, row += channels) out[x] = gray_of(row[blue], row[1], row[red]);
+  return colour_and_gray(row, n, channels, p.rgb_order ? 2 : 0, p.rgb_order ? 0 : 2, out);
 }
 
 namespace {
@@ -245,43 +324,140 @@ void Preprocessor::horizontal(const uint8_t* gray_pixels, float* sums) const {
   }
 }
 
-// Gray conversion and cv::resize(INTER_AREA)'s area tables in one pass, in
-// OpenCV's float arithmetic and order (ResizeArea_Invoker): a source row's
-// horizontal sums start at 0 and add pixel * weight tap by tap; a destination
-// row's sum is the first source row's sums * its weight, then adds each next
-// one's; the result is rounded half to even and saturated. A source row's
-// horizontal sums are the same for every destination row that takes it, so
-// they are computed once. FMA contraction is off for this file (CMake), so
-// every product is rounded before it is added, as in OpenCV's build.
-void Preprocessor::fused_area(const detail::Pixels& p, uint8_t* out) {
-  int row_of_sum = -1;
+// The horizontal sums of kBlockRows source rows into block_sums (row r at
+// r * width). With SSE2 the rows go side by side in the four lanes of a
+// register: their pixels are interleaved as floats once, then each tap is one
+// multiply and one add for all four rows, in each lane the same operations in
+// the same order as horizontal's (packed and scalar float arithmetic round
+// alike). A sum waits for its previous add, so four independent ones keep
+// the adder busy where one row's would not.
+void Preprocessor::horizontal_block(const uint8_t* const* rows) {
+  static_assert(kBlockRows == 4, "one row per SSE2 lane");
+#if defined(__SSE2__)
+  float* f = interleaved.data();
+  const __m128i zero = _mm_setzero_si128();
+  int c = 0;
+  for (; c + 16 <= source_width; c += 16) {
+    const auto load = [&](int r) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[r] + c)); };
+    const __m128i r0 = load(0), r1 = load(1), r2 = load(2), r3 = load(3);
+    const __m128i low01 = _mm_unpacklo_epi8(r0, r1), high01 = _mm_unpackhi_epi8(r0, r1);
+    const __m128i low23 = _mm_unpacklo_epi8(r2, r3), high23 = _mm_unpackhi_epi8(r2, r3);
+    // Four columns each: the four rows' bytes of a column side by side.
+    const __m128i quads[4] = {_mm_unpacklo_epi16(low01, low23), _mm_unpackhi_epi16(low01, low23),
+                              _mm_unpacklo_epi16(high01, high23), _mm_unpackhi_epi16(high01, high23)};
+    for (int q = 0; q < 4; ++q) {
+      const __m128i low = _mm_unpacklo_epi8(quads[q], zero), high = _mm_unpackhi_epi8(quads[q], zero);
+      float* o = f + 4 * std::size_t(c + 4 * q);
+      _mm_storeu_ps(o, _mm_cvtepi32_ps(_mm_unpacklo_epi16(low, zero)));
+      _mm_storeu_ps(o + 4, _mm_cvtepi32_ps(_mm_unpackhi_epi16(low, zero)));
+      _mm_storeu_ps(o + 8, _mm_cvtepi32_ps(_mm_unpacklo_epi16(high, zero)));
+      _mm_storeu_ps(o + 12, _mm_cvtepi32_ps(_mm_unpackhi_epi16(high, zero)));
+    }
+  }
+  for (; c < source_width; ++c)
+    for (int r = 0; r < 4; ++r) f[4 * std::size_t(c) + r] = float(rows[r][c]);
+  const int n = x_taps_per_pixel;
+  const int* from = x_from.data();
+  const float* weight = x_weight.data();
+  float* sums = block_sums.data();
+  for (int x = 0; x < width; ++x, from += n, weight += n) {
+    __m128 sum = _mm_setzero_ps();
+    for (int j = 0; j < n; ++j)
+      sum = _mm_add_ps(sum, _mm_mul_ps(_mm_loadu_ps(f + 4 * std::size_t(from[j])), _mm_set1_ps(weight[j])));
+    alignas(16) float lanes[4];
+    _mm_store_ps(lanes, sum);
+    for (int r = 0; r < 4; ++r) sums[std::size_t(r) * width + x] = lanes[r];
+  }
+#else
+  for (int r = 0; r < kBlockRows; ++r) {
+    float* sums = block_sums.data() + std::size_t(r) * width;
+    switch (x_taps_per_pixel) {  // the common counts unrolled
+      case 2: horizontal<2>(rows[r], sums); break;
+      case 3: horizontal<3>(rows[r], sums); break;
+      default: horizontal<0>(rows[r], sums); break;
+    }
+  }
+#endif
+}
+
+// cv::resize(INTER_AREA)'s area tables in OpenCV's float arithmetic and order
+// (ResizeArea_Invoker): a source row's horizontal sums start at 0 and add
+// pixel * weight tap by tap; a destination row's sum is the first source row's
+// sums * its weight, then adds each next one's. A source row's horizontal sums
+// are the same for every destination row that takes it, so they are computed
+// once. FMA contraction is off for this file (CMake), so every product is
+// rounded before it is added, as in OpenCV's build.
+// Source rows are taken in increasing order, so the block of kBlockRows rows
+// from the first one not yet summed holds the next ones.
+template <class SourceRow, class FinishRow>
+void Preprocessor::area_rows(SourceRow source_row, FinishRow finish) {
+  block_first = -1, block_rows = 0;
   std::size_t k = 0;
   for (int d = 0; d < height; ++d) {
-    uint8_t* o = out + std::size_t(d) * width;
     const std::size_t first = k;
     for (; k < y_taps.size() && y_taps[k].to == d; ++k) {
       const int s = y_taps[k].from;
-      if (s != row_of_sum) {
-        gray(p, s, gray_row.data());
-        switch (x_taps_per_pixel) {  // the common counts unrolled
-          case 2: horizontal<2>(gray_row.data(), row_sum.data()); break;
-          case 3: horizontal<3>(gray_row.data(), row_sum.data()); break;
-          default: horizontal<0>(gray_row.data(), row_sum.data()); break;
-        }
-        row_of_sum = s;
+      if (s < block_first || s >= block_first + block_rows) {
+        block_first = s, block_rows = std::min(kBlockRows, source_height - s);
+        const uint8_t* rows[kBlockRows];
+        for (int r = 0; r < kBlockRows; ++r)  // past the last row: the last row again
+          rows[r] = r < block_rows ? source_row(s + r, gray_rows.data() + std::size_t(r) * source_width) : rows[r - 1];
+        horizontal_block(rows);
       }
+      const float* row_sum = block_sums.data() + std::size_t(s - block_first) * width;
       const float beta = y_taps[k].weight;
       const bool last = k + 1 == y_taps.size() || y_taps[k + 1].to != d;
       // The first tap sets the sums, the next ones add to them; the last one's
-      // sums are rounded in the same loop rather than stored first.
+      // sums go to `finish` rather than being stored first.
       if (last)
-        round_row(k == first ? nullptr : column_sum.data(), row_sum.data(), beta, width, o);
+        finish(d, k == first ? nullptr : column_sum.data(), row_sum, beta);
       else if (k == first)
         for (int x = 0; x < width; ++x) column_sum[x] = beta * row_sum[x];
       else
         for (int x = 0; x < width; ++x) column_sum[x] += beta * row_sum[x];
     }
   }
+}
+
+void Preprocessor::set_sizes(int from_height, int from_width, int to_height, int to_width) {
+  if (from_height == source_height && from_width == source_width && to_height == height && to_width == width) return;
+  source_height = from_height, source_width = from_width, height = to_height, width = to_width;
+  std::vector<AreaTap> x_taps;
+  area_taps(from_width, to_width, 1. / (double(to_width) / from_width), x_taps);
+  set_x_taps(x_taps);
+  area_taps(from_height, to_height, 1. / (double(to_height) / from_height), y_taps);
+  gray_rows.assign(std::size_t(kBlockRows) * from_width, 0);
+  interleaved.assign(std::size_t(kBlockRows) * from_width, 0.f);
+  block_sums.assign(std::size_t(kBlockRows) * to_width, 0.f);
+  column_sum.assign(std::size_t(to_width), 0.f);
+}
+
+// Gray conversion and the area tables in one pass, each destination row
+// rounded half to even and saturated as cv::resize does for 8-bit pixels.
+// The colour is measured on each source row as it is made gray; a row the
+// area tables would not take (none does for a shrink, but it costs nothing to
+// be sure) is measured alone, so every row counts once.
+uint64_t Preprocessor::fused_area(const detail::Pixels& p, uint8_t* out) {
+  const ImageView& v = p.view;
+  uint64_t colour = 0;
+  int measured = 0;  // the rows before it are in `colour`
+  const auto measure_up_to = [&](int row) {
+    for (; measured < row; ++measured)
+      if (v.channels >= 3)
+        colour += colour_and_gray(v.data + v.stride * std::size_t(measured), v.width, v.channels, 0, 2, nullptr);
+  };
+  area_rows(
+      [&](int s, uint8_t* scratch) {
+        measure_up_to(s);
+        colour += gray(p, s, scratch);
+        measured = s + 1;
+        return scratch;
+      },
+      [&](int d, const float* sums, const float* row, float beta) {
+        round_row(sums, row, beta, width, out + std::size_t(d) * width);
+      });
+  measure_up_to(v.height);
+  return colour;
 }
 
 void Preprocessor::run(const detail::Pixels& p, int h, int w, Tensor8& out, const std::string& name) {
@@ -294,27 +470,21 @@ void Preprocessor::run(const detail::Pixels& p, int h, int w, Tensor8& out, cons
   out.width = w;
   out.source_height = v.height;
   out.source_width = v.width;
-  out.source_colour = mean_colour(v);
   out.pixels.resize(std::size_t(h) * w);
   const bool same_size = v.height == h && v.width == w;
   if (v.bytes_per_channel == 1 && (same_size || resize_uses_area_tables(v.height, v.width, h, w))) {
-    if (gray_row.size() < std::size_t(v.width)) gray_row.resize(std::size_t(v.width));
+    // The colour from the rows as they are made gray.
+    uint64_t colour = 0;
     if (same_size) {
-      for (int y = 0; y < h; ++y) gray(p, y, out.pixels.data() + std::size_t(y) * w);
-      return;
+      for (int y = 0; y < h; ++y) colour += gray(p, y, out.pixels.data() + std::size_t(y) * w);
+    } else {
+      set_sizes(v.height, v.width, h, w);
+      colour = fused_area(p, out.pixels.data());
     }
-    if (v.height != source_height || v.width != source_width || h != height || w != width) {
-      source_height = v.height, source_width = v.width, height = h, width = w;
-      std::vector<AreaTap> x_taps;
-      area_taps(v.width, w, 1. / (double(w) / v.width), x_taps);
-      set_x_taps(x_taps);
-      area_taps(v.height, h, 1. / (double(h) / v.height), y_taps);
-      row_sum.assign(std::size_t(w), 0.f);
-      column_sum.assign(std::size_t(w), 0.f);
-    }
-    fused_area(p, out.pixels.data());
+    out.source_colour = colour_of(colour, v);
     return;
   }
+  out.source_colour = mean_colour(v);
   // OpenCV itself: 16-bit -> 8-bit (value / 257, rounded), gray, resize.
   const int type = CV_MAKETYPE(v.bytes_per_channel == 2 ? CV_16U : CV_8U, v.channels);
   const cv::Mat view(v.height, v.width, type, const_cast<uint8_t*>(v.data), v.stride);
@@ -363,6 +533,41 @@ Tensor8 preprocess(const ImageView& image, int height, int width) {
   Tensor8 out;
   preprocessor.run({view, false}, height, width, out, "image view");
   return out;
+}
+
+void area_shrink(const uint8_t* pixels, int height, int width, int to_height, int to_width, std::vector<float>& out) {
+  if (to_height <= 0 || to_width <= 0 || to_height > height || to_width > width)
+    throw error("area_shrink: " + std::to_string(width) + "x" + std::to_string(height) + " to " +
+                std::to_string(to_width) + "x" + std::to_string(to_height) + " is not a shrink");
+  out.resize(std::size_t(to_height) * to_width);
+  if (!resize_uses_area_tables(height, width, to_height, to_width)) {
+    // A shrink by whole numbers: OpenCV's resizeAreaFast, the float sum of
+    // each cell (whole numbers, so exact in any order) times the float 1 / area.
+    const int cell_y = height / to_height, cell_x = width / to_width;
+    const float scale = 1.f / float(cell_y * cell_x);
+    std::vector<uint32_t> columns(static_cast<std::size_t>(width));  // a cell row's column sums
+    for (int d = 0; d < to_height; ++d) {
+      std::fill(columns.begin(), columns.end(), 0u);
+      for (int y = d * cell_y; y < (d + 1) * cell_y; ++y) {
+        const uint8_t* row = pixels + std::size_t(y) * width;
+        for (int x = 0; x < width; ++x) columns[x] += row[x];
+      }
+      float* o = out.data() + std::size_t(d) * to_width;
+      for (int x = 0; x < to_width; ++x) {
+        uint32_t sum = 0;
+        for (int i = x * cell_x; i < (x + 1) * cell_x; ++i) sum += columns[i];
+        o[x] = float(sum) * scale;
+      }
+    }
+    return;
+  }
+  thread_local Preprocessor tables;  // one thread's, kept while the sizes stay
+  tables.set_sizes(height, width, to_height, to_width);
+  tables.area_rows([&](int s, uint8_t*) { return pixels + std::size_t(s) * width; },
+                   [&](int d, const float* sums, const float* row, float beta) {
+                     float* o = out.data() + std::size_t(d) * to_width;
+                     for (int x = 0; x < to_width; ++x) o[x] = sums ? sums[x] + beta * row[x] : beta * row[x];
+                   });
 }
 
 DecodedImage decode_image(std::span<const uint8_t> bytes, const std::string& name, int target_height,

@@ -100,3 +100,38 @@ def draw_text(img, rng):
         s = "".join(rng.choice(list(_TEXT), size=int(rng.integers(3, 14))))
         x, y = int(rng.integers(0, w // 2)), int(rng.integers(12, h - 4))
         cv2.putText(img, s, (x, y), cv2.FONT_HERSHEY_SIMPLEX, rng.uniform(0.25, 0.45), level, 1)
+
+
+def lesion_free_square(mask, margin=8, min_side=128):
+    """(y, x, side, axis) of the largest square strip beside the lesion: the mask's
+    bounding box grown by `margin` leaves four strips (left, right, above, below);
+    the widest gives a square of its width, to be slid along `axis` (0: down, 1:
+    across). None when the lesion leaves no strip of min_side pixels. The strip
+    below may hold the lesion's acoustic shadow or enhancement; it stays, because
+    without it only 31 of BUS-BRA's 1,350 lesions leave a strip of 128 pixels."""
+    ys, xs = np.nonzero(mask)
+    if len(ys) == 0:
+        return None
+    h, w = mask.shape
+    y0, y1 = max(ys.min() - margin, 0), min(ys.max() + margin, h - 1)
+    x0, x1 = max(xs.min() - margin, 0), min(xs.max() + margin, w - 1)
+    strips = [(x0, (0, 0), 0), (w - 1 - x1, (0, x1 + 1), 0),   # left, right: slide down
+              (y0, (0, 0), 1), (h - 1 - y1, (y1 + 1, 0), 1)]   # above, below: slide across
+    width, (y, x), axis = max(strips, key=lambda s: s[0])
+    side = min(width, h, w)
+    if side < min_side:
+        return None
+    return int(y), int(x), int(side), axis
+
+
+def normal_tissue_crop(image, square, offset):
+    """The square of `image` (lesion_free_square) at `offset` in [0, 1) along its
+    strip, resized (bilinear) back to the image's size: a view of a lesion image
+    that holds no lesion, labelled normal in training."""
+    y, x, side, axis = square
+    h, w = image.shape
+    if axis == 0:
+        y = int(offset * (h - side + 1))
+    else:
+        x = int(offset * (w - side + 1))
+    return cv2.resize(image[y:y + side, x:x + side], (w, h), interpolation=cv2.INTER_LINEAR)

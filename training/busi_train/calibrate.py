@@ -23,6 +23,19 @@ patient / near-duplicate group; a block fitted on one half is written into a
 package and the runtime runs the other half with it (and the other way round).
 The shipped block is then fitted on all of them, and the negatives
 (negatives.py) are run through it: they never take part in any fit.
+
+A model trained on every development image (busi_train.cv train --final) has no
+image left that it never saw. Its block is fitted on the out-of-fold logits of
+the same recipe's fold models instead (--out-of-fold RUN_DIR: RUN_DIR/fold*/
+predictions.npz, each image's logits from the fold model that never trained on
+it) together with the runtime's image statistics of every development image
+(BUSI 702, BUS-BRA 1,350): the usual way to calibrate a model refit on all data.
+No package holds those logits, so the cross-fitted figures apply the block's
+rules to them here (rule_verdicts, checked against the runtime by the tests).
+
+    /usr/bin/python3 -m busi_train.calibrate --model ../models/busi-w2a4-2site.bqnn \\
+        --out-of-fold results/cv-long/robust-noseg --busi-infer ../build/tools/busi-infer \\
+        --negatives /tmp/negatives --out ../models/busi-w2a4-2site.bqnn --report results/calibration-w2a4-2site.json
 """
 import argparse
 import csv
@@ -36,6 +49,7 @@ import numpy as np
 
 from . import cv_metrics, data, package, sources
 from .cv import REFERRAL_SENSITIVITY  # the protocol's referral target, one value for both
+from .cv import TRAINING_DIR, gather
 
 SUSPICIOUS_SENSITIVITY = 0.90
 # The share of real ultrasound the score's threshold accepts on the images it is
@@ -137,47 +151,82 @@ def halves(groups, sources_of, seed=0):
     return in_a
 
 
-def held_out_figures(images, labels, sources_of, logits):
-    """What the runtime said on images a block was not fitted on: accepted share,
-    ECE before (T = 1) and after, referral sensitivity (BUSI and BUS-BRA lesions)
-    and specificity (BUSI normals), suspicious sensitivity/specificity."""
-    labels, sources_of = np.asarray(labels), np.asarray(sources_of)
+def runtime_verdicts(images):
+    """(verdict, scores, suspicious) arrays of the runtime's per-image JSON objects."""
     verdict = np.array([im["verdict"] for im in images])
+    scores = np.array([im["scores"] if "scores" in im else [np.nan] * 3 for im in images], float)
+    suspicious = np.array([im["suspicious_malignancy"] for im in images])
+    return verdict, scores, suspicious
+
+
+def rule_verdicts(block, features, input_refused):
+    """(verdict, scores, suspicious) that make_prediction (runtime/src/classifier.cpp)
+    gives with `block` to images whose gate features (image statistics + real
+    logits) are `features` and whose input rules (size, colour, blank: they do not
+    depend on the model) refused `input_refused`. Only for logits that no package
+    holds (out-of-fold); test_calibrate checks it against the runtime."""
+    features = np.asarray(features, float)
+    gate = block["gate"]
+    mean = np.array(gate["ood_params"]["mean"])
+    precision = np.array(gate["ood_params"]["precision"]).reshape(len(mean), len(mean))
+    scores = cv_metrics.softmax(features[:, package.IMAGE_STATISTICS:] / block["temperature"])
+    accepted = ~np.asarray(input_refused) & (mahalanobis(features, mean, precision) <= gate["ood_threshold"])
+    refer = 1 - scores[:, cv_metrics.NORMAL] >= block["referral"]["threshold"]
+    verdict = np.where(accepted, np.where(refer, "refer", "routine"), "unreadable")
+    suspicious = accepted & (scores[:, cv_metrics.MALIGNANT] >= block["suspicious"]["threshold"])
+    return verdict, scores, suspicious
+
+
+def held_out_figures(verdict, after, suspicious, labels, sources_of, logits):
+    """What was decided on images a block was not fitted on: accepted share, ECE
+    before (T = 1) and after, referral sensitivity (BUSI and BUS-BRA lesions) and
+    specificity (BUSI normals), suspicious sensitivity/specificity."""
+    labels, sources_of = np.asarray(labels), np.asarray(sources_of)
     accepted = np.isin(verdict, ["refer", "routine"])
-    after = np.array([im["scores"] if "scores" in im else [np.nan] * 3 for im in images], float)
     lesion = labels != cv_metrics.NORMAL
     refer = verdict == "refer"
-    suspicious = np.array([im["suspicious_malignancy"] for im in images])
     ok = ~np.isnan(after).any(1)
 
     def share(x):
         return float(np.mean(x)) if len(x) else float("nan")
     return {
-        "images": int(len(images)),
+        "images": int(len(verdict)),
         "accepted": share(accepted),
         "accepted_busi": share(accepted[sources_of == "busi"]),
         "accepted_busbra": share(accepted[sources_of == "busbra"]),
         "ece_before": cv_metrics.expected_calibration_error(cv_metrics.softmax(logits[ok]), labels[ok]),
         "ece_after": cv_metrics.expected_calibration_error(after[ok], labels[ok]),
         "referral_sensitivity": share(refer[accepted & lesion]),
+        "referral_sensitivity_busi": share(refer[accepted & lesion & (sources_of == "busi")]),
+        "referral_sensitivity_busbra": share(refer[accepted & lesion & (sources_of == "busbra")]),
         "referral_specificity": share(~refer[accepted & ~lesion]),
-        "normals": int(np.sum(accepted & ~lesion)),
         "suspicious_sensitivity": share(suspicious[accepted & (labels == cv_metrics.MALIGNANT)]),
         "suspicious_specificity": share(~suspicious[accepted & (labels == cv_metrics.BENIGN)]),
+        # The denominators of the shares above, for counts and intervals.
+        "count": {"busi": int(np.sum(sources_of == "busi")), "busbra": int(np.sum(sources_of == "busbra")),
+                  "accepted_busi_lesions": int(np.sum(accepted & lesion & (sources_of == "busi"))),
+                  "accepted_busbra_lesions": int(np.sum(accepted & lesion & (sources_of == "busbra"))),
+                  "accepted_normals": int(np.sum(accepted & ~lesion)),
+                  "accepted_malignant": int(np.sum(accepted & (labels == cv_metrics.MALIGNANT))),
+                  "accepted_benign": int(np.sum(accepted & (labels == cv_metrics.BENIGN)))},
     }
+
+
+def mahalanobis(x, mean, precision):
+    """The image-logit-mahalanobis-v1 distance (the runtime's computation, for figures here)."""
+    centred = np.asarray(x, float) - mean
+    return np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", centred, precision, centred), 0))
 
 
 def mahalanobis_gate(fit_on, accept=ACCEPT):
     """(mean, precision, distance, threshold): the Mahalanobis distance from
-    fit_on's mean (the runtime's computation, for figures here) and its
-    threshold at the `accept` quantile of fit_on."""
+    fit_on's mean and its threshold at the `accept` quantile of fit_on."""
     mean = fit_on.mean(0)
     # A small ridge keeps the inverse finite when a feature barely varies.
     precision = np.linalg.inv(np.cov(fit_on.T) + 1e-6 * np.eye(fit_on.shape[1]))
 
     def distance(x):
-        centred = np.asarray(x, float) - mean
-        return np.sqrt(np.einsum("ij,jk,ik->i", centred, precision, centred))
+        return mahalanobis(x, mean, precision)
     return mean, precision, distance, float(np.quantile(distance(fit_on), accept))
 
 
@@ -205,6 +254,26 @@ def negative_figures(busi_infer, backend, model_path, negatives_dir, features):
     return out
 
 
+def development_images(shared, cache_dir):
+    """[(path, label, group, source)] of every development image (sources.load_dev_set's order)."""
+    ds = sources.load_dev_set(shared, cache_dir=cache_dir)
+    return [(sources.file_of(shared, n), int(lab), f"{src}-{g}", str(src))
+            for n, lab, g, src in zip(ds.names, ds.labels, ds.group, ds.source)], ds.names
+
+
+def out_of_fold_logits(run_root, names):
+    """Each named image's logits from the fold model that never trained on it."""
+    folds, _ = gather(run_root, {n: i for i, n in enumerate(names)}, mirrored=False)
+    logits = np.full((len(names), 3), np.nan)
+    for idx, fold_logits in folds:
+        logits[idx] = fold_logits
+    if np.isnan(logits).any():
+        missing = names[int(np.nonzero(np.isnan(logits).any(1))[0][0])]
+        raise SystemExit(f"{run_root}: no out-of-fold logits for {int(np.isnan(logits).any(1).sum())} "
+                         f"development images, e.g. {missing} (every fold must have run)")
+    return logits
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", required=True, help="package to calibrate (.bqnn)")
@@ -212,6 +281,10 @@ def main(argv=None):
     ap.add_argument("--busi-infer", required=True, help="the busi-infer executable to compute features with")
     ap.add_argument("--backend", default=None, help="default: cpu_int for quantized, cpu_ref for float packages")
     ap.add_argument("--shared", default=None, help="folder holding busi/ and busbra/ (default: ../shared)")
+    ap.add_argument("--out-of-fold", metavar="RUN_DIR", default=None,
+                    help="the model was trained on every development image: fit on the out-of-fold logits of "
+                         "RUN_DIR/fold*/predictions.npz (busi_train.cv, same recipe) instead")
+    ap.add_argument("--cache", default=str(TRAINING_DIR / "runs" / "cache"), help="busi_train.cv's image cache")
     ap.add_argument("--negatives", default=None, help="folder written by busi_train.negatives, to measure refusal")
     ap.add_argument("--report", default=None, help="write the figures as JSON here")
     args = ap.parse_args(argv)
@@ -219,9 +292,14 @@ def main(argv=None):
     original = Path(args.model).read_bytes()
     header, _ = package.read_container(original)
     backend = args.backend or ("cpu_ref" if header["kind"] == "float" else "cpu_int")
-    images = validation_images(args.shared or sources.shared_root())
+    shared = Path(args.shared or sources.shared_root())
+    if args.out_of_fold:
+        images, names = development_images(shared, args.cache)
+    else:
+        images = validation_images(shared)
     paths, labels, groups, sources_of = (list(x) for x in zip(*images))
-    labels = np.array(labels)
+    labels, sources_of = np.array(labels), np.array(sources_of)
+    counts = f"BUSI {int(np.sum(sources_of == 'busi'))}, BUS-BRA {int(np.sum(sources_of == 'busbra'))}"
 
     with tempfile.TemporaryDirectory() as tmp:
         bare = Path(tmp) / "bare.bqnn"
@@ -231,25 +309,41 @@ def main(argv=None):
         if missing:
             raise SystemExit(f"the runtime gave no features for {len(missing)} images, e.g. {missing[0]}")
         features = np.array([im["ood_features"] for im in found], float)
+        if args.out_of_fold:
+            features[:, package.IMAGE_STATISTICS:] = out_of_fold_logits(args.out_of_fold, names)
+            fitted_on = (f"out-of-fold logits of {args.out_of_fold}'s fold models (busi_train.cv, the recipe this "
+                         f"model was trained with on every development image) and the runtime's image statistics "
+                         f"of every development image ({counts}); backend {backend}")
+        else:
+            fitted_on = f"BUSI validation split (training/splits/val.txt) + BUS-BRA ({counts}), never trained on; " \
+                        f"backend {backend}"
         logits = features[:, package.IMAGE_STATISTICS:]
-
-        in_a = halves(groups, sources_of)
-        held_out = []
-        for fit_on in (in_a, ~in_a):
-            block = fit(features[fit_on], labels[fit_on], "cross-fitting half")
-            half = Path(tmp) / "half.bqnn"
-            half.write_bytes(package.with_calibration(original, block))
-            idx = np.nonzero(~fit_on)[0]
-            held_out.append((idx, run_runtime(args.busi_infer, backend, half, [paths[i] for i in idx])))
-        idx = np.concatenate([i for i, _ in held_out])
-        results = [im for _, ims in held_out for im in ims]
-        cross = held_out_figures(results, labels[idx], np.array(sources_of)[idx], logits[idx])
-
-        fitted_on = (f"BUSI validation split ({int(np.sum(np.array(sources_of) == 'busi'))}, "
-                     f"training/splits/val.txt) + BUS-BRA ({int(np.sum(np.array(sources_of) == 'busbra'))}), "
-                     f"never trained on; backend {backend}")
         block = fit(features, labels, fitted_on)
         Path(args.out).write_bytes(package.with_calibration(original, block))
+        if args.out_of_fold:
+            # The input rules do not depend on the model or the fit: the shipped
+            # block's runtime run gives them for every half.
+            shipped = run_runtime(args.busi_infer, backend, args.out, paths)
+            input_refused = np.array([im["verdict"] == "unreadable" and not im["reason"].startswith("out of")
+                                      for im in shipped])
+
+        in_a = halves(groups, sources_of)
+        verdicts, idx = [], []
+        for fit_on in (in_a, ~in_a):
+            half_block = fit(features[fit_on], labels[fit_on], "cross-fitting half")
+            held = np.nonzero(~fit_on)[0]
+            if args.out_of_fold:
+                verdicts.append(rule_verdicts(half_block, features[held], input_refused[held]))
+            else:
+                half = Path(tmp) / "half.bqnn"
+                half.write_bytes(package.with_calibration(original, half_block))
+                verdicts.append(runtime_verdicts(run_runtime(args.busi_infer, backend, half,
+                                                             [paths[i] for i in held])))
+            idx.append(held)
+        idx = np.concatenate(idx)
+        verdict, after, suspicious = (np.concatenate(parts) for parts in zip(*verdicts))
+        cross = held_out_figures(verdict, after, suspicious, labels[idx], sources_of[idx], logits[idx])
+
         report = {"model": header["name"], "backend": backend, "fitted_on": fitted_on,
                   "temperature": block["temperature"], "ood_threshold": block["gate"]["ood_threshold"],
                   "referral": {k: block["referral"][k] for k in ("threshold", "sensitivity", "specificity")},

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from . import cv_metrics, data, sources
-from .augment import scanner_augmenter
+from .augment import lesion_free_square, normal_tissue_crop, scanner_augmenter
 from .model import busi_net, lesion_decoder
 from .quant import ACT_QUANTIZERS, WEIGHT_QUANTIZERS
 from .train import seed_everything
@@ -52,6 +52,12 @@ RECIPES = {
     # lesions called normal and every BUS-BRA image called abnormal).
     "robust-lesion-loss": {"augment": "scanner", "sampling": "balanced", "class_weights": False,
                            "seg_weight": 0.5, "lesion_only_loss": ["busbra"]},
+    # robust-noseg, plus normal tissue from the other hospital: squares of BUS-BRA
+    # lesion images clear of the lesion (augment.lesion_free_square), labelled
+    # normal, drawn as half of the normal class, so that BUS-BRA's look no longer
+    # means "lesion" (the shortcut robust-lesion-loss found).
+    "robust-noseg-crops": {"augment": "scanner", "sampling": "balanced", "class_weights": False,
+                           "seg_weight": 0.0, "normal_crops": True},
 }
 SCHEDULE = {"float_epochs": 10, "qat_epochs": 6, "epoch_images": 1000, "batch": 16,
             "float_lr": 1e-3, "qat_lr": 2e-4, "lr_min": 1e-5, "wbits": 2, "abits": 4, "ends_wbits": None,
@@ -161,6 +167,20 @@ class split_run:
         pick = self.train_idx[torch.randperm(len(self.train_idx), generator=gen)[:n]]
         return torch.from_numpy(self.ds.images[pick]).float().unsqueeze(1) / 255.0
 
+    def draws(self):
+        """(image index, label, square or None) of what an epoch draws from: the
+        training images, and with normal_crops also a lesion-free square of each
+        BUS-BRA training image that has one, labelled normal."""
+        ds = self.ds
+        draw_idx, draw_labels, squares = self.train_idx, ds.labels[self.train_idx], [None] * len(self.train_idx)
+        if self.recipe.get("normal_crops"):
+            crops = [(i, lesion_free_square(ds.masks[i])) for i in self.train_idx if ds.source[i] == "busbra"]
+            crops = [(i, sq) for i, sq in crops if sq is not None]
+            draw_idx = np.concatenate([draw_idx, [i for i, _ in crops]]).astype(np.int64)
+            draw_labels = np.concatenate([draw_labels, np.full(len(crops), cv_metrics.NORMAL)])
+            squares = squares + [sq for _, sq in crops]
+        return draw_idx, draw_labels, squares
+
     def run(self, max_epochs=None):
         """Trains (or resumes) to the end; with max_epochs, stops after that many
         epochs of this call (returns False then; a later call continues)."""
@@ -189,9 +209,10 @@ class split_run:
             gen.set_state(st["generator"])
             print(f"{self.out}: resuming {self.stages()[stage_i][0]} after epoch {epoch}", flush=True)
         ds, s = self.ds, self.schedule
-        labels = torch.from_numpy(ds.labels[self.train_idx])
+        draw_idx, draw_labels, squares = self.draws()
+        labels = torch.from_numpy(draw_labels)
         if self.recipe["sampling"] == "balanced":
-            draw_w = sampling_weights(ds.labels[self.train_idx], ds.source[self.train_idx])
+            draw_w = sampling_weights(draw_labels, ds.source[draw_idx])
         counts = torch.bincount(labels, minlength=len(data.CLASSES)).float()
         ce_w = counts.sum() / (len(counts) * counts.clamp_min(1)) if self.recipe["class_weights"] else None
         aug_paper, aug_scanner = data.augmenter(), scanner_augmenter()
@@ -215,22 +236,30 @@ class split_run:
                 if self.recipe["sampling"] == "balanced":
                     order = torch.multinomial(draw_w, s["epoch_images"], replacement=True, generator=gen)
                 else:
-                    order = torch.cat([torch.randperm(len(self.train_idx), generator=gen)
-                                       for _ in range(math.ceil(s["epoch_images"] / len(self.train_idx)))])
+                    order = torch.cat([torch.randperm(len(draw_idx), generator=gen)
+                                       for _ in range(math.ceil(s["epoch_images"] / len(draw_idx)))])
                     order = order[:s["epoch_images"]]
                 total = 0.0
                 for b in range(steps):
                     t = ((epoch - 1) * steps + b) / (n_epochs * steps)
                     for g in opt.param_groups:
                         g["lr"] = s["lr_min"] + 0.5 * (lr_max - s["lr_min"]) * (1 + math.cos(math.pi * t))
-                    pick = self.train_idx[order[b * s["batch"]:(b + 1) * s["batch"]].numpy()]
-                    imgs = torch.from_numpy(ds.images[pick]).unsqueeze(1)
+                    drawn = order[b * s["batch"]:(b + 1) * s["batch"]].numpy()
+                    pick = draw_idx[drawn]
+                    images, image_masks = ds.images[pick], ds.masks[pick]
+                    if any(squares[d] is not None for d in drawn):  # (fancy indexing copied them)
+                        for j, d in enumerate(drawn):
+                            if squares[d] is not None:
+                                offset = float(torch.rand(1, generator=gen))
+                                images[j] = normal_tissue_crop(images[j], squares[d], offset)
+                                image_masks[j] = 0
+                    imgs = torch.from_numpy(images).unsqueeze(1)
                     if self.recipe["augment"] == "scanner":
-                        x, masks = aug_scanner(imgs, torch.from_numpy(ds.masks[pick]).unsqueeze(1), gen)
+                        x, masks = aug_scanner(imgs, torch.from_numpy(image_masks).unsqueeze(1), gen)
                     else:
                         x, masks = aug_paper(imgs, gen), None
                     logits, features = model.forward_features(x)
-                    loss = classification_loss(logits, torch.from_numpy(ds.labels[pick]), ds.source[pick], ce_w,
+                    loss = classification_loss(logits, torch.from_numpy(draw_labels[drawn]), ds.source[pick], ce_w,
                                                self.recipe.get("lesion_only_loss", ()))
                     if decoder:
                         loss = loss + self.recipe["seg_weight"] * segmentation_loss(decoder(features), masks)
@@ -429,12 +458,13 @@ def cmd_report(args):
              "Each fold's model is its last epoch; 95% CIs by group bootstrap."
              + (" Logits averaged with the mirrored image's." if args.mirrored else ""), "",
              "| recipe | folds | BUSI 3-class acc | recall N / B / M | BUSI sens / spec (normal vs abnormal) "
+             "| BUSI AUC abnormal-vs-normal / B-vs-M "
              "| BUS-BRA B-vs-M AUC | BUS-BRA called abnormal | AUC LOGIQ7 / LOGIQ5 | AUC on a held-out scanner |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for run_root in args.runs:
         row = recipe_rows(ds, run_root, args.mirrored)
         if row is None:
-            lines.append(f"| {label(run_root)} | 0 | | | | | | | |")
+            lines.append(f"| {label(run_root)} | 0 | | | | | | | | |")
             continue
         b = row.get("busi", {})
         recalls = " / ".join(f"{100 * b[k][0]:.0f}" for k in ("recall_normal", "recall_benign", "recall_malignant")) if b else ""
@@ -445,6 +475,7 @@ def cmd_report(args):
                          if k.startswith("without-"))
         lines.append(f"| {label(run_root)} | {row['folds']} | {fmt(b['accuracy']) if b else ''} | {recalls} | "
                      f"{fmt(b['sensitivity']) + ' / ' + fmt(b['specificity']) if b else ''} | "
+                     f"{fmt_auc(b['auc_abnormal']) + ' / ' + fmt_auc(b['auc_malignant']) if b else ''} | "
                      f"{fmt_auc(bra['auc_malignant']) if bra else ''} | {fmt(bra['called_abnormal']) if bra else ''} | "
                      f"{per_scanner} | {held} |")
     lines += ["", f"Referral at >= {100 * REFERRAL_SENSITIVITY:.0f}% sensitivity: refer when P(benign) + "

@@ -37,6 +37,10 @@ def busi_figures(labels, probs):
         out[name] = np.mean(pred[labels == c] == c) if np.any(labels == c) else np.nan
     out["sensitivity"] = np.mean(called_abnormal[abnormal]) if abnormal.any() else np.nan
     out["specificity"] = np.mean(~called_abnormal[~abnormal]) if (~abnormal).any() else np.nan
+    # Threshold-free: how well P(abnormal) ranks lesions above normal tissue, and
+    # P(malignant) malignant above benign lesions.
+    out["auc_abnormal"] = auc(1 - probs[:, NORMAL], abnormal)
+    out["auc_malignant"] = auc(probs[abnormal, MALIGNANT], labels[abnormal] == MALIGNANT)
     return out
 
 

@@ -16,7 +16,7 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from . import data, fold, package, seen
+from . import data, fold, package, seen, sources
 from .model import POOLED
 from .train import TRAINING_DIR, load_checkpoint
 
@@ -31,22 +31,45 @@ def _git_commit():
         return None
 
 
+def trained_by_cv(ck):
+    """A checkpoint of busi_train.cv (its config names a recipe), not of train.py."""
+    return "recipe" in ck["config"]
+
+
 def provenance(ck, extra=None):
-    splits = {name: hashlib.sha256((data.SPLIT_DIR / f"{name}.txt").read_bytes()).hexdigest()
-              for name in ("train", "val")}
     p = {"trainer": "training/busi_train (busi-infer)", "git_commit": _git_commit(),
-         "training_config": ck["config"], "selected_epoch": ck["epoch"],
-         "selection": "highest validation accuracy (ties: lower validation loss)",
-         "validation": ck["val"], "split_sha256": splits,
-         "dataset": "BUSI, Al-Dhabyani et al., Data in Brief 28 (2020) 104863"}
+         "training_config": ck["config"]}
+    if trained_by_cv(ck):
+        if ck["config"]["eval_images"]:
+            raise ValueError("a busi_train.cv fold model (it held images out): export the --final model")
+        p.update({"selected_epoch": ck["epoch"],
+                  "selection": "none: the recipe's last epoch (busi_train.cv --final, every development image)",
+                  "validation": None,
+                  "dataset": "BUSI, Al-Dhabyani et al., Data in Brief 28 (2020) 104863; BUS-BRA, Gomez-Flores "
+                             "et al., Medical Physics 51(4) (2024) 3110-3123"})
+    else:
+        splits = {name: hashlib.sha256((data.SPLIT_DIR / f"{name}.txt").read_bytes()).hexdigest()
+                  for name in ("train", "val")}
+        p.update({"selected_epoch": ck["epoch"],
+                  "selection": "highest validation accuracy (ties: lower validation loss)",
+                  "validation": ck["val"], "split_sha256": splits,
+                  "dataset": "BUSI, Al-Dhabyani et al., Data in Brief 28 (2020) 104863"})
     if extra:
         p.update(extra)
     return p
 
 
+def trained_on_hashes(ck):
+    """input_hashes of the images the checkpoint's weights were fitted on: train.py's
+    training split, or every development image of both sources for busi_train.cv --final."""
+    if trained_by_cv(ck):
+        return package.input_hashes(sources.load_dev_set(cache_dir=TRAINING_DIR / "runs" / "cache").images)
+    return seen.split_hashes("train")
+
+
 def bqnn_bytes(model, ck, name, extra=None):
     prov = provenance(ck, extra)
-    trained_on = seen.split_hashes("train")
+    trained_on = trained_on_hashes(ck)
     if model.quantized:
         layers, logit_scale = fold.quantized_layers(model)
         return package.build_package(name, "quantized", layers, prov, logit_scale=logit_scale,

@@ -83,6 +83,12 @@ def stratified_group_folds(labels, groups, n_folds=len(FOLDS), seed=0):
     return fold
 
 
+def file_of(shared, name):
+    """The file of a development image's name ("busi/<class>/<file>", "busbra/<ID>.png")."""
+    source, rest = name.split("/", 1)
+    return Path(shared) / "busi" / rest if source == "busi" else Path(shared) / "busbra" / "images" / rest
+
+
 def load_busi(root, mask_root):
     items = data.list_images(root)
     paths = [Path(root) / p for p, _ in items]

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from busi_train import calibrate, int_reference, package
+from busi_train import calibrate, data, int_reference, negatives, package
+from conftest import tool
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -73,7 +74,7 @@ def test_writer_refuses_a_malformed_block_naming_the_field(edit, needle):
         package.check_calibration(block)
 
 
-@pytest.mark.parametrize("name", ["busi-w2a4", "busi-w4a4", "busi-float"])
+@pytest.mark.parametrize("name", ["busi-w2a4", "busi-w4a4", "busi-float", "busi-w2a4-2site"])
 def test_shipped_packages_carry_a_valid_block_and_replacing_it_keeps_the_rest(name):
     raw = (REPO / "models" / f"{name}.bqnn").read_bytes()
     header, payload = package.read_container(raw)
@@ -92,3 +93,41 @@ def test_shipped_packages_carry_a_valid_block_and_replacing_it_keeps_the_rest(na
             if key in a:
                 assert np.array_equal(a[key], b[key])
     assert json.dumps(h1["provenance"]) == json.dumps(h2["provenance"])
+
+
+def test_rule_verdicts_decide_as_the_runtime(busi_root, tmp_path):
+    """rule_verdicts (for out-of-fold logits, which no package holds) restates
+    make_prediction's rules: on images the runtime refers, passes and refuses,
+    with the runtime's own features, it must give the runtime's decisions."""
+    exe = tool("BUSI_INFER_TOOL")
+    if exe is None:
+        pytest.skip("BUSI_INFER_TOOL not set (ctest sets it to the built busi-infer)")
+    model = REPO / "models" / "busi-w2a4.bqnn"
+    items = data.list_images(busi_root)
+    paths = [busi_root / rel for rel, _ in items[::35]]
+    paths += [p for kind in negatives.write_negatives(tmp_path, seed=3, per_kind=2).values() for p in kind]
+    images = calibrate.run_runtime(exe, "cpu_int", model, paths)
+    reached = [im for im in images if "ood_features" in im]
+    verdict, scores, suspicious = calibrate.runtime_verdicts(reached)
+    assert {"refer", "routine", "unreadable"} <= set(verdict), "the images must reach every decision"
+    input_refused = np.array([v == "unreadable" and not im["reason"].startswith("out of")
+                              for v, im in zip(verdict, reached)])
+    assert input_refused.any() and (verdict == "unreadable").sum() > input_refused.sum()
+    header, _ = package.read_container(model.read_bytes())
+    features = np.array([im["ood_features"] for im in reached], float)
+    ours = calibrate.rule_verdicts(header["calibration"], features, input_refused)
+    assert list(ours[0]) == list(verdict)
+    accepted = verdict != "unreadable"
+    assert np.allclose(ours[1][accepted], scores[accepted], atol=1e-5)
+    assert list(ours[2][accepted]) == list(suspicious[accepted])
+
+
+def test_out_of_fold_logits_take_each_image_from_the_fold_that_held_it_out(tmp_path):
+    names = ["busi/benign/a.png", "busi/normal/b.png", "busbra/bus_0001-l.png"]
+    for fold, held, logits in (("fold1", [2, 0], [[1, 2, 3], [4, 5, 6]]), ("fold2", [1], [[7, 8, 9]])):
+        (tmp_path / fold).mkdir()
+        np.savez(tmp_path / fold / "predictions.npz", names=np.array([names[i] for i in held]),
+                 logits=np.array(logits, float), logits_mirrored=np.zeros((len(held), 3)))
+    assert calibrate.out_of_fold_logits(tmp_path, names).tolist() == [[4, 5, 6], [7, 8, 9], [1, 2, 3]]
+    with pytest.raises(SystemExit, match="no out-of-fold logits for 1 development images, e.g. busbra/x.png"):
+        calibrate.out_of_fold_logits(tmp_path, names + ["busbra/x.png"])

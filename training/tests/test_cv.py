@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from busi_train import cv, cv_metrics, sources
+from busi_train import augment, cv, cv_metrics, sources
 from busi_train.augment import scanner_augmenter
 
 
@@ -43,6 +43,10 @@ def test_busi_figures_of_a_known_confusion():
     assert f["recall_benign"] == pytest.approx(1 / 2)
     assert f["sensitivity"] == pytest.approx(3 / 4)  # one malignant called normal
     assert f["specificity"] == pytest.approx(3 / 4)
+    # One-hot scores: 12 of the 16 lesion/normal pairs ranked right (ties count half);
+    # among the lesions, one malignant above one benign and one tie each way.
+    assert f["auc_abnormal"] == pytest.approx(12 / 16)
+    assert f["auc_malignant"] == pytest.approx(1 / 2)
 
 
 def test_group_bootstrap_interval_holds_the_point_and_widens_with_fewer_groups():
@@ -85,21 +89,21 @@ def test_scanner_augmentation_moves_masks_with_the_image_and_stays_on_the_uint8_
     assert not torch.equal(inside, (mask[:, 0] > 0))
 
 
-def tiny_dev_set(n=12):
+def tiny_dev_set(n=12, lesion_at=100):
     rng = np.random.default_rng(0)
     labels = np.array([0, 1, 2] * (n // 3))
     images = rng.integers(0, 255, (n, 255, 255), dtype=np.uint8)
     masks = np.zeros((n, 255, 255), np.uint8)
-    masks[labels > 0, 100:150, 100:150] = 255
+    masks[labels > 0, lesion_at:lesion_at + 50, lesion_at:lesion_at + 50] = 255
     source = np.array(["busi", "busbra"] * (n // 2))
     source[labels == 0] = "busi"
     return sources.dev_set(images, masks, labels, source, np.array(["BUSI"] * n), np.arange(n),
                            np.arange(n) % 4 + 1, [f"img{i}" for i in range(n)])
 
 
-@pytest.mark.parametrize("recipe", ["robust", "paper"])
+@pytest.mark.parametrize("recipe", ["robust", "paper", "robust-noseg-crops"])
 def test_a_stopped_run_resumes_to_the_same_model(tmp_path, recipe):
-    ds = tiny_dev_set()
+    ds = tiny_dev_set(lesion_at=10)  # lesions in a corner leave room for normal-tissue squares
     sched = dict(cv.SCHEDULE, float_epochs=2, qat_epochs=1, epoch_images=8, batch=4, calib_images=4)
     train, held = np.arange(8), np.arange(8, 12)
     whole = cv.split_run(ds, train, held, recipe, sched, tmp_path / "whole", seed=3, threads=1)
@@ -179,3 +183,35 @@ def test_lesion_only_loss_ignores_the_normal_logit_of_busbra_images():
     assert loss.item() == pytest.approx(expected.item())
     plain = cv.classification_loss(logits, labels, np.array(["busi", "busbra"]), None, ())
     assert plain.item() == pytest.approx(torch.nn.functional.cross_entropy(logits.detach(), labels).item())
+
+
+def test_normal_tissue_squares_hold_no_lesion():
+    mask = np.zeros((255, 255), np.uint8)
+    mask[150:200, 20:60] = 255
+    square = augment.lesion_free_square(mask)
+    assert square == (0, 68, 187, 0)  # right of the lesion grown by 8 px: columns 68-254, slid down
+    image = np.arange(255 * 255, dtype=np.uint32).reshape(255, 255) % 251
+    for offset in (0.0, 0.5, 0.999):
+        crop = augment.normal_tissue_crop(image.astype(np.uint8), square, offset)
+        assert crop.shape == (255, 255) and crop.dtype == np.uint8
+        where = augment.normal_tissue_crop(mask, square, offset)
+        assert where.max() == 0, offset
+    wide = np.zeros((255, 255), np.uint8)
+    wide[150:200, 20:250] = 255
+    assert augment.lesion_free_square(wide) == (0, 0, 142, 1)  # above it: rows 0-141, slid across
+    whole = np.zeros((255, 255), np.uint8)
+    whole[40:215, 40:215] = 255
+    assert augment.lesion_free_square(whole) is None and augment.lesion_free_square(whole * 0) is None
+
+
+def test_normal_crops_recipe_draws_busbra_crops_as_half_the_normal_class():
+    ds = tiny_dev_set(24, lesion_at=10)
+    run = cv.split_run(ds, np.arange(24), np.arange(0), "robust-noseg-crops", dict(cv.SCHEDULE), "unused", 1, 1)
+    draw_idx, draw_labels, squares = run.draws()
+    crop = np.array([sq is not None for sq in squares])
+    assert crop.sum() == 8 and set(ds.source[draw_idx[crop]]) == {"busbra"} and set(draw_labels[crop]) == {0}
+    assert set(ds.labels[draw_idx[crop]]) == {1, 2}  # lesion images, drawn as normal tissue
+    w = cv.sampling_weights(draw_labels, ds.source[draw_idx]).numpy()
+    assert w[crop].sum() == pytest.approx(w[draw_labels == 0].sum() / 2)
+    plain = cv.split_run(ds, np.arange(24), np.arange(0), "robust-noseg", dict(cv.SCHEDULE), "unused", 1, 1)
+    assert not any(sq is not None for sq in plain.draws()[2])

@@ -9,7 +9,7 @@ import pytest
 from busi_train import data, equivalence
 
 REPO = Path(__file__).resolve().parents[2]
-SHIPPED = [("busi-w2a4", "busi-w2a4.pt"), ("busi-w4a4", "busi-w4a4.pt")]
+SHIPPED = [("busi-w2a4", "busi-w2a4.pt"), ("busi-w4a4", "busi-w4a4.pt"), ("busi-w2a4-2site", "busi-w2a4-2site.pt")]
 
 
 @pytest.fixture(scope="module")

@@ -1,11 +1,15 @@
 """The package writer, the threshold folding and the independent numpy reference."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
-from busi_train import export, fold, int_reference, package
+from busi_train import data, export, fold, int_reference, package
 from busi_train.model import busi_net
 from busi_train.package import pack_signed
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("bits", [2, 4, 8])
@@ -200,3 +204,23 @@ def test_seen_refuses_a_package_trained_on_another_split(tmp_path):
     with pytest.raises(SystemExit, match="names training split abc, not train.txt"):
         seen.main([str(other)])
     assert seen.training_split_of(other.read_bytes()) == "abc"  # untouched
+
+
+def test_the_two_site_model_records_every_development_image_as_seen(busi_root):
+    """busi-w2a4-2site was trained by busi_train.cv --final on all of BUSI and
+    BUS-BRA: its package says so and records them all, so busi-infer never
+    reports an accuracy on images it trained on."""
+    header, body = package.read_container((REPO / "models" / "busi-w2a4-2site.bqnn").read_bytes())
+    prov = header["provenance"]
+    assert prov["training_config"]["recipe"] == "robust-noseg" and prov["training_config"]["eval_images"] == 0
+    assert prov["training_config"]["train_images"] == 2052 and "split_sha256" not in prov
+    assert "BUS-BRA" in prov["dataset"] and prov["selection"].startswith("none")
+    blob = header["seen_images"]["hashes"]
+    seen = set(np.frombuffer(body[blob["offset"]:blob["offset"] + blob["size"]], "<u8").tolist())
+    assert header["seen_images"]["count"] == len(seen) > 2000
+    busi = [data.load_image(busi_root / rel) for rel, _ in data.list_images(busi_root)[::50]]
+    bra_root = busi_root.parent / "busbra" / "images"
+    if not bra_root.is_dir():
+        pytest.skip(f"BUS-BRA not found at {bra_root}")
+    bra = [data.load_image(p) for p in sorted(bra_root.glob("*.png"))[::150]]
+    assert all(int(h) in seen for h in package.input_hashes(np.stack(busi + bra)))

@@ -8,7 +8,9 @@
 // make_classifier() checks the setting keys and resolves the model (of the
 // table's kind) before the factory runs, so a factory only reads its settings
 // through BackendSettings and builds.
+#include <array>
 #include <cstddef>
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
@@ -58,12 +60,27 @@ int first_argmax(const T* values, std::size_t count) {
   return static_cast<int>(best);
 }
 
+// What the gate reads of an input's pixels at full scale, from one pass over
+// them (input_statistics): the histogram of the values, the histogram of each
+// pixel's change to the right plus its change below (pixels with both
+// neighbours), the sums of the absolute changes across and down, and the sums
+// of the top and bottom thirds' rows and of the left and right thirds' columns.
+struct InputStatistics {
+  std::array<uint64_t, 256> histogram{};
+  std::array<uint64_t, 511> edges{};
+  uint64_t across = 0, down = 0, top = 0, bottom = 0, sides = 0;
+  // The pixels' standard deviation as cv::meanStdDev computes it.
+  double pixel_stddev() const;
+};
+InputStatistics input_statistics(const Tensor8& input);
+
 // The gate's checks of the input alone (docs/safety.md), run by make_prediction
 // before it looks at the scores: the reason `input` is unreadable
 // (its decoded image is smaller than the package's min_side, it is in colour,
 // or its pixels are blank or nearly constant), or "" when it may be
 // classified. Always "" for a package without a calibration block.
-std::string input_refusal(const Model& model, const Tensor8& input);
+// `statistics` are input_statistics(input).
+std::string input_refusal(const Model& model, const Tensor8& input, const InputStatistics& statistics);
 
 // The features of the "image-logit-mahalanobis-v1" out-of-distribution score:
 // Calibration::Gate::image_statistics statistics of the input's pixels
@@ -71,8 +88,10 @@ std::string input_refusal(const Model& model, const Tensor8& input);
 // direction of pixel-to-pixel changes at three scales, where the brightness
 // lies, the share of crisp edges), then the real logits. Ultrasound speckle is smeared sideways, so its
 // changes run up and down far more than across; photographs, text and noise
-// do not look like that.
-std::vector<float> ood_features(const Tensor8& input, const std::vector<float>& real_logits);
+// do not look like that. `statistics` are input_statistics(input); the input
+// is at least Calibration::Gate::min_input_side on each side.
+std::vector<float> ood_features(const Tensor8& input, const InputStatistics& statistics,
+                                const std::vector<float>& real_logits);
 
 // The one place a backend's raw output becomes a Prediction, for every backend:
 // class index (first_argmax of the logits, or the backend's top-1), class name,
