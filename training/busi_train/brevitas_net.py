@@ -117,6 +117,11 @@ def main(argv=None):
     model, ck = load_checkpoint(args.checkpoint)
     if not model.quantized:
         raise SystemExit(f"{args.checkpoint}: a float checkpoint; give a quantized one")
+    if model.act_quant == "kmeans" or (model.weight_quant == "inq-pow2" and model.wbits > 2):
+        # Brevitas's QuantReLU and weight quantizers here are uniform grids; k-means
+        # boundaries and power-of-two weights above 2 bits would be silently re-rounded.
+        raise SystemExit(f"{args.checkpoint}: {model.weight_quant} weights / {model.act_quant} activations at "
+                         f"W{model.wbits}: not a uniform grid, which this Brevitas network holds")
     export(from_checkpoint(model, model.wbits, model.abits), args.output)
     print("wrote", args.output)
 

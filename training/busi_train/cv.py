@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from . import cv_metrics, data, sources
 from .augment import lesion_free_square, normal_tissue_crop, scanner_augmenter
 from .model import busi_net, lesion_decoder
+from .quant import ACT_QUANTIZERS, WEIGHT_QUANTIZERS
 from .train import seed_everything
 
 TRAINING_DIR = Path(__file__).resolve().parent.parent
@@ -60,7 +61,7 @@ RECIPES = {
 }
 SCHEDULE = {"float_epochs": 10, "qat_epochs": 6, "epoch_images": 1000, "batch": 16,
             "float_lr": 1e-3, "qat_lr": 2e-4, "lr_min": 1e-5, "wbits": 2, "abits": 4, "ends_wbits": None,
-            "calib_images": 64}
+            "calib_images": 64, "weight_quant": "uniform", "act_quant": "uniform"}
 EVAL_EVERY = 5
 
 
@@ -151,16 +152,20 @@ class split_run:
         if stage == "float":
             model = busi_net()
         else:
-            model = busi_net(s["wbits"], s["abits"], s["ends_wbits"])
+            model = busi_net(s["wbits"], s["abits"], s["ends_wbits"], s["weight_quant"], s["act_quant"])
             if float_state is not None:
                 missing, _ = model.load_state_dict(float_state, strict=False)
                 assert all(".wq." in k or ".act." in k for k in missing), missing
-                gen = torch.Generator().manual_seed(self.seed)
-                pick = self.train_idx[torch.randperm(len(self.train_idx), generator=gen)[:s["calib_images"]]]
-                model.init_quantizers(torch.from_numpy(self.ds.images[pick]).float().unsqueeze(1) / 255.0)
+                model.init_quantizers(self.calibration_batch(torch.Generator().manual_seed(self.seed)))
         decoder = lesion_decoder() if self.recipe["seg_weight"] > 0 else None
         params = list(model.parameters()) + (list(decoder.parameters()) if decoder else [])
         return model, decoder, torch.optim.Adam(params, lr=1e-3)
+
+    def calibration_batch(self, gen):
+        """calib_images training images (pixels/255) drawn with gen."""
+        n = self.schedule["calib_images"]
+        pick = self.train_idx[torch.randperm(len(self.train_idx), generator=gen)[:n]]
+        return torch.from_numpy(self.ds.images[pick]).float().unsqueeze(1) / 255.0
 
     def draws(self):
         """(image index, label, square or None) of what an epoch draws from: the
@@ -220,6 +225,11 @@ class split_run:
                 max_epochs = None if max_epochs is None else max_epochs - 1
                 epoch += 1
                 t0 = time.time()
+                if stage == "qat" and model.calibrates_every_epoch:
+                    # Its own generator per epoch: the training draws stay those of the
+                    # uniform quantizers, and a resumed run refits the same way.
+                    calib = self.calibration_batch(torch.Generator().manual_seed(self.seed * 1000 + epoch))
+                    model.epoch_start_quantizers(calib, epoch, n_epochs)
                 model.train()
                 if decoder:
                     decoder.train()
@@ -310,7 +320,7 @@ def splits(ds, folds, hold_out_scanner, final):
 def cmd_train(args):
     ds = sources.load_dev_set(cache_dir=args.cache or None)
     schedule = dict(SCHEDULE)
-    for k in ("float_epochs", "qat_epochs", "epoch_images", "ends_wbits"):
+    for k in ("float_epochs", "qat_epochs", "epoch_images", "ends_wbits", "weight_quant", "act_quant"):
         if getattr(args, k) is not None:
             schedule[k] = getattr(args, k)
     root = Path(args.out) / args.recipe
@@ -507,6 +517,10 @@ def main(argv=None):
     t.add_argument("--epoch-images", type=int, help="images drawn per epoch")
     t.add_argument("--ends-wbits", type=int, choices=(4, 8),
                    help="weight bits of the first conv and the logit layer (default: as the others)")
+    t.add_argument("--weight-quant", choices=WEIGHT_QUANTIZERS,
+                   help="weight quantizer of the quantized stage (default uniform; quant.py, docs/training.md)")
+    t.add_argument("--act-quant", choices=ACT_QUANTIZERS,
+                   help="activation quantizer of the quantized stage (default uniform)")
     t.add_argument("--max-epochs", type=int, help="stop after this many epochs (a rerun resumes)")
     t.add_argument("--from-float", metavar="RUN_DIR",
                    help="take the float stage from RUN_DIR/<fold>/float.pt (an earlier run of the same "

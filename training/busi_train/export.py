@@ -88,6 +88,11 @@ def qonnx_model(model, name):
     raw pixel (FINN annotates it UINT8), Div by 255, per layer Quant(weights) ->
     Conv/MatMul -> BatchNormalization -> Relu -> Quant(unsigned), MaxPool, and a
     TopK (k=1) giving the class index, as the paper added before synthesis."""
+    if model.act_quant == "kmeans":
+        # A Quant node rounds on a uniform grid; the k-means boundaries are thresholds
+        # (the .bqnn holds them), which this writer does not emit as MultiThreshold.
+        raise ValueError("QONNX export: the kmeans activation quantizer has non-uniform boundaries, "
+                         "which a QONNX Quant node cannot express; export the .bqnn only")
     model.eval()
     nodes, inits = [], []
     counter = iter(range(10 ** 6))
@@ -210,15 +215,18 @@ def main(argv=None):
     args = p.parse_args(argv)
     model, ck = load_checkpoint(args.checkpoint)
     extra = {"metrics": json.loads(Path(args.metrics).read_text())} if args.metrics else None
-    if args.bqnn:
-        Path(args.bqnn).write_bytes(bqnn_bytes(model, ck, args.name, extra))
-        print("wrote", args.bqnn)
-    if args.onnx:
-        if model.quantized:
-            onnx.save(qonnx_model(model, args.name), args.onnx)
-        else:
-            float_onnx(model, args.onnx)
-        print("wrote", args.onnx)
+    try:
+        if args.bqnn:
+            Path(args.bqnn).write_bytes(bqnn_bytes(model, ck, args.name, extra))
+            print("wrote", args.bqnn)
+        if args.onnx:
+            if model.quantized:
+                onnx.save(qonnx_model(model, args.name), args.onnx)
+            else:
+                float_onnx(model, args.onnx)
+            print("wrote", args.onnx)
+    except ValueError as e:  # a quantizer whose state cannot be written in that format
+        raise SystemExit(f"{args.checkpoint}: {e}")
 
 
 if __name__ == "__main__":

@@ -3,11 +3,14 @@
 Quantized, hidden layer l with integer weights W (per-channel scale w_c), input
 scale a (1/255 for the first layer: the input is the uint8 pixel; the previous
 layer's activation scale otherwise), BatchNorm y = k_c z + m_c (eval statistics)
-and activation scale s: PyTorch's level is clamp(floor(y/s + 0.5), 0, 2^b-1), so
-level >= j  <=>  k_c w_c a acc >= (j - 1/2) s - m_c. With A = k_c w_c a:
-A > 0: acc >= ceil(((j-1/2) s - m_c) / A); A < 0: flip the channel's weights
+and the activation's boundaries b_j (the value at which its level steps from j-1
+to j: (j - 1/2) s for the uniform grid's clamp(floor(y/s + 0.5), 0, 2^b-1), the
+k-means midpoints for quant.quant_relu's "kmeans"), so
+level >= j  <=>  k_c w_c a acc >= b_j - m_c. With A = k_c w_c a:
+A > 0: acc >= ceil((b_j - m_c) / A); A < 0: flip the channel's weights
 (acc' = -acc, as FINN does) and the same formula holds with |A|; A == 0: the level
-is a constant. Computed in float64, clamped to int32.
+is a constant. Computed in float64, clamped to int32. The next layer's input scale
+is the activation's output step s, whatever the boundaries.
 The last layer: logits = acc * (w * a), per-tensor weight scale, no BatchNorm.
 """
 import math
@@ -16,7 +19,6 @@ import numpy as np
 import torch
 
 from .model import POOLED
-from .quant import act_qmax
 
 INT32_MIN, INT32_MAX = -2 ** 31, 2 ** 31 - 1
 
@@ -27,16 +29,17 @@ def _bn_affine(bn):
     return k.numpy(), m.numpy()
 
 
-def thresholds_for(k, m, w_scale, in_scale, act_scale, bits):
-    """(thresholds [out][2^b-1] int64, sign flip per channel) for one hidden layer."""
+def thresholds_for(k, m, w_scale, in_scale, boundaries):
+    """(thresholds [out][2^b-1] int64, sign flip per channel) for one hidden layer;
+    boundaries: the activation's 2^b-1 level boundaries, nondecreasing."""
     n = len(k)
-    q = act_qmax(bits)
+    q = len(boundaries)
     a = k * w_scale * in_scale
     t = np.empty((n, q), dtype=np.int64)
     flip = a < 0
     for c in range(n):
         for j in range(1, q + 1):
-            bound = (j - 0.5) * act_scale - m[c]
+            bound = float(boundaries[j - 1]) - m[c]
             if a[c] == 0:
                 t[c, j - 1] = INT32_MIN if bound <= 0 else INT32_MAX
             else:
@@ -65,7 +68,7 @@ def quantized_layers(model):
             return out, float(w_scale[0] * in_scale)
         k, m = _bn_affine(layer.bn)
         act_scale = float(layer.act.scale.clamp_min(1e-8).double())
-        t, flip = thresholds_for(k, m, w_scale, in_scale, act_scale, model.abits)
+        t, flip = thresholds_for(k, m, w_scale, in_scale, layer.act.boundaries().numpy())
         w_int[flip] = -w_int[flip]
         out.append({"type": kind, "weights": w_int, "weight_bits": layer.wq.bits,
                     "thresholds": t, "act_bits": model.abits})

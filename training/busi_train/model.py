@@ -19,7 +19,7 @@ POOLED = (True, True, True, True, True, False)
 class qlayer(nn.Module):
     """conv or dense, optional weight quantizer, optional BatchNorm + activation."""
 
-    def __init__(self, kind, n_in, n_out, wbits, abits, last=False):
+    def __init__(self, kind, n_in, n_out, wbits, abits, last=False, weight_quant="uniform", act_quant="uniform"):
         super().__init__()
         self.kind = kind
         if kind == "conv":
@@ -27,11 +27,12 @@ class qlayer(nn.Module):
         else:
             self.weight = nn.Parameter(torch.empty(n_out, n_in))
         nn.init.kaiming_uniform_(self.weight, a=5 ** 0.5)
-        self.wq = quant_weight(n_out, wbits, per_channel=not last) if wbits else None
+        self.wq = quant_weight(n_out, wbits, per_channel=not last, method=weight_quant,
+                               weight_shape=self.weight.shape) if wbits else None
         self.last = last
         if not last:
             self.bn = nn.BatchNorm2d(n_out) if kind == "conv" else nn.BatchNorm1d(n_out)
-            self.act = quant_relu(abits) if abits else nn.ReLU()
+            self.act = quant_relu(abits, act_quant) if abits else nn.ReLU()
 
     def pre_activation(self, x):
         w = self.wq(self.weight) if self.wq is not None else self.weight
@@ -47,21 +48,25 @@ class qlayer(nn.Module):
 class busi_net(nn.Module):
     """ends_wbits: weight bits of the first conv and the logit layer when they
     differ from wbits (FINN sets bit widths per layer; the two ends hold the
-    fewest weights and see the raw pixels and produce the logits)."""
+    fewest weights and see the raw pixels and produce the logits).
+    weight_quant, act_quant: the quantizers' methods (quant.WEIGHT_QUANTIZERS,
+    quant.ACT_QUANTIZERS)."""
 
-    def __init__(self, wbits=None, abits=None, ends_wbits=None):
+    def __init__(self, wbits=None, abits=None, ends_wbits=None, weight_quant="uniform", act_quant="uniform"):
         super().__init__()
         assert (wbits is None) == (abits is None), "quantize both weights and activations or neither"
         assert ends_wbits is None or wbits is not None, "ends_wbits needs a quantized network"
         self.wbits, self.abits, self.ends_wbits = wbits, abits, ends_wbits
+        self.weight_quant, self.act_quant = weight_quant, act_quant
+        quantizers = {"weight_quant": weight_quant, "act_quant": act_quant}
         ends = ends_wbits or wbits
         n_conv, n_dense = len(CONV_CHANNELS) - 1, len(DENSE_FEATURES) - 1
         self.convs = nn.ModuleList(
-            qlayer("conv", CONV_CHANNELS[i], CONV_CHANNELS[i + 1], ends if i == 0 else wbits, abits)
+            qlayer("conv", CONV_CHANNELS[i], CONV_CHANNELS[i + 1], ends if i == 0 else wbits, abits, **quantizers)
             for i in range(n_conv))
         self.dense = nn.ModuleList(
             qlayer("dense", DENSE_FEATURES[i], DENSE_FEATURES[i + 1],
-                   ends if i == n_dense - 1 else wbits, abits, last=(i == n_dense - 1))
+                   ends if i == n_dense - 1 else wbits, abits, last=(i == n_dense - 1), **quantizers)
             for i in range(n_dense))
 
     @property
@@ -91,17 +96,45 @@ class busi_net(nn.Module):
 
     @torch.no_grad()
     def init_quantizers(self, calibration_x):
-        """Start QAT from the float weights: MSE-best weight scales, and activation
-        scales from the float network's pre-activations on a calibration batch."""
+        """Start QAT from the float weights: MSE-best weight scales (heq: the
+        quantile step), and activation scales (or boundaries) from the float
+        network's pre-activations on a calibration batch."""
+        self._calibrate(calibration_x, start=True)
+
+    @property
+    def calibrates_every_epoch(self):
+        """Whether epoch_start_quantizers does anything (it needs a calibration batch)."""
+        return self.quantized and (self.weight_quant != "uniform" or self.act_quant != "uniform")
+
+    @property
+    def exportable(self):
+        """False while an inq-pow2 schedule has weights left in float."""
+        return all(layer.wq is None or layer.wq.method != "inq-pow2" or bool(layer.wq.frozen.all())
+                   for layer in self.layers())
+
+    @torch.no_grad()
+    def epoch_start_quantizers(self, calibration_x, epoch, n_epochs):
+        """Before QAT epoch `epoch` of n_epochs: the weight quantizers' per-epoch
+        step (heq: new step; inq-pow2: freeze the next portion), and the
+        activation steps or boundaries (heq, kmeans) refitted to the network as it
+        now is, on a calibration batch."""
+        self._calibrate(calibration_x, start=False, epoch=epoch, n_epochs=n_epochs)
+
+    def _calibrate(self, x, start, epoch=None, n_epochs=None):
         was_training = self.training
         self.eval()
-        x = calibration_x
         for i, layer in enumerate(self.layers()):
-            layer.wq.init_from(layer.weight)
+            if start:
+                layer.wq.init_from(layer.weight)
+            else:
+                layer.wq.epoch_start(layer.weight, epoch, n_epochs)
             if layer.last:
                 break
             y = layer.bn(layer.pre_activation(x))
-            layer.act.init_from(y)
+            if start:
+                layer.act.init_from(y)
+            elif layer.act.recalibrates:
+                layer.act.calibrate(y)
             x = layer.act(y)
             if i < len(self.convs) and POOLED[i]:
                 x = F.max_pool2d(x, 2)

@@ -28,6 +28,7 @@ from torch.utils.data import WeightedRandomSampler
 
 from . import data
 from .model import busi_net
+from .quant import ACT_QUANTIZERS, WEIGHT_QUANTIZERS
 
 TRAINING_DIR = Path(__file__).resolve().parent.parent
 
@@ -81,7 +82,8 @@ def evaluate(model, images_u8, labels, batch=64):
 def load_checkpoint(path):
     ck = torch.load(path, map_location="cpu")
     cfg = ck["config"]
-    model = busi_net(cfg.get("wbits"), cfg.get("abits"), cfg.get("ends_wbits"))
+    model = busi_net(cfg.get("wbits"), cfg.get("abits"), cfg.get("ends_wbits"),
+                     cfg.get("weight_quant", "uniform"), cfg.get("act_quant", "uniform"))
     model.load_state_dict(ck["state_dict"])
     model.eval()
     return model, ck
@@ -123,6 +125,10 @@ def parse_args(argv=None):
                    help="augmentation: scale drawn from [LO, HI]")
     p.add_argument("--weight-decay", type=float, default=0.0,
                    help="decoupled weight decay (AdamW); 0 is the paper's plain Adam")
+    p.add_argument("--weight-quant", choices=WEIGHT_QUANTIZERS, default="uniform",
+                   help="with --wbits: the weight quantizer (quant.py; docs/training.md)")
+    p.add_argument("--act-quant", choices=ACT_QUANTIZERS, default="uniform",
+                   help="with --abits: the activation quantizer")
     p.add_argument("--calib-images", type=int, default=64,
                    help="training images that set the initial quantizer scales")
     p.add_argument("--threads", type=int, default=2)
@@ -147,6 +153,8 @@ def main(argv=None):
     args = parse_args(argv)
     if (args.wbits is None) != (args.abits is None):
         raise SystemExit("give both --wbits and --abits, or neither for the float network")
+    if args.wbits is None and (args.weight_quant, args.act_quant) != ("uniform", "uniform"):
+        raise SystemExit("--weight-quant and --act-quant choose quantizers: they need --wbits and --abits")
     torch.set_num_threads(args.threads)
     seed_everything(args.seed)
     out = Path(args.out)
@@ -160,7 +168,7 @@ def main(argv=None):
     x_train, y_train = data.load_set(train_items, root, args.cache or None)
     x_val, y_val = data.load_set(val_items, root, args.cache or None)
 
-    model = busi_net(args.wbits, args.abits)
+    model = busi_net(args.wbits, args.abits, weight_quant=args.weight_quant, act_quant=args.act_quant)
     init_info = None
     if args.init:
         float_model, ck = load_checkpoint(args.init)
@@ -201,6 +209,10 @@ def main(argv=None):
     log = open(out / "log.jsonl", "w")
     step = 0
     for epoch in range(1, args.epochs + 1):
+        if model.calibrates_every_epoch:
+            # its own generator: the training draws stay those of the uniform quantizers
+            pick = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(args.seed * 1000 + epoch))
+            model.epoch_start_quantizers(x_train[pick[:args.calib_images]].float() / 255.0, epoch, args.epochs)
         model.train()
         t0 = time.time()
         order = epoch_order(y_train, gen, args.balanced)
@@ -230,7 +242,8 @@ def main(argv=None):
         log.write(json.dumps(rec) + "\n")
         log.flush()
         print(json.dumps(rec), flush=True)
-        if best is None or (val["accuracy"], -val["loss"]) > (best["accuracy"], -best["loss"]):
+        # (inq-pow2: only epochs after its last portion froze, the ones that export)
+        if model.exportable and (best is None or (val["accuracy"], -val["loss"]) > (best["accuracy"], -best["loss"])):
             best = dict(val, epoch=epoch)
             torch.save({"config": config, "epoch": epoch, "val": val,
                         "state_dict": model.state_dict()}, out / "best.pt")

@@ -37,11 +37,13 @@ def test_packing_rejects_out_of_range():
         pack_signed([-128], 8)
 
 
-def random_trained_like(wbits, abits, seed, ends_wbits=None):
+def random_trained_like(wbits, abits, seed, ends_wbits=None, weight_quant="uniform", act_quant="uniform"):
     """A quantized network with random weights, BatchNorm statistics and some
-    negative and zero BatchNorm scales, calibrated on random images."""
+    negative and zero BatchNorm scales, calibrated on random images (and, for the
+    quantizers that change per epoch, taken through a last QAT epoch's start, so
+    inq-pow2 has frozen every weight)."""
     torch.manual_seed(seed)
-    model = busi_net(wbits, abits, ends_wbits)
+    model = busi_net(wbits, abits, ends_wbits, weight_quant, act_quant)
     with torch.no_grad():
         for layer in model.layers():
             if layer.last:
@@ -57,12 +59,20 @@ def random_trained_like(wbits, abits, seed, ends_wbits=None):
             model(x)
     model.eval()
     model.init_quantizers(x)
+    if model.calibrates_every_epoch:
+        model.epoch_start_quantizers(x, epoch=4, n_epochs=4)
     return model
 
 
-@pytest.mark.parametrize("wbits,abits,ends_wbits", [(2, 4, None), (4, 2, None), (8, 8, None), (2, 4, 8)])
-def test_integer_reference_equals_the_pytorch_quantized_forward(wbits, abits, ends_wbits):
-    model = random_trained_like(wbits, abits, seed=wbits * 10 + abits, ends_wbits=ends_wbits)
+@pytest.mark.parametrize("wbits,abits,ends_wbits,weight_quant,act_quant", [
+    (2, 4, None, "uniform", "uniform"), (4, 2, None, "uniform", "uniform"), (8, 8, None, "uniform", "uniform"),
+    (2, 4, 8, "uniform", "uniform"),
+    # The seed papers' quantizers (quant.py): power-of-two weights at 4 bits (at 2
+    # they equal the uniform grid), quantile steps, k-means activation boundaries.
+    (4, 4, None, "inq-pow2", "uniform"), (2, 4, None, "heq", "heq"), (2, 4, None, "uniform", "kmeans")])
+def test_integer_reference_equals_the_pytorch_quantized_forward(wbits, abits, ends_wbits, weight_quant, act_quant):
+    model = random_trained_like(wbits, abits, seed=wbits * 10 + abits, ends_wbits=ends_wbits,
+                                weight_quant=weight_quant, act_quant=act_quant)
     layers, scale = fold.quantized_layers(model)
     weighted = [l for l in layers if l["type"] != "maxpool"]
     ends = ends_wbits or wbits
