@@ -246,13 +246,12 @@ class split_run:
                         g["lr"] = s["lr_min"] + 0.5 * (lr_max - s["lr_min"]) * (1 + math.cos(math.pi * t))
                     drawn = order[b * s["batch"]:(b + 1) * s["batch"]].numpy()
                     pick = draw_idx[drawn]
-                    images, image_masks = ds.images[pick], ds.masks[pick]
-                    if any(squares[d] is not None for d in drawn):  # (fancy indexing copied them)
-                        for j, d in enumerate(drawn):
-                            if squares[d] is not None:
-                                offset = float(torch.rand(1, generator=gen))
-                                images[j] = normal_tissue_crop(images[j], squares[d], offset)
-                                image_masks[j] = 0
+                    images, image_masks = ds.images[pick], ds.masks[pick]  # copies (fancy indexing)
+                    for j, d in enumerate(drawn):
+                        if squares[d] is not None:
+                            offset = float(torch.rand(1, generator=gen))
+                            images[j] = normal_tissue_crop(images[j], squares[d], offset)
+                            image_masks[j] = 0
                     imgs = torch.from_numpy(images).unsqueeze(1)
                     if self.recipe["augment"] == "scanner":
                         x, masks = aug_scanner(imgs, torch.from_numpy(image_masks).unsqueeze(1), gen)
@@ -502,13 +501,18 @@ def cmd_report(args):
     print("\n".join(lines))
 
 
+def fold_list(text):
+    """--folds' value: "1,3" -> [1, 3]."""
+    return [int(k) for k in text.split(",")]
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train a recipe's fold models (resumable)")
     t.add_argument("--recipe", choices=sorted(RECIPES), required=True)
     t.add_argument("--out", default=str(TRAINING_DIR / "runs" / "cv"))
-    t.add_argument("--folds", type=lambda s: [int(k) for k in s.split(",")], default=list(sources.FOLDS),
+    t.add_argument("--folds", type=fold_list, default=list(sources.FOLDS),
                    help="comma-separated folds to run (default 1,2,3,4)")
     t.add_argument("--hold-out-scanner", choices=tuple(sources.SCANNERS.values()) + (sources.BUSI_SCANNER,))
     t.add_argument("--final", action="store_true", help="train on every development image (the shipped model)")
@@ -533,7 +537,7 @@ def main(argv=None):
     r = sub.add_parser("report", help="markdown table of recipes' cross-validated figures")
     r.add_argument("runs", nargs="+", help="recipe folders (e.g. runs/cv/robust)")
     r.add_argument("--mirrored", action="store_true", help="average each image's logits with its mirror's")
-    r.add_argument("--folds", type=lambda s: [int(k) for k in s.split(",")], default=None,
+    r.add_argument("--folds", type=fold_list, default=None,
                    help="comma-separated folds to score (default: every fold a recipe ran)")
     for q in (t, c, r):
         q.add_argument("--cache", default=str(TRAINING_DIR / "runs" / "cache"))
