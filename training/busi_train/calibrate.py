@@ -15,8 +15,9 @@ runtime will compute; this module only fits:
     docs/safety.md), and the image-logit-mahalanobis-v1 score's mean and
     inverse covariance, its threshold at the ACCEPT quantile of real ultrasound,
   - the referral curve and threshold on P(abnormal) for a target sensitivity
+    reached on each source's lesions, BUSI's and BUS-BRA's alike
     (cv_metrics.threshold_for_sensitivity), and the "suspicious for malignancy"
-    curve and threshold on P(malignant) among lesion images.
+    curve and threshold on P(malignant) among lesion images, the same way.
 
 Honest figures come from cross-fitting: the images are split in two halves by
 patient / near-duplicate group; a block fitted on one half is written into a
@@ -92,14 +93,16 @@ def run_runtime(busi_infer, backend, model_path, paths):
     return [by_file[str(p)] for p in paths]
 
 
-def operating_curve(scores, positive):
+def operating_curve(scores, positive, sources):
     """[[threshold, sensitivity, specificity]] for each target sensitivity of
-    CURVE_SENSITIVITIES, thresholds ascending, duplicates dropped."""
-    scores, positive = np.asarray(scores), np.asarray(positive, bool)
+    CURVE_SENSITIVITIES, thresholds ascending, duplicates dropped. The
+    sensitivity is the lowest of the sources' (cv_metrics.threshold_for_sensitivity):
+    a stated sensitivity holds on each hospital's positives."""
+    scores, positive, sources = np.asarray(scores), np.asarray(positive, bool), np.asarray(sources)
     points = set()
     for target in CURVE_SENSITIVITIES:
-        t = cv_metrics.threshold_for_sensitivity(scores, positive, target)
-        sens = float(np.mean(scores[positive] >= t))
+        t = cv_metrics.threshold_for_sensitivity(scores, positive, target, sources)
+        sens = min(float(np.mean(scores[positive & (sources == s)] >= t)) for s in np.unique(sources[positive]))
         spec = float(np.mean(scores[~positive] < t)) if (~positive).any() else float("nan")
         points.add((t, sens, spec))
     return [list(p) for p in sorted(points)]
@@ -113,19 +116,21 @@ def operating_point(curve, target):
             "specificity": best[2], "curve": curve}
 
 
-def fit(features, labels, fitted_on, accept=ACCEPT):
-    """The calibration block fitted on real ultrasound: features (n, 13 + 3) as
-    the runtime computed them (ood_features), labels 0/1/2."""
-    features, labels = np.asarray(features, float), np.asarray(labels)
+def fit(features, labels, sources_of, fitted_on, accept=ACCEPT):
+    """The calibration block fitted on real ultrasound: features (n, 14 + 3) as
+    the runtime computed them (ood_features), labels 0/1/2, each image's source
+    (the operating points hold their sensitivity on each)."""
+    features, labels, sources_of = np.asarray(features, float), np.asarray(labels), np.asarray(sources_of)
     logits = features[:, package.IMAGE_STATISTICS:]
     temperature = cv_metrics.fit_temperature(logits, labels)
     probs = cv_metrics.softmax(logits / temperature)
     mean, precision, distance, threshold = mahalanobis_gate(features, accept)
     lesion = labels != cv_metrics.NORMAL
-    referral_curve = operating_curve(1 - probs[:, cv_metrics.NORMAL], lesion)
+    referral_curve = operating_curve(1 - probs[:, cv_metrics.NORMAL], lesion, sources_of)
     # Curves need both classes for specificity; BUS-BRA alone has no normals, so
     # the referral curve's specificity comes from BUSI's validation normals.
-    suspicious_curve = operating_curve(probs[lesion, cv_metrics.MALIGNANT], labels[lesion] == cv_metrics.MALIGNANT)
+    suspicious_curve = operating_curve(probs[lesion, cv_metrics.MALIGNANT], labels[lesion] == cv_metrics.MALIGNANT,
+                                       sources_of[lesion])
     return {
         "fitted_on": fitted_on,
         "temperature": temperature,
@@ -318,7 +323,7 @@ def main(argv=None):
             fitted_on = f"BUSI validation split (training/splits/val.txt) + BUS-BRA ({counts}), never trained on; " \
                         f"backend {backend}"
         logits = features[:, package.IMAGE_STATISTICS:]
-        block = fit(features, labels, fitted_on)
+        block = fit(features, labels, sources_of, fitted_on)
         Path(args.out).write_bytes(package.with_calibration(original, block))
         if args.out_of_fold:
             # The input rules do not depend on the model or the fit: the shipped
@@ -330,7 +335,7 @@ def main(argv=None):
         in_a = halves(groups, sources_of)
         verdicts, idx = [], []
         for fit_on in (in_a, ~in_a):
-            half_block = fit(features[fit_on], labels[fit_on], "cross-fitting half")
+            half_block = fit(features[fit_on], labels[fit_on], sources_of[fit_on], "cross-fitting half")
             held = np.nonzero(~fit_on)[0]
             if args.out_of_fold:
                 verdicts.append(rule_verdicts(half_block, features[held], input_refused[held]))

@@ -431,7 +431,7 @@ def cross_fitted_referral(ds, folds):
         t = cv_metrics.fit_temperature(rest_logits, ds.labels[rest_idx])
         p_rest = cv_metrics.softmax(rest_logits / t)
         thr = cv_metrics.threshold_for_sensitivity(1 - p_rest[:, 0], ds.labels[rest_idx] != 0,
-                                                   REFERRAL_SENSITIVITY)
+                                                   REFERRAL_SENSITIVITY, ds.source[rest_idx])
         p = cv_metrics.softmax(logits / t)
         idx_all.append(idx)
         refer_all.append(1 - p[:, 0] >= thr)
@@ -481,8 +481,8 @@ def cmd_report(args):
                      f"{fmt_auc(b['auc_abnormal']) + ' / ' + fmt_auc(b['auc_malignant']) if b else ''} | "
                      f"{fmt_auc(bra['auc_malignant']) if bra else ''} | {fmt(bra['called_abnormal']) if bra else ''} | "
                      f"{per_scanner} | {held} |")
-    lines += ["", f"Referral at >= {100 * REFERRAL_SENSITIVITY:.0f}% sensitivity: refer when P(benign) + "
-              "P(malignant) >= a threshold; the softmax temperature and the threshold are fitted on three "
+    lines += ["", f"Referral at >= {100 * REFERRAL_SENSITIVITY:.0f}% sensitivity on each source's lesions: refer "
+              "when P(benign) + P(malignant) >= a threshold; the softmax temperature and the threshold are fitted on three "
               "folds' out-of-fold predictions and applied to the fourth. ECE: top-1 confidence, 15 bins, "
               "over all folds.", "",
               "| recipe | temperature (per fold) | threshold (per fold) | ECE before / after | "

@@ -103,9 +103,15 @@ def expected_calibration_error(probs, labels, bins=15):
     return float(total)
 
 
-def threshold_for_sensitivity(p_abnormal, abnormal, target):
+def threshold_for_sensitivity(p_abnormal, abnormal, target, sources=None):
     """The highest threshold t with mean(p_abnormal[abnormal] >= t) >= target: refer
-    when P(abnormal) >= t."""
+    when P(abnormal) >= t. With `sources` (one name per image), the target holds
+    within each source's positives: pooled, an easy hospital's lesions would hide
+    a hard one's (BUS-BRA's lesions at 99.8% let BUSI's fall to 90%)."""
+    if sources is not None:
+        sources, abnormal = np.asarray(sources), np.asarray(abnormal, bool)
+        return min(threshold_for_sensitivity(np.asarray(p_abnormal)[sources == s], abnormal[sources == s], target)
+                   for s in np.unique(sources[abnormal]))
     scores = np.sort(np.asarray(p_abnormal)[np.asarray(abnormal, bool)])
     k = int(np.floor((1 - target) * len(scores) + 1e-9))  # at most k positives may fall below t
     return float(scores[min(k, len(scores) - 1)])

@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def synthetic_features(n=400, seed=0):
-    """13 image statistics and 3 logits per image, labels 0/1/2, lesions with
+    """14 image statistics and 3 logits per image, labels 0/1/2, lesions with
     higher abnormal logits."""
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 3, n)
@@ -26,7 +26,7 @@ def synthetic_features(n=400, seed=0):
 
 def test_fit_gives_a_block_the_writer_and_the_runtime_rules_accept():
     features, labels = synthetic_features()
-    block = calibrate.fit(features, labels, "synthetic")
+    block = calibrate.fit(features, labels, np.full(len(labels), "one"), "synthetic")
     assert package.check_calibration(block) is block
     assert block["temperature"] > 0
     assert block["gate"]["accepted_rate"] == pytest.approx(calibrate.ACCEPT, abs=0.01)
@@ -45,6 +45,25 @@ def test_fit_gives_a_block_the_writer_and_the_runtime_rules_accept():
     lesion = labels != 0
     assert np.mean(1 - p[lesion, 0] >= block["referral"]["threshold"]) == pytest.approx(
         block["referral"]["sensitivity"])
+
+
+def test_the_referral_sensitivity_holds_on_each_source():
+    """Two hospitals, one's lesions harder to see: the stated sensitivity is
+    reached on each, not only on their pool (where the easy one hides the hard)."""
+    features, labels = synthetic_features(800, seed=3)
+    sources_of = np.where(np.arange(len(labels)) % 2 == 0, "easy", "hard")
+    hard_lesion = (sources_of == "hard") & (labels != 0)
+    features[hard_lesion, package.IMAGE_STATISTICS] += 1.5  # a higher normal logit
+    block = calibrate.fit(features, labels, sources_of, "synthetic")
+    p = np.exp(features[:, package.IMAGE_STATISTICS:] / block["temperature"])
+    p_abnormal = 1 - p[:, 0] / p.sum(1)
+    refer = p_abnormal >= block["referral"]["threshold"]
+    per_source = [np.mean(refer[(sources_of == s) & (labels != 0)]) for s in ("easy", "hard")]
+    assert min(per_source) >= calibrate.REFERRAL_SENSITIVITY
+    assert min(per_source) == pytest.approx(block["referral"]["sensitivity"])
+    pooled = calibrate.fit(features, labels, np.full(len(labels), "one"), "synthetic")
+    assert pooled["referral"]["threshold"] > block["referral"]["threshold"]
+    assert np.mean(p_abnormal[hard_lesion] >= pooled["referral"]["threshold"]) < calibrate.REFERRAL_SENSITIVITY
 
 
 def test_halves_keep_groups_whole_and_split_each_source():
@@ -68,7 +87,7 @@ def test_halves_keep_groups_whole_and_split_each_source():
 ])
 def test_writer_refuses_a_malformed_block_naming_the_field(edit, needle):
     features, labels = synthetic_features()
-    block = calibrate.fit(features, labels, "synthetic")
+    block = calibrate.fit(features, labels, np.full(len(labels), "one"), "synthetic")
     edit(block)
     with pytest.raises(ValueError, match=needle.replace("(", r"\(").replace(".", r"\.")):
         package.check_calibration(block)

@@ -162,6 +162,18 @@ def test_threshold_for_sensitivity_is_the_highest_that_keeps_it():
     assert np.mean(scores[positive] >= higher) < 0.97
 
 
+def test_threshold_for_sensitivity_with_sources_keeps_it_in_each():
+    rng = np.random.default_rng(6)
+    scores, positive = rng.random(1000), rng.random(1000) < 0.5
+    sources = np.where(rng.random(1000) < 0.3, "busi", "busbra")
+    scores[(sources == "busi") & positive] *= 0.5  # one source's lesions score lower
+    t = cv_metrics.threshold_for_sensitivity(scores, positive, 0.97, sources)
+    assert all(np.mean(scores[positive & (sources == s)] >= t) >= 0.97 for s in ("busi", "busbra"))
+    assert t == min(cv_metrics.threshold_for_sensitivity(scores[sources == s], positive[sources == s], 0.97)
+                    for s in ("busi", "busbra"))
+    assert t < cv_metrics.threshold_for_sensitivity(scores, positive, 0.97)
+
+
 def test_referral_is_cross_fitted_fold_by_fold():
     ds = tiny_dev_set(24)
     rng = np.random.default_rng(5)
