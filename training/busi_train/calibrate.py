@@ -124,7 +124,7 @@ def fit(features, labels, sources_of, fitted_on, accept=ACCEPT):
     logits = features[:, package.IMAGE_STATISTICS:]
     temperature = cv_metrics.fit_temperature(logits, labels)
     probs = cv_metrics.softmax(logits / temperature)
-    mean, precision, distance, threshold = mahalanobis_gate(features, accept)
+    mean, precision, distance, threshold = mahalanobis_gate(features, sources_of, accept)
     lesion = labels != cv_metrics.NORMAL
     referral_curve = operating_curve(1 - probs[:, cv_metrics.NORMAL], lesion, sources_of)
     # Curves need both classes for specificity; BUS-BRA alone has no normals, so
@@ -223,19 +223,25 @@ def mahalanobis(x, mean, precision):
     return np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", centred, precision, centred), 0))
 
 
-def mahalanobis_gate(fit_on, accept=ACCEPT):
+def mahalanobis_gate(fit_on, sources_of, accept=ACCEPT):
     """(mean, precision, distance, threshold): the Mahalanobis distance from
-    fit_on's mean and its threshold at the `accept` quantile of fit_on."""
+    fit_on's mean and its threshold at the `accept` quantile of each source's
+    images in fit_on, the highest of them (so each hospital's acceptance is
+    stated, not only the pool's, where the larger one would set it)."""
     mean = fit_on.mean(0)
     # A small ridge keeps the inverse finite when a feature barely varies.
     precision = np.linalg.inv(np.cov(fit_on.T) + 1e-6 * np.eye(fit_on.shape[1]))
 
     def distance(x):
         return mahalanobis(x, mean, precision)
-    return mean, precision, distance, float(np.quantile(distance(fit_on), accept))
+    sources_of = np.asarray(sources_of)
+    # "higher": the threshold is a fitted image's own distance, so at least
+    # `accept` of each source's images pass it (interpolation would fall short).
+    return mean, precision, distance, max(float(np.quantile(distance(fit_on[sources_of == s]), accept, method="higher"))
+                                          for s in np.unique(sources_of))
 
 
-def negative_figures(busi_infer, backend, model_path, negatives_dir, features):
+def negative_figures(busi_infer, backend, model_path, negatives_dir, features, sources_of):
     """The share of each negative kind (negatives.py) the runtime refuses, by
     which rule, and what the network's logits alone would refuse (a Mahalanobis
     distance on the logits, its threshold at the same share of the validation
@@ -250,7 +256,7 @@ def negative_figures(busi_infer, backend, model_path, negatives_dir, features):
     rules = ("smaller than", "in colour", "blank or nearly constant", "out of distribution")
     out["refused_by"] = {rule: int(sum(im["verdict"] == "unreadable" and rule in im["reason"] for im in images))
                          for rule in rules}
-    _, _, distance, threshold = mahalanobis_gate(features[:, package.IMAGE_STATISTICS:])
+    _, _, distance, threshold = mahalanobis_gate(features[:, package.IMAGE_STATISTICS:], sources_of)
     reached = [im for im in images if "ood_features" in im]
     logits = np.array([im["ood_features"][package.IMAGE_STATISTICS:] for im in reached], float)
     out["logits_only_refused"] = float(np.mean(distance(logits) > threshold))
@@ -355,7 +361,7 @@ def main(argv=None):
                   "suspicious": {k: block["suspicious"][k] for k in ("threshold", "sensitivity", "specificity")},
                   "cross_fitted": cross}
         if args.negatives:
-            report["negatives"] = negative_figures(args.busi_infer, backend, args.out, args.negatives, features)
+            report["negatives"] = negative_figures(args.busi_infer, backend, args.out, args.negatives, features, sources_of)
     text = json.dumps(report, indent=1)
     if args.report:
         Path(args.report).write_text(text + "\n")

@@ -66,6 +66,22 @@ def test_the_referral_sensitivity_holds_on_each_source():
     assert np.mean(p_abnormal[hard_lesion] >= pooled["referral"]["threshold"]) < calibrate.REFERRAL_SENSITIVITY
 
 
+def test_the_gate_accepts_its_share_of_each_source():
+    """A small hospital whose images sit off the large one's: the gate's
+    threshold keeps the stated acceptance on each, not only on the pool."""
+    features, labels = synthetic_features(1200, seed=4)
+    sources_of = np.where(np.arange(len(labels)) % 10 == 0, "small", "large")
+    features[sources_of == "small", :package.IMAGE_STATISTICS] += 1.0
+    block = calibrate.fit(features, labels, sources_of, "synthetic")
+    gate = block["gate"]
+    mean = np.array(gate["ood_params"]["mean"])
+    distance = calibrate.mahalanobis(features, mean, np.array(gate["ood_params"]["precision"]).reshape(len(mean), -1))
+    for s in ("small", "large"):
+        assert np.mean(distance[sources_of == s] <= gate["ood_threshold"]) >= calibrate.ACCEPT
+    pooled = calibrate.fit(features, labels, np.full(len(labels), "one"), "synthetic")
+    assert np.mean(distance[sources_of == "small"] <= pooled["gate"]["ood_threshold"]) < calibrate.ACCEPT
+
+
 def test_halves_keep_groups_whole_and_split_each_source():
     groups = np.array([f"g{i // 3}" for i in range(60)])
     sources = np.array(["busi"] * 30 + ["busbra"] * 30)
