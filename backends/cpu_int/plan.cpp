@@ -234,12 +234,14 @@ bool find_level_arithmetic(const int32_t* thresholds, int per, int scale, int64_
   // spread(r) = max - min of (j + 1) r - K t_j is at most K: a convex
   // condition, an interval of r found by ternary search and bisection. For
   // each k (the largest first: the finest offset) and s, the m of that
-  // interval are checked exactly. The budget bounds the plan time.
-  int64_t budget = int64_t(1) << 16;
+  // interval are checked exactly. The budget (~1 ms) bounds the plan time
+  // for thresholds far from any form.
+  int64_t budget = int64_t(1) << 20;
   for (int64_t k = 32767 / (scale * std::max<int64_t>(reach, 1)); k >= 1; --k) {
     const int64_t big_k = k * scale;
     double r_lo = 0, r_hi = 0;  // the r with spread(r) <= K (first < last)
     if (last > first) {
+      if ((budget -= 180 * (last - first + 1)) < 0) return false;  // the 180 spreads below
       auto spread = [&](double r) {
         double top = -1e300, bottom = 1e300;
         for (int j = first; j <= last; ++j) {
@@ -250,14 +252,17 @@ bool find_level_arithmetic(const int32_t* thresholds, int per, int scale, int64_
         return top - bottom;
       };
       double a = 0, b = double(big_k) * double(hi - lo + 2);
-      for (int i = 0; i < 100; ++i) {
+      for (int i = 0; i < 60; ++i) {
         const double m1 = a + (b - a) / 3, m2 = b - (b - a) / 3;
-        (spread(m1) < spread(m2) ? b : a) = spread(m1) < spread(m2) ? m2 : m1;
+        if (spread(m1) < spread(m2))
+          b = m2;
+        else
+          a = m1;
       }
       const double best = (a + b) / 2;
       if (spread(best) > double(big_k)) continue;
       auto edge = [&](double inside, double outside) {  // spread(inside) <= K < spread(outside)
-        for (int i = 0; i < 100; ++i) {
+        for (int i = 0; i < 30; ++i) {
           const double mid = (inside + outside) / 2;
           (spread(mid) <= double(big_k) ? inside : outside) = mid;
         }
