@@ -318,8 +318,10 @@ TEST(CpuIntFastPaths, ArithmeticThresholdsOddShapes) {
   std::mt19937_64 rng(11);
   auto uniform = [&](double lo, double hi) { return lo + (hi - lo) * double(rng() >> 11) / 9007199254740992.0; };
   // conv1 of the shipped models' shape (1 -> 8 channels: the AVX-512
-  // single_channel kernel) on odd sizes, then Winograd layers of 16, 33
-  // (three vectors, the last partial) and 13 outputs on odd tile counts.
+  // single_channel kernel) or 1 -> 4 (the columns kernel, searching), then
+  // Winograd layers of 4, 8, 16 and 64 inputs and 4, 16, 33, 40 and 64
+  // outputs (one to four vectors, the last partial; pairs and a single one)
+  // on rows of 17 and 7 tiles; a last conv without pool (direct).
   const std::vector<std::vector<RandomModelSpec::Conv>> shapes = {{{8, 3, 2}, {16, 3, 2}, {33, 3, 2}},
                                                                   {{8, 3, 2}, {4, 3, 2}, {13, 3, 0}},
                                                                   {{4, 3, 2}, {64, 3, 2}, {40, 3, 2}}};
@@ -359,9 +361,8 @@ TEST(CpuIntFastPaths, ArithmeticThresholdsOddShapes) {
           if (one_without_form || w == 2)
             EXPECT_EQ(found, !one_without_form) << "shape " << index << " step " << i << " w" << w;
         }
-        m.validate("arithmetic thresholds");
-        expect_fast_paths_match(m, 400 + index, "arithmetic thresholds, shape " + std::to_string(index) + " w" +
-                                                     std::to_string(w) + (one_without_form ? ", one without form" : ""));
+        const std::string what = "arithmetic thresholds, shape " + std::to_string(index) + " w" + std::to_string(w);
+        expect_fast_paths_match(m, 400 + index, what + (one_without_form ? ", one without form" : ""));
         ++index;
       }
 }

@@ -144,9 +144,9 @@ struct avx512vnni_columns {
   // shuffles), and the 2x2 pool is a max of loads r = 0, 1 (pooled column 2i)
   // and r = 2, 3 (2i + 1) and of the two conv rows (no permutes). Each
   // channel's 32 pooled accumulators are packed to int16 and binary-searched
-  // in its own threshold row (or, when every channel has one, put through
-  // its level_arithmetic: conv1 ~10% faster); the 8 channels' levels are interleaved into
-  // [pixel][channel] bytes by unpacks and 128-bit lane moves.
+  // in its own threshold row, or, when every channel has one, put through its
+  // level_arithmetic (conv1 ~5% faster); the 8 channels' levels are
+  // interleaved into [pixel][channel] bytes by unpacks and 128-bit lane moves.
   static bool single_channel_shape(const conv_step& s, const packed& p) {
     return s.in_c == 1 && p.narrow && s.oc == 8 && s.groups == 1;
   }
@@ -582,8 +582,8 @@ struct avx512vnni_winograd {
   // thresholds per channel, held in registers (the counts are most of the
   // work, and as memory operands their loads were the limit), or 0: any
   // number, from memory. Arithmetic (Per 15): each channel's
-  // level_arithmetic instead of the search (6 instructions against 19: the
-  // network ran ~7% faster).
+  // level_arithmetic instead of the search (6 instructions against 19:
+  // conv2 ~10% faster).
   template <int NV, int Per, bool Arithmetic = false>
   static void winograd_levels(const conv_step& s, const packed& p, scratch& w, int v0, int tx0, int n,
                               uint8_t* out_row) {
