@@ -4,10 +4,13 @@
 #include <gtest/gtest.h>
 
 #include <climits>
+#include <cmath>
+#include <random>
 
 #include "busi/image.hpp"
 #include "busi/random_model.hpp"
 #include "engine.hpp"
+#include "plan.hpp"
 #include "reference.hpp"
 #include "test_support.hpp"
 
@@ -225,6 +228,143 @@ TEST(CpuIntFastPaths, PaperNetworkEveryBitWidth) {
   for (auto [w, a] : {std::pair{2, 4}, {4, 4}, {8, 8}, {2, 2}})
     expect_fast_paths_match(random_model(paper_network_spec(w, a), 60 + w), 70 + a,
                             "paper network w" + std::to_string(w) + "a" + std::to_string(a));
+}
+
+// The count of thresholds[0 .. per) <= acc, written out.
+int threshold_count(const int32_t* thresholds, int per, int64_t acc) {
+  int count = 0;
+  for (int j = 0; j < per; ++j) count += thresholds[j] <= acc;
+  return count;
+}
+
+// Whether `f` gives threshold_count at every acc in [lo, hi].
+bool level_arithmetic_matches(const level_arithmetic& f, const std::vector<int32_t>& t, int scale, int64_t lo,
+                              int64_t hi) {
+  for (int64_t acc = lo; acc <= hi; ++acc)
+    if (f.level(int32_t(scale * acc), int(t.size())) != threshold_count(t.data(), int(t.size()), acc)) return false;
+  return true;
+}
+
+// BatchNorm folded into uniform levels: threshold j = ceil(first + j * step).
+std::vector<int32_t> arithmetic_thresholds(double first, double step, int per = 15) {
+  std::vector<int32_t> t;
+  for (int j = 0; j < per; ++j) t.push_back(int32_t(std::ceil(first + j * step)));
+  return t;
+}
+
+TEST(CpuIntLevelArithmetic, FindsExactFormsOfArithmeticThresholds) {
+  struct Case {
+    double first, step;
+    int scale;
+    int64_t lo, hi;
+  };
+  // Steps from 1.5 to 143 accumulator units, offsets at every fraction,
+  // scale 1 (conv1's pooled accumulators) and 4 (Winograd's 4 * acc), ranges
+  // that cut off the first or last thresholds, and constant levels.
+  const std::vector<Case> cases = {
+      {95.2, 43.07, 1, -1785, 1785}, {7.4, 11.05, 1, -1530, 1530},  {3.1, 4.53, 4, -720, 720},
+      {8.3, 5.79, 4, -720, 720},     {-11.6, 6.61, 4, -1215, 1215}, {-0.01, 1.5, 4, -100, 250},
+      {591.0, 143.3, 1, -8000, 8000}, {-42.7, 11.81, 4, -60, 2415}, {-300.5, 40.2, 4, -250, 1000},
+      {2000.0, 10.0, 4, -1000, 1000}, {-5000.0, 3.0, 4, -1000, 1000}};
+  for (const Case& c : cases) {
+    const std::vector<int32_t> t = arithmetic_thresholds(c.first, c.step);
+    level_arithmetic f;
+    ASSERT_TRUE(find_level_arithmetic(t.data(), 15, c.scale, c.lo, c.hi, f))
+        << "first " << c.first << " step " << c.step << " scale " << c.scale;
+    EXPECT_TRUE(level_arithmetic_matches(f, t, c.scale, c.lo, c.hi)) << "first " << c.first << " step " << c.step;
+  }
+}
+
+TEST(CpuIntLevelArithmetic, RejectsWhatNoFormMatches) {
+  level_arithmetic f;
+  // 14 thresholds 1 apart, then a gap of 1000: no one step fits both.
+  std::vector<int32_t> gap = arithmetic_thresholds(0, 1);
+  gap[14] = 1000;
+  EXPECT_FALSE(find_level_arithmetic(gap.data(), 15, 1, -2000, 2000, f));
+  // Two equal thresholds (a jump of 2 levels) among steps of ~6.
+  std::vector<int32_t> jump = arithmetic_thresholds(3.1, 6.2);
+  jump[8] = jump[7];
+  EXPECT_FALSE(find_level_arithmetic(jump.data(), 15, 4, -720, 720, f));
+  // Uniform random thresholds, as random_model draws them.
+  std::mt19937_64 rng(7);
+  std::vector<int32_t> random(15);
+  for (auto& v : random) v = int32_t(rng() % 1001) - 300;
+  std::sort(random.begin(), random.end());
+  EXPECT_FALSE(find_level_arithmetic(random.data(), 15, 4, -3000, 3000, f));
+  // Arithmetic, but scale * acc does not fit int16, or more than 15 thresholds.
+  const std::vector<int32_t> wide = arithmetic_thresholds(10, 300);
+  EXPECT_FALSE(find_level_arithmetic(wide.data(), 15, 4, -9000, 9000, f));
+  const std::vector<int32_t> many = arithmetic_thresholds(10, 3, 255);
+  EXPECT_FALSE(find_level_arithmetic(many.data(), 255, 1, -1000, 1000, f));
+}
+
+// The shipped model's thresholds (trained, BatchNorm folded) all have forms,
+// so the 702-image test below runs its conv1 and Winograd layers on them.
+TEST(CpuIntLevelArithmetic, TheShippedModelHasAFormForEveryChannel) {
+  const Model m = Model::load(default_model_path(ModelKind::quantized));
+  const plan p = make_plan(m);
+  std::vector<level_arithmetic> forms;
+  ASSERT_TRUE(step_level_arithmetic(p.steps[0], 1, forms)) << "conv1";
+  for (int i = 1; i <= 4; ++i) EXPECT_TRUE(step_level_arithmetic(p.steps[i], 4, forms)) << "conv" << i + 1;
+}
+
+// Replaces every hidden layer's thresholds by arithmetic ones (a random step
+// and offset per channel around its typical accumulators; every 7th channel
+// one level over its whole range) and checks the fast paths on them, and again
+// with one channel of each layer a repeated threshold (no form: the layer
+// keeps its search).
+TEST(CpuIntFastPaths, ArithmeticThresholdsOddShapes) {
+  REQUIRE_FAST_PATH();
+  std::mt19937_64 rng(11);
+  auto uniform = [&](double lo, double hi) { return lo + (hi - lo) * double(rng() >> 11) / 9007199254740992.0; };
+  // conv1 of the shipped models' shape (1 -> 8 channels: the AVX-512
+  // single_channel kernel) or 1 -> 4 (the columns kernel, searching), then
+  // Winograd layers of 4, 8, 16 and 64 inputs and 4, 16, 33, 40 and 64
+  // outputs (one to four vectors, the last partial; pairs and a single one)
+  // on rows of 17 and 7 tiles; a last conv without pool (direct).
+  const std::vector<std::vector<RandomModelSpec::Conv>> shapes = {{{8, 3, 2}, {16, 3, 2}, {33, 3, 2}},
+                                                                  {{8, 3, 2}, {4, 3, 2}, {13, 3, 0}},
+                                                                  {{4, 3, 2}, {64, 3, 2}, {40, 3, 2}}};
+  int index = 0;
+  for (const auto& convs : shapes)
+    for (int w : {2, 4})
+      for (bool one_without_form : {false, true}) {
+        Model m = random_model(spec({1, 39, 75}, convs, {5}, 3, w, 4), 300 + index);
+        for (Layer& layer : m.layers) {
+          const int per = layer.thresholds_per_channel();
+          if (per == 0) continue;  // pools and the logits
+          const double fan_in = double(layer.weights.size()) / layer.out_channels;
+          const double spread = std::sqrt(fan_in) * ((1 << (w - 1)) - 1) * ((1 << layer.input_bits) - 1) * 0.5 + 1;
+          layer.thresholds.clear();
+          for (int o = 0; o < layer.out_channels; ++o) {
+            const double first = o % 7 == 6 ? (o % 2 ? 1e6 : -1e6) : uniform(-spread, spread / 2);
+            const auto t = arithmetic_thresholds(first, uniform(1.5, spread / 6), per);
+            layer.thresholds.insert(layer.thresholds.end(), t.begin(), t.end());
+          }
+          if (one_without_form) layer.thresholds[8] = layer.thresholds[7];  // channel 0's
+        }
+        m.validate("arithmetic thresholds");
+        // Where the arithmetic kernels run (int16 accumulators), no layer has
+        // forms with the repeated threshold; without it, every 2-bit-weight
+        // layer has them. (Not always with 4-bit weights: conv1's range of
+        // ~+-6000 leaves k * v + c an offset resolution of 1/5 of an
+        // accumulator step, too coarse for some offsets.)
+        const plan p = make_plan(m);
+        for (std::size_t i = 0; i < p.steps.size(); ++i) {
+          const conv_step& s = p.steps[i];
+          const bool single_channel = s.in_c == 1 && s.oc == 8, winograd = winograd_shape(s) && s.in_c % 4 == 0;
+          const int scale = single_channel ? 1 : 4;
+          if (s.logits || !(single_channel || winograd) || scale * s.input_max * s.max_abs_channel_sum() > 32767)
+            continue;
+          std::vector<level_arithmetic> forms;
+          const bool found = step_level_arithmetic(s, scale, forms);
+          if (one_without_form || w == 2)
+            EXPECT_EQ(found, !one_without_form) << "shape " << index << " step " << i << " w" << w;
+        }
+        const std::string what = "arithmetic thresholds, shape " + std::to_string(index) + " w" + std::to_string(w);
+        expect_fast_paths_match(m, 400 + index, what + (one_without_form ? ", one without form" : ""));
+        ++index;
+      }
 }
 
 TEST(CpuIntFastPaths, AllBusiImagesWithTheShippedModel) {

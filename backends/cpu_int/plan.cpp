@@ -1,6 +1,7 @@
 #include "plan.hpp"
 
 #include <algorithm>
+#include <climits>
 #include <cstdlib>
 #include <sstream>
 
@@ -33,6 +34,16 @@ int64_t conv_step::max_abs_channel_sum() const {
     m = std::max(m, sum);
   }
   return m;
+}
+
+std::pair<int64_t, int64_t> conv_step::accumulator_range(int o) const {
+  const std::size_t fan_in = layer->weights.size() / std::size_t(oc);
+  int64_t lo = 0, hi = 0;
+  for (std::size_t i = 0; i < fan_in; ++i) {
+    const int w = layer->weights[o * fan_in + i];
+    (w < 0 ? lo : hi) += w;
+  }
+  return {lo * input_max, hi * input_max};
 }
 
 plan make_plan(const Model& model) {
@@ -169,6 +180,153 @@ void winograd_bytes::lane_tables(int oc, int per, int vectors, int channels, int
         const int o = v * channels + channel_of(l);
         lane_thresholds.push_back(o < oc ? thresholds[std::size_t(o) * per + t] : -1);
       }
+}
+
+int level_arithmetic::level(int32_t v, int per) const {
+  const int16_t x = int16_t(uint16_t(uint32_t(int32_t(k) * v + c)));  // vpmullw, vpaddw: mod 2^16
+  return std::clamp(((int32_t(x) * m) >> 16) >> s, 0, per);          // vpmulhw, vpsravw, vpmaxsw, vpminsw
+}
+
+namespace {
+
+// Whether `f` gives the count of thresholds <= acc at every acc in [lo, hi].
+bool level_arithmetic_holds(const level_arithmetic& f, const int32_t* thresholds, int per, int scale, int64_t lo,
+                            int64_t hi) {
+  int count = 0;
+  for (int64_t acc = lo; acc <= hi; ++acc) {
+    while (count < per && thresholds[count] <= acc) ++count;
+    if (f.level(int32_t(scale * acc), per) != count) return false;
+  }
+  return true;
+}
+
+int64_t ceil_div(int64_t a, int64_t b) {  // b > 0
+  return a >= 0 ? (a + b - 1) / b : -(-a / b);
+}
+
+}  // namespace
+
+bool find_level_arithmetic(const int32_t* thresholds, int per, int scale, int64_t lo, int64_t hi,
+                           level_arithmetic& out) {
+  const int64_t reach = std::max(-lo, hi);
+  if (per < 1 || per > 15 || scale < 1 || lo > hi || scale * reach > 32767) return false;
+  // Thresholds in (lo, hi] must be met exactly; those at or below lo are
+  // always counted, those above hi never.
+  int first = -1, last = -1, below = 0;
+  for (int j = 0; j < per; ++j) {
+    if (thresholds[j] <= lo) ++below;
+    if (thresholds[j] > lo && thresholds[j] <= hi) {
+      if (first < 0) first = j;
+      last = j;
+    }
+  }
+  if (first < 0) {  // one level over the whole range: k = 0, (c * 32) >> 16 = below
+    const level_arithmetic f{0, int16_t(below * 2048), 32, 0};
+    if (!level_arithmetic_holds(f, thresholds, per, scale, lo, hi)) return false;
+    out = f;
+    return true;
+  }
+  // With K = k * scale and D = 2^(16 + s), level >= j + 1 exactly when
+  // K * acc + c >= q_j = ceil((j + 1) * D / m), so the form's threshold j is
+  // ceil((q_j - c) / K): equal to thresholds[j] for c in
+  // [u_j, u_j + K - 1], u_j = q_j - K t_j. The exact thresholds' intervals
+  // meet only if max u_j - min u_j <= K - 1, so with r = D / m,
+  // spread(r) = max - min of (j + 1) r - K t_j is at most K: a convex
+  // condition, an interval of r found by ternary search and bisection. For
+  // each k (the largest first: the finest offset) and s, the m of that
+  // interval are checked exactly. The budget (~1 ms) bounds the plan time
+  // for thresholds far from any form.
+  int64_t budget = int64_t(1) << 20;
+  for (int64_t k = 32767 / (scale * std::max<int64_t>(reach, 1)); k >= 1; --k) {
+    const int64_t big_k = k * scale;
+    double r_lo = 0, r_hi = 0;  // the r with spread(r) <= K (first < last)
+    if (last > first) {
+      if ((budget -= 180 * (last - first + 1)) < 0) return false;  // the 180 spreads below
+      auto spread = [&](double r) {
+        double top = -1e300, bottom = 1e300;
+        for (int j = first; j <= last; ++j) {
+          const double u = (j + 1) * r - double(big_k) * thresholds[j];
+          top = std::max(top, u);
+          bottom = std::min(bottom, u);
+        }
+        return top - bottom;
+      };
+      double a = 0, b = double(big_k) * double(hi - lo + 2);
+      for (int i = 0; i < 60; ++i) {
+        const double m1 = a + (b - a) / 3, m2 = b - (b - a) / 3;
+        if (spread(m1) < spread(m2))
+          b = m2;
+        else
+          a = m1;
+      }
+      const double best = (a + b) / 2;
+      if (spread(best) > double(big_k)) continue;
+      auto edge = [&](double inside, double outside) {  // spread(inside) <= K < spread(outside)
+        for (int i = 0; i < 30; ++i) {
+          const double mid = (inside + outside) / 2;
+          (spread(mid) <= double(big_k) ? inside : outside) = mid;
+        }
+        return outside;
+      };
+      r_lo = spread(0) <= double(big_k) ? 0 : edge(best, 0);
+      r_hi = edge(best, double(big_k) * double(hi - lo + 2) * 2);
+    }
+    bool too_wide = false;
+    for (int s = 0; s <= 15 && !too_wide; ++s) {
+      const int64_t d = int64_t(1) << (16 + s);
+      int64_t m_lo = 1, m_hi = 32767;
+      if (last > first) {  // m = D / r
+        m_lo = std::max<int64_t>(m_lo, int64_t(double(d) / r_hi) - 1);
+        if (r_lo > 0) m_hi = std::min<int64_t>(m_hi, int64_t(double(d) / r_lo) + 1);
+      } else {  // one exact threshold: the form's others must leave [lo, hi]
+        m_hi = std::min<int64_t>(m_hi, d / (big_k * (hi - lo + 2)) + 1);
+        m_lo = std::max<int64_t>(m_lo, m_hi - 64);
+      }
+      for (int64_t m = m_lo; m <= m_hi && !too_wide; ++m) {
+        if ((budget -= per) < 0) return false;
+        int64_t c_lo = INT64_MIN, c_hi = INT64_MAX;  // what the thresholds allow
+        for (int j = 0; j < per && c_lo <= c_hi; ++j) {
+          const int64_t q = ceil_div((j + 1) * d, m);
+          if (thresholds[j] <= lo) {
+            c_lo = std::max(c_lo, q - big_k * lo);
+          } else if (thresholds[j] > hi) {
+            c_hi = std::min(c_hi, q - big_k * hi - 1);
+          } else {
+            c_lo = std::max(c_lo, q - big_k * thresholds[j]);
+            c_hi = std::min(c_hi, q - big_k * thresholds[j] + big_k - 1);
+          }
+        }
+        if (c_lo > c_hi) continue;
+        // k * v + c must stay within int16 over [lo, hi]; when the c the
+        // thresholds want leave it, the other m and s (about the same r) do
+        // too: a smaller k.
+        too_wide = c_lo > 32767 - big_k * hi || c_hi < -32768 - big_k * lo;
+        c_lo = std::max(c_lo, -32768 - big_k * lo);
+        c_hi = std::min(c_hi, 32767 - big_k * hi);
+        if (c_lo > c_hi) continue;
+        const level_arithmetic f{int16_t(k), int16_t(c_lo + (c_hi - c_lo) / 2), int16_t(m), int16_t(s)};
+        if (level_arithmetic_holds(f, thresholds, per, scale, lo, hi)) {
+          out = f;
+          return true;
+        }
+      }
+    }
+  }
+  return false;
+}
+
+bool step_level_arithmetic(const conv_step& s, int scale, std::vector<level_arithmetic>& out) {
+  out.clear();
+  const int per = s.thresholds_per_channel();
+  for (int o = 0; o < s.oc && !s.logits; ++o) {
+    const auto [lo, hi] = s.accumulator_range(o);
+    level_arithmetic f;
+    if (!find_level_arithmetic(s.layer->channel_thresholds(o), per, scale, lo, hi, f)) break;
+    out.push_back(f);
+  }
+  if (int(out.size()) == s.oc) return true;
+  out.clear();
+  return false;
 }
 
 std::vector<int32_t> pack_thresholds(const conv_step& s, int lanes) {

@@ -17,6 +17,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "busi/model.hpp"
@@ -48,6 +49,9 @@ struct conv_step {
   int max_abs_weight() const;
   // Largest sum of |weight| over one output's fan-in: |acc| <= input_max times it.
   int64_t max_abs_channel_sum() const;
+  // The least and greatest accumulator of output o over inputs in [0, input_max]
+  // (input_max times the sums of its negative and positive weights).
+  std::pair<int64_t, int64_t> accumulator_range(int o) const;
 };
 
 struct plan {
@@ -119,6 +123,31 @@ struct winograd_bytes {
 // numbers fit as above (in_c a multiple of 4); false leaves the step to the
 // direct kernels.
 bool pack_winograd_bytes(const conv_step& s, int lanes, winograd_bytes& out);
+
+// A channel's level (the count of its thresholds <= acc) as int16 arithmetic
+// on v = scale * acc, for layers quantized uniformly with a BatchNorm folded
+// in, whose thresholds are nearly an arithmetic sequence: 6 vector
+// instructions (vpmullw, vpaddw, vpmulhw, vpsravw, vpmaxsw, vpminsw) where a
+// binary search of 15 thresholds takes ~19:
+//   level = clamp((((k * v + c) mod 2^16) * m >> 16) >> s, 0, per),
+// k * v + c within int16 (so the wrapping products and sums are exact).
+struct level_arithmetic {
+  int16_t k = 0, c = 0, m = 0, s = 0;
+  // The level as the vector instructions compute it.
+  int level(int32_t v, int per) const;
+};
+// Searches for a form whose level equals the count of thresholds[0 .. per)
+// <= acc for every acc in [lo, hi] (with v = scale * acc); the one it returns
+// was checked at every one of those accumulators, so it is exact by
+// construction. false when none is found within a bounded search (the
+// thresholds are not close enough to an arithmetic sequence, or the range
+// times scale does not fit int16).
+bool find_level_arithmetic(const int32_t* thresholds, int per, int scale, int64_t lo, int64_t hi,
+                           level_arithmetic& out);
+// Every output channel's form over its accumulator_range(), or false (and
+// `out` empty) when some channel has none: the step keeps its threshold
+// search. Only for steps with at most 15 thresholds per channel.
+bool step_level_arithmetic(const conv_step& s, int scale, std::vector<level_arithmetic>& out);
 
 // Thresholds as [t][oc_pad] int32 so one vector load gives threshold t of
 // `lanes` channels; padding channels never store their level.
