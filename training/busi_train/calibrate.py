@@ -35,7 +35,7 @@ No package holds those logits, so the cross-fitted figures apply the block's
 rules to them here (rule_verdicts, checked against the runtime by the tests).
 
     /usr/bin/python3 -m busi_train.calibrate --model ../models/busi-w2a4-2site.bqnn \\
-        --out-of-fold results/cv-long/robust-noseg --busi-infer ../build/tools/busi-infer \\
+        --out-of-fold results/cv-crops/robust-noseg-crops --busi-infer ../build/tools/busi-infer \\
         --negatives /tmp/negatives --out ../models/busi-w2a4-2site.bqnn --report results/calibration-w2a4-2site.json
 """
 import argparse

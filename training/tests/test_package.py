@@ -212,7 +212,7 @@ def test_the_two_site_model_records_every_development_image_as_seen(busi_root):
     reports an accuracy on images it trained on."""
     header, body = package.read_container((REPO / "models" / "busi-w2a4-2site.bqnn").read_bytes())
     prov = header["provenance"]
-    assert prov["training_config"]["recipe"] == "robust-noseg" and prov["training_config"]["eval_images"] == 0
+    assert prov["training_config"]["recipe"] == "robust-noseg-crops" and prov["training_config"]["eval_images"] == 0
     assert prov["training_config"]["train_images"] == 2052 and "split_sha256" not in prov
     assert "BUS-BRA" in prov["dataset"] and prov["selection"].startswith("none")
     blob = header["seen_images"]["hashes"]
