@@ -279,3 +279,15 @@ def test_distillation_with_weight_zero_trains_the_plain_recipe_bit_for_bit(tmp_p
     logits = {k: np.load(tmp_path / k / "predictions.npz")["logits"] for k in ("plain", "zero", "half")}
     assert np.array_equal(logits["zero"], logits["plain"])
     assert not np.allclose(logits["half"], logits["plain"])  # the teacher's term does change training
+
+
+@pytest.mark.parametrize("options, complaint", [
+    (["--distill-weight", "0.3"], "need --teacher-width"),
+    (["--teacher-width", "1"], "at least 2"),
+    (["--teacher-width", "2", "--distill-weight", "1.5"], "must be in"),
+    (["--teacher-width", "2", "--temperature", "0"], "must be positive"),
+])
+def test_distillation_options_are_refused_before_any_training(options, complaint, capsys):
+    with pytest.raises(SystemExit):
+        cv.main(["train", "--recipe", "robust-noseg", "--out", "unused"] + options)
+    assert complaint in capsys.readouterr().err
