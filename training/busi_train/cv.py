@@ -16,7 +16,10 @@ it is scored on. Per-epoch held-out figures are logged (log.jsonl) so schedules
 can be compared across recipes on validation folds.
 
 A recipe trains the float network, then quantization-aware W2A4 from it (the
-paper's procedure, seeds/000), in one resumable run.
+paper's procedure, seeds/000), in one resumable run. With --teacher-width W, a
+float network W times as wide is trained first on the same images (same recipe,
+float schedule; in <fold>/teacher/, its own held-out predictions beside) and
+both stages then learn from it as well as from the labels (distillation).
 """
 import argparse
 import json
@@ -32,7 +35,7 @@ from . import cv_metrics, data, sources
 from .augment import lesion_free_square, normal_tissue_crop, scanner_augmenter
 from .model import busi_net, lesion_decoder
 from .quant import ACT_QUANTIZERS, WEIGHT_QUANTIZERS
-from .train import seed_everything
+from .train import distillation_loss, seed_everything
 
 TRAINING_DIR = Path(__file__).resolve().parent.parent
 
@@ -129,9 +132,16 @@ def held_out_figures(ds, idx, logits):
 
 class split_run:
     """One model: trained on train_idx, scored on eval_idx after every epoch, its
-    state saved after every epoch so a stopped run resumes where it was."""
+    state saved after every epoch so a stopped run resumes where it was.
 
-    def __init__(self, ds, train_idx, eval_idx, recipe_name, schedule, out, seed, threads, from_float=None):
+    distill: {"width": W, "alpha": a, "temperature": T}: first a float teacher W
+    times as wide (itself a split_run, in out/teacher), then both stages trained
+    with train.distillation_loss, (1 - a) CE + a T^2 KL against the teacher's
+    logits on the same augmented batch. width: this network's width multiplier
+    (a teacher's; float only, so no quantized stage)."""
+
+    def __init__(self, ds, train_idx, eval_idx, recipe_name, schedule, out, seed, threads, from_float=None,
+                 distill=None, width=1):
         self.ds, self.train_idx, self.eval_idx = ds, np.asarray(train_idx), np.asarray(eval_idx)
         # A float.pt saved by an earlier run of the same split: the float stage is
         # taken from it instead of trained again (quantizer variants share one).
@@ -139,25 +149,29 @@ class split_run:
         self.recipe, self.schedule = RECIPES[recipe_name], schedule
         self.config = {"recipe": recipe_name, **self.recipe, **schedule, "seed": seed,
                        "train_images": len(train_idx), "eval_images": len(eval_idx),
-                       "from_float": str(self.from_float) if self.from_float else None}
-        self.out, self.seed = Path(out), seed
+                       "from_float": str(self.from_float) if self.from_float else None,
+                       "width": width, "distill": distill}
+        self.out, self.seed, self.width, self.distill = Path(out), seed, width, distill
+        self.teacher_run = split_run(ds, train_idx, eval_idx, recipe_name, dict(schedule, qat_epochs=0),
+                                     self.out / "teacher", seed, threads, width=distill["width"]) if distill else None
         torch.set_num_threads(threads)
 
     def stages(self):
         s = self.schedule
-        return [("float", s["float_epochs"], s["float_lr"]), ("qat", s["qat_epochs"], s["qat_lr"])]
+        return [("float", s["float_epochs"], s["float_lr"])] + \
+            ([("qat", s["qat_epochs"], s["qat_lr"])] if self.width == 1 else [])
 
     def build(self, stage, float_state=None):
         s = self.schedule
         if stage == "float":
-            model = busi_net()
+            model = busi_net(width=self.width)
         else:
             model = busi_net(s["wbits"], s["abits"], s["ends_wbits"], s["weight_quant"], s["act_quant"])
             if float_state is not None:
                 missing, _ = model.load_state_dict(float_state, strict=False)
                 assert all(".wq." in k or ".act." in k for k in missing), missing
                 model.init_quantizers(self.calibration_batch(torch.Generator().manual_seed(self.seed)))
-        decoder = lesion_decoder() if self.recipe["seg_weight"] > 0 else None
+        decoder = lesion_decoder(in_channels=model.conv_channels[2:5]) if self.recipe["seg_weight"] > 0 else None
         params = list(model.parameters()) + (list(decoder.parameters()) if decoder else [])
         return model, decoder, torch.optim.Adam(params, lr=1e-3)
 
@@ -182,13 +196,24 @@ class split_run:
         return draw_idx, draw_labels, squares
 
     def run(self, max_epochs=None):
-        """Trains (or resumes) to the end; with max_epochs, stops after that many
-        epochs of this call (returns False then; a later call continues)."""
+        """Trains (or resumes) to the end, its teacher first; with max_epochs, stops
+        after that many epochs of this call, the teacher's counted (returns False
+        then; a later call continues)."""
         state_path = self.out / "state.pt"
+        self.epochs_trained = 0
         if (self.out / "final.pt").exists():
             print(f"{self.out}: done", flush=True)
             return True
         self.out.mkdir(parents=True, exist_ok=True)
+        teacher = None
+        if self.teacher_run:
+            if not self.teacher_run.run(max_epochs):
+                return False
+            if max_epochs is not None:
+                max_epochs -= self.teacher_run.epochs_trained
+            teacher = busi_net(width=self.distill["width"])
+            teacher.load_state_dict(torch.load(self.teacher_run.out / "final.pt", map_location="cpu")["state_dict"])
+            teacher.eval()
         seed_everything(self.seed)
         gen = torch.Generator().manual_seed(self.seed)
         st = torch.load(state_path, map_location="cpu") if state_path.exists() else None
@@ -223,6 +248,7 @@ class split_run:
                 if max_epochs is not None and max_epochs <= 0:
                     return False
                 max_epochs = None if max_epochs is None else max_epochs - 1
+                self.epochs_trained += 1
                 epoch += 1
                 t0 = time.time()
                 if stage == "qat" and model.calibrates_every_epoch:
@@ -260,6 +286,11 @@ class split_run:
                     logits, features = model.forward_features(x)
                     loss = classification_loss(logits, torch.from_numpy(draw_labels[drawn]), ds.source[pick], ce_w,
                                                self.recipe.get("lesion_only_loss", ()))
+                    if teacher is not None:
+                        with torch.no_grad():
+                            teacher_logits = teacher(x)
+                        loss = distillation_loss(logits, teacher_logits, loss, self.distill["alpha"],
+                                                 self.distill["temperature"])
                     if decoder:
                         loss = loss + self.recipe["seg_weight"] * segmentation_loss(decoder(features), masks)
                     opt.zero_grad()
@@ -292,7 +323,8 @@ class split_run:
                      logits=predict(model, images), logits_mirrored=predict(model, images, mirror=True))
         # The checkpoint format train.py writes, so export.py and the equivalence
         # checks read it unchanged.
-        torch.save({"config": {**self.config, "wbits": s["wbits"], "abits": s["abits"]},
+        torch.save({"config": {**self.config, "wbits": model.wbits, "abits": model.abits,
+                               "ends_wbits": model.ends_wbits},
                     "epoch": self.stages()[-1][1], "val": None, "state_dict": model.state_dict()},
                    self.out / "final.pt")
         state_path.unlink()
@@ -324,12 +356,14 @@ def cmd_train(args):
             schedule[k] = getattr(args, k)
     root = Path(args.out) / args.recipe
     root.mkdir(parents=True, exist_ok=True)
+    distill = {"width": args.teacher_width, "alpha": args.distill_weight,
+               "temperature": args.temperature} if args.teacher_width else None
     for name, train_idx, eval_idx in splits(ds, args.folds, args.hold_out_scanner, args.final):
         from_float = Path(args.from_float) / name / "float.pt" if args.from_float else None
         if from_float and not from_float.exists():
             raise SystemExit(f"--from-float {args.from_float}: no {from_float} (run the float stage there first)")
         run = split_run(ds, train_idx, eval_idx, args.recipe, schedule, root / name, args.seed, args.threads,
-                        from_float)
+                        from_float, distill)
         if not run.run(args.max_epochs):
             print(f"{root / name}: stopped after --max-epochs {args.max_epochs}; rerun to continue")
             return
@@ -352,18 +386,19 @@ def cmd_score(args):
     print(f"{out / 'predictions.npz'}: {len(idx)} images")
 
 
-def gather(run_root, ds_index, mirrored, only_folds=None):
+def gather(run_root, ds_index, mirrored, only_folds=None, member=""):
     """Out-of-fold logits of a recipe's folds, and its held-out-scanner runs;
     with only_folds, those folds alone (recipes screened on fewer folds are then
-    compared on the same images)."""
+    compared on the same images); member "teacher": their distillation teachers'."""
     folds, held = [], {}
-    for p in sorted(Path(run_root).glob("*/predictions.npz")):
-        if only_folds is not None and p.parent.name not in {f"fold{k}" for k in only_folds}:
+    for p in sorted(Path(run_root).glob(str(Path("*", member, "predictions.npz")))):
+        split = p.relative_to(run_root).parts[0]
+        if only_folds is not None and split not in {f"fold{k}" for k in only_folds}:
             continue
         z = np.load(p)
         logits = (z["logits"] + z["logits_mirrored"]) / 2 if mirrored else z["logits"]
         idx = np.array([ds_index[n] for n in z["names"]])
-        (held.setdefault(p.parent.name, []) if p.parent.name.startswith("without-") else folds).append((idx, logits))
+        (held.setdefault(split, []) if split.startswith("without-") else folds).append((idx, logits))
     return folds, held
 
 
@@ -377,9 +412,9 @@ def fmt_auc(v):
     return f"{value:.3f} ({lo:.3f}-{hi:.3f})"
 
 
-def recipe_rows(ds, run_root, mirrored, only_folds=None):
+def recipe_rows(ds, run_root, mirrored, only_folds=None, member=""):
     ds_index = {n: i for i, n in enumerate(ds.names)}
-    folds, held = gather(run_root, ds_index, mirrored, only_folds)
+    folds, held = gather(run_root, ds_index, mirrored, only_folds, member)
     if not folds:
         return None
     idx = np.concatenate([i for i, _ in folds])
@@ -454,6 +489,17 @@ def label(run_root):
     return "/".join(Path(run_root).parts[-2:])
 
 
+def table_rows(runs):
+    """(label, run folder, member) of each table row: every recipe, and beneath
+    one trained with --teacher-width its teachers (same folds, same images)."""
+    rows = []
+    for run_root in runs:
+        rows.append((label(run_root), run_root, ""))
+        if any(Path(run_root).glob("*/teacher/predictions.npz")):
+            rows.append((label(run_root) + " (its teacher)", run_root, "teacher"))
+    return rows
+
+
 def cmd_report(args):
     ds = sources.load_dev_set(cache_dir=args.cache or None)
     lines = ["Grouped 4-fold cross-validation (BUSI: Al-Dhabyani et al. 2020, near-duplicate groups "
@@ -464,10 +510,10 @@ def cmd_report(args):
              "| BUSI AUC abnormal-vs-normal / B-vs-M "
              "| BUS-BRA B-vs-M AUC | BUS-BRA called abnormal | AUC LOGIQ7 / LOGIQ5 | AUC on a held-out scanner |",
              "|---|---|---|---|---|---|---|---|---|---|"]
-    for run_root in args.runs:
-        row = recipe_rows(ds, run_root, args.mirrored, args.folds)
+    for name, run_root, member in table_rows(args.runs):
+        row = recipe_rows(ds, run_root, args.mirrored, args.folds, member)
         if row is None:
-            lines.append(f"| {label(run_root)} | 0 | | | | | | | | |")
+            lines.append(f"| {name} | 0 | | | | | | | | |")
             continue
         b = row.get("busi", {})
         recalls = " / ".join(f"{100 * b[k][0]:.0f}" for k in ("recall_normal", "recall_benign", "recall_malignant")) if b else ""
@@ -476,7 +522,7 @@ def cmd_report(args):
                                  if f"busbra_{s}" in row)
         held = "; ".join(f"{k[len('without-'):]}: {fmt_auc(v['auc_malignant'])}" for k, v in row.items()
                          if k.startswith("without-"))
-        lines.append(f"| {label(run_root)} | {row['folds']} | {fmt(b['accuracy']) if b else ''} | {recalls} | "
+        lines.append(f"| {name} | {row['folds']} | {fmt(b['accuracy']) if b else ''} | {recalls} | "
                      f"{fmt(b['sensitivity']) + ' / ' + fmt(b['specificity']) if b else ''} | "
                      f"{fmt_auc(b['auc_abnormal']) + ' / ' + fmt_auc(b['auc_malignant']) if b else ''} | "
                      f"{fmt_auc(bra['auc_malignant']) if bra else ''} | {fmt(bra['called_abnormal']) if bra else ''} | "
@@ -488,17 +534,34 @@ def cmd_report(args):
               "| recipe | temperature (per fold) | threshold (per fold) | ECE before / after | "
               "BUSI sensitivity | BUSI specificity | BUS-BRA lesions referred |", "|---|---|---|---|---|---|---|"]
     ds_index = {n: i for i, n in enumerate(ds.names)}
-    for run_root in args.runs:
-        folds, _ = gather(run_root, ds_index, args.mirrored, args.folds)
+    for name, run_root, member in table_rows(args.runs):
+        folds, _ = gather(run_root, ds_index, args.mirrored, args.folds, member)
         c = cross_fitted_referral(ds, folds)
         if c is None:
             continue
         r = c["referral"]
-        lines.append(f"| {label(run_root)} | {', '.join(f'{t:.2f}' for t in c['temperature'])} | "
+        lines.append(f"| {name} | {', '.join(f'{t:.2f}' for t in c['temperature'])} | "
                      f"{', '.join(f'{t:.3f}' for t in c['threshold'])} | "
                      f"{c['ece_before']:.3f} / {c['ece_after']:.3f} | {fmt(r['busi_sensitivity'])} | "
                      f"{fmt(r['busi_specificity'])} | {fmt(r['busbra_referred'])} |")
     print("\n".join(lines))
+
+
+def check_distillation_options(parser, args):
+    """Fills --distill-weight's and --temperature's defaults; refuses them without
+    a teacher, and values outside their range."""
+    if args.teacher_width is None:
+        if args.distill_weight is not None or args.temperature is not None:
+            parser.error("--distill-weight and --temperature need --teacher-width")
+        return
+    if args.teacher_width < 2:
+        parser.error(f"--teacher-width {args.teacher_width}: must be at least 2 (1 is the student itself)")
+    args.distill_weight = 0.5 if args.distill_weight is None else args.distill_weight
+    args.temperature = 4.0 if args.temperature is None else args.temperature
+    if not 0 <= args.distill_weight <= 1:
+        parser.error(f"--distill-weight {args.distill_weight}: must be in [0, 1]")
+    if args.temperature <= 0:
+        parser.error(f"--temperature {args.temperature}: must be positive")
 
 
 def fold_list(text):
@@ -529,6 +592,14 @@ def main(argv=None):
     t.add_argument("--from-float", metavar="RUN_DIR",
                    help="take the float stage from RUN_DIR/<fold>/float.pt (an earlier run of the same "
                         "recipe and schedule) and train only the quantized stage")
+    t.add_argument("--teacher-width", type=int, metavar="W",
+                   help="distil from a float network W times as wide (W >= 2), trained first in each "
+                        "<fold>/teacher with the same recipe and float schedule")
+    t.add_argument("--distill-weight", type=float, metavar="ALPHA",
+                   help="with --teacher-width: loss = (1-ALPHA) CE + ALPHA T^2 KL(softmax(teacher/T) || "
+                        "softmax(student/T)) (default 0.5)")
+    t.add_argument("--temperature", type=float, metavar="T",
+                   help="with --teacher-width: softmax temperature of the distillation term (default 4)")
     t.add_argument("--seed", type=int, default=1)
     t.add_argument("--threads", type=int, default=1)
     c = sub.add_parser("score", help="predictions of an existing checkpoint on the images it never saw")
@@ -542,6 +613,8 @@ def main(argv=None):
     for q in (t, c, r):
         q.add_argument("--cache", default=str(TRAINING_DIR / "runs" / "cache"))
     args = p.parse_args(argv)
+    if args.command == "train":
+        check_distillation_options(p, args)
     {"train": cmd_train, "score": cmd_score, "report": cmd_report}[args.command](args)
 
 

@@ -4,6 +4,10 @@ Six 3x3 valid convs 1->8->16->32->32->32->32, each followed by BatchNorm and ReL
 (quantized: an unsigned b-bit activation), 2x2 max-pool after the first five,
 dense 512->128->64 (BatchNorm, ReLU) and 64->3 logits. No biases anywhere (as in
 the paper's Brevitas network); the input is pixels/255.
+
+width > 1 multiplies every conv's and dense layer's width (not the input or the
+logits): a larger float teacher for distillation (cv.py --teacher-width), trained
+only; the runtime runs the paper's widths, so it is never exported.
 """
 import torch
 import torch.nn as nn
@@ -50,22 +54,28 @@ class busi_net(nn.Module):
     differ from wbits (FINN sets bit widths per layer; the two ends hold the
     fewest weights and see the raw pixels and produce the logits).
     weight_quant, act_quant: the quantizers' methods (quant.WEIGHT_QUANTIZERS,
-    quant.ACT_QUANTIZERS)."""
+    quant.ACT_QUANTIZERS). width: the layers' width multiplier (float only)."""
 
-    def __init__(self, wbits=None, abits=None, ends_wbits=None, weight_quant="uniform", act_quant="uniform"):
+    def __init__(self, wbits=None, abits=None, ends_wbits=None, weight_quant="uniform", act_quant="uniform",
+                 width=1):
         super().__init__()
         assert (wbits is None) == (abits is None), "quantize both weights and activations or neither"
         assert ends_wbits is None or wbits is not None, "ends_wbits needs a quantized network"
-        self.wbits, self.abits, self.ends_wbits = wbits, abits, ends_wbits
+        assert width == 1 or wbits is None, "a widened network is a float teacher only"
+        self.wbits, self.abits, self.ends_wbits, self.width = wbits, abits, ends_wbits, width
+        # The flattened last conv map (32 x 4 x 4 = 512) widens with the convs.
+        self.conv_channels = CONV_CHANNELS[:1] + tuple(c * width for c in CONV_CHANNELS[1:])
+        dense_features = tuple(f * width for f in DENSE_FEATURES[:-1]) + DENSE_FEATURES[-1:]
         self.weight_quant, self.act_quant = weight_quant, act_quant
         quantizers = {"weight_quant": weight_quant, "act_quant": act_quant}
         ends = ends_wbits or wbits
         n_conv, n_dense = len(CONV_CHANNELS) - 1, len(DENSE_FEATURES) - 1
         self.convs = nn.ModuleList(
-            qlayer("conv", CONV_CHANNELS[i], CONV_CHANNELS[i + 1], ends if i == 0 else wbits, abits, **quantizers)
+            qlayer("conv", self.conv_channels[i], self.conv_channels[i + 1], ends if i == 0 else wbits, abits,
+                   **quantizers)
             for i in range(n_conv))
         self.dense = nn.ModuleList(
-            qlayer("dense", DENSE_FEATURES[i], DENSE_FEATURES[i + 1],
+            qlayer("dense", dense_features[i], dense_features[i + 1],
                    ends if i == n_dense - 1 else wbits, abits, last=(i == n_dense - 1), **quantizers)
             for i in range(n_dense))
 
@@ -108,8 +118,9 @@ class busi_net(nn.Module):
 
     @property
     def exportable(self):
-        """False while an inq-pow2 schedule has weights left in float."""
-        return all(layer.wq is None or layer.wq.method != "inq-pow2" or bool(layer.wq.frozen.all())
+        """False for a widened teacher, and while an inq-pow2 schedule has weights
+        left in float."""
+        return self.width == 1 and all(layer.wq is None or layer.wq.method != "inq-pow2" or bool(layer.wq.frozen.all())
                    for layer in self.layers())
 
     @torch.no_grad()
@@ -148,11 +159,12 @@ class lesion_decoder(nn.Module):
     conv2-conv4's pooled maps (16x62x62, 32x30x30, 32x14x14) are projected to 16
     channels, upsampled to 62x62, summed, and turned into one lesion logit per
     pixel. It is not exported: the deployed network is unchanged and only its
-    features are shaped by the second task."""
+    features are shaped by the second task. in_channels: conv2-conv4's widths
+    (busi_net.conv_channels[2:5] of a widened network)."""
 
-    def __init__(self, width=16):
+    def __init__(self, width=16, in_channels=CONV_CHANNELS[2:5]):
         super().__init__()
-        self.lateral = nn.ModuleList(nn.Conv2d(c, width, 1) for c in CONV_CHANNELS[2:5])
+        self.lateral = nn.ModuleList(nn.Conv2d(c, width, 1) for c in in_channels)
         self.head = nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.BatchNorm2d(width),
                                   nn.ReLU(), nn.Conv2d(width, 1, 1))
 

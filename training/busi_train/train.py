@@ -46,10 +46,11 @@ def confusion(pred, labels, n=len(data.CLASSES)):
     return m
 
 
-def distillation_loss(student_logits, teacher_logits, labels, alpha, temperature, weight=None):
-    """(1 - alpha) CE(student, labels) + alpha T^2 KL(softmax(teacher / T) || softmax(student / T)).
-    T^2 keeps the soft term's gradients on the scale of the hard one's (Hinton et al., 2015)."""
-    ce = F.cross_entropy(student_logits, labels, weight=weight)
+def distillation_loss(student_logits, teacher_logits, ce, alpha, temperature):
+    """(1 - alpha) ce + alpha T^2 KL(softmax(teacher / T) || softmax(student / T)), ce being
+    the student's hard-label loss (its caller's cross-entropy: class-weighted here,
+    cv.classification_loss there). T^2 keeps the soft term's gradients on the scale
+    of the hard one's (Hinton et al., 2015)."""
     if alpha == 0:
         return ce
     kl = F.kl_div(F.log_softmax(student_logits / temperature, dim=1),
@@ -82,6 +83,9 @@ def evaluate(model, images_u8, labels, batch=64):
 def load_checkpoint(path):
     ck = torch.load(path, map_location="cpu")
     cfg = ck["config"]
+    if cfg.get("width", 1) != 1:
+        raise SystemExit(f"{path}: a width-{cfg['width']} distillation teacher (training only: "
+                         "the runtime and the exporters take the paper's widths)")
     model = busi_net(cfg.get("wbits"), cfg.get("abits"), cfg.get("ends_wbits"),
                      cfg.get("weight_quant", "uniform"), cfg.get("act_quant", "uniform"))
     model.load_state_dict(ck["state_dict"])
@@ -228,8 +232,9 @@ def main(argv=None):
             else:
                 with torch.no_grad():
                     teacher_logits = teacher(x)
-                loss = distillation_loss(model(x), teacher_logits, y_train[idx], args.distill_weight,
-                                         args.temperature, weight=weights)
+                logits = model(x)
+                loss = distillation_loss(logits, teacher_logits, F.cross_entropy(logits, y_train[idx], weight=weights),
+                                         args.distill_weight, args.temperature)
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from busi_train import augment, cv, cv_metrics, sources
+from busi_train.train import load_checkpoint
 from busi_train.augment import scanner_augmenter
 
 
@@ -240,3 +241,65 @@ def test_gather_keeps_only_the_folds_asked_for(tmp_path):
     assert [list(i) for i, _ in folds] == [[0], [1]] and list(held) == ["without-LOGIQ7"]
     folds, held = cv.gather(tmp_path, index, mirrored=False, only_folds=[2])
     assert [list(i) for i, _ in folds] == [[1]] and held == {}
+
+
+def test_a_distilled_run_trains_its_teacher_first_and_resumes_to_the_same_models(tmp_path):
+    ds = tiny_dev_set()
+    sched = dict(cv.SCHEDULE, float_epochs=2, qat_epochs=1, epoch_images=8, batch=4, calib_images=4)
+    train, held = np.arange(8), np.arange(8, 12)
+    distill = {"width": 2, "alpha": 0.5, "temperature": 4.0}
+    whole = cv.split_run(ds, train, held, "robust-noseg", sched, tmp_path / "whole", 3, 1, distill=distill)
+    assert whole.run()
+    parts = cv.split_run(ds, train, held, "robust-noseg", sched, tmp_path / "parts", 3, 1, distill=distill)
+    for _ in range(4):  # the teacher's 2 float epochs, the student's 2 float
+        assert not parts.run(max_epochs=1)
+    assert (tmp_path / "parts" / "teacher" / "final.pt").exists() and not (tmp_path / "parts" / "final.pt").exists()
+    assert parts.run(max_epochs=1) and parts.epochs_trained == 1  # and its W2A4 epoch
+    for member in ("teacher/final.pt", "final.pt"):
+        a = torch.load(tmp_path / "whole" / member)["state_dict"]
+        b = torch.load(tmp_path / "parts" / member)["state_dict"]
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), member
+    teacher = torch.load(tmp_path / "whole" / "teacher" / "final.pt")
+    assert teacher["config"]["width"] == 2 and teacher["config"]["wbits"] is None
+    assert teacher["state_dict"]["convs.5.weight"].shape == (64, 64, 3, 3)  # 32 x 2 channels
+    assert not any(".wq." in k for k in teacher["state_dict"])
+    assert any(".wq." in k for k in torch.load(tmp_path / "whole" / "final.pt")["state_dict"])
+    # The teachers' held-out predictions are a row of the report, on the students' images
+    # (the two runs stand for two folds here).
+    index = {n: i for i, n in enumerate(ds.names)}
+    students, _ = cv.gather(tmp_path, index, mirrored=False)
+    teachers, _ = cv.gather(tmp_path, index, mirrored=False, member="teacher")
+    assert [list(i) for i, _ in teachers] == [list(held)] * 2 == [list(i) for i, _ in students]
+    assert not np.array_equal(teachers[0][1], students[0][1])
+    assert [m for _, _, m in cv.table_rows([tmp_path])] == ["", "teacher"]
+    with pytest.raises(SystemExit, match="width-2 distillation teacher"):
+        load_checkpoint(tmp_path / "whole" / "teacher" / "final.pt")
+
+
+def test_distillation_with_weight_zero_trains_the_plain_recipe_bit_for_bit(tmp_path):
+    # alpha 0: the loss is the recipe's cross-entropy, so the student must match an
+    # undistilled run exactly (the teacher draws nothing from the run's random streams).
+    ds = tiny_dev_set()
+    sched = dict(cv.SCHEDULE, float_epochs=2, qat_epochs=1, epoch_images=8, batch=4, calib_images=4)
+    train, held = np.arange(8), np.arange(8, 12)
+    plain = cv.split_run(ds, train, held, "robust-noseg", sched, tmp_path / "plain", 3, 1)
+    zero = cv.split_run(ds, train, held, "robust-noseg", sched, tmp_path / "zero", 3, 1,
+                        distill={"width": 2, "alpha": 0.0, "temperature": 4.0})
+    half = cv.split_run(ds, train, held, "robust-noseg", sched, tmp_path / "half", 3, 1,
+                        distill={"width": 2, "alpha": 0.5, "temperature": 4.0})
+    assert plain.run() and zero.run() and half.run()
+    logits = {k: np.load(tmp_path / k / "predictions.npz")["logits"] for k in ("plain", "zero", "half")}
+    assert np.array_equal(logits["zero"], logits["plain"])
+    assert not np.allclose(logits["half"], logits["plain"])  # the teacher's term does change training
+
+
+@pytest.mark.parametrize("options, complaint", [
+    (["--distill-weight", "0.3"], "need --teacher-width"),
+    (["--teacher-width", "1"], "at least 2"),
+    (["--teacher-width", "2", "--distill-weight", "1.5"], "must be in"),
+    (["--teacher-width", "2", "--temperature", "0"], "must be positive"),
+])
+def test_distillation_options_are_refused_before_any_training(options, complaint, capsys):
+    with pytest.raises(SystemExit):
+        cv.main(["train", "--recipe", "robust-noseg", "--out", "unused"] + options)
+    assert complaint in capsys.readouterr().err
