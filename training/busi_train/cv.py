@@ -331,8 +331,10 @@ class split_run:
         return True
 
 
-def splits(ds, folds, hold_out_scanner, final):
-    """(name, train indices, evaluation indices) of each model to train."""
+def splits(ds, folds, hold_out_scanner, final, normal_crops=False):
+    """(name, train indices, evaluation indices) of each model to train.
+    normal_crops: the recipe draws normal tissue from BUS-BRA, so BUSI, the only
+    source of normal images, can be held out too."""
     everything = np.arange(len(ds.labels))
     if final:
         return [("all", everything, everything[:0])]
@@ -341,9 +343,10 @@ def splits(ds, folds, hold_out_scanner, final):
         if not held.any():
             raise SystemExit(f"--hold-out-scanner {hold_out_scanner}: no such scanner "
                              f"(have {sorted(set(ds.scanner))})")
-        if hold_out_scanner == sources.BUSI_SCANNER:
+        if hold_out_scanner == sources.BUSI_SCANNER and not normal_crops:
             raise SystemExit("--hold-out-scanner BUSI: the normal class exists only in BUSI, "
-                             "so a model trained without it cannot learn it")
+                             "so a model trained without it cannot learn it (a recipe with normal "
+                             "crops, robust-noseg-crops, draws normal tissue from BUS-BRA)")
         return [(f"without-{hold_out_scanner}", everything[~held], everything[held])]
     return [(f"fold{k}", everything[ds.fold != k], everything[ds.fold == k]) for k in folds]
 
@@ -358,7 +361,8 @@ def cmd_train(args):
     root.mkdir(parents=True, exist_ok=True)
     distill = {"width": args.teacher_width, "alpha": args.distill_weight,
                "temperature": args.temperature} if args.teacher_width else None
-    for name, train_idx, eval_idx in splits(ds, args.folds, args.hold_out_scanner, args.final):
+    for name, train_idx, eval_idx in splits(ds, args.folds, args.hold_out_scanner, args.final,
+                                             RECIPES[args.recipe].get("normal_crops", False)):
         from_float = Path(args.from_float) / name / "float.pt" if args.from_float else None
         if from_float and not from_float.exists():
             raise SystemExit(f"--from-float {args.from_float}: no {from_float} (run the float stage there first)")
@@ -434,7 +438,10 @@ def recipe_rows(ds, run_root, mirrored, only_folds=None, member=""):
     for name, parts in held.items():
         hi = np.concatenate([i for i, _ in parts])
         hp = cv_metrics.softmax(np.concatenate([l for _, l in parts]))
-        row[name] = cv_metrics.bootstrap(cv_metrics.lesion_figures, ds.labels[hi], hp, ds.group[hi])
+        # Held-out BUSI has normal images: its malignant AUC is then taken among
+        # its lesions (busi_figures), as in the BUSI columns.
+        figures = cv_metrics.busi_figures if np.all(ds.source[hi] == "busi") else cv_metrics.lesion_figures
+        row[name] = cv_metrics.bootstrap(figures, ds.labels[hi], hp, ds.group[hi])
     return row
 
 

@@ -129,6 +129,10 @@ def test_scanner_hold_out_refuses_busi_and_unknown_names():
         cv.splits(ds, [1], "BUSI", False)
     with pytest.raises(SystemExit, match="no such scanner"):
         cv.splits(ds, [1], "LOGIQ7", False)
+    # With normal tissue cropped from BUS-BRA, BUSI can be the unseen scanner.
+    [(name, train_idx, eval_idx)] = cv.splits(ds, [1], "BUSI", False, normal_crops=True)
+    assert name == "without-BUSI" and set(ds.scanner[eval_idx]) == {"BUSI"}
+    assert "BUSI" not in set(ds.scanner[train_idx]) and len(train_idx) + len(eval_idx) == len(ds.labels)
 
 
 def test_the_development_folds_keep_groups_and_patients_whole(busi_root):
@@ -241,6 +245,21 @@ def test_gather_keeps_only_the_folds_asked_for(tmp_path):
     assert [list(i) for i, _ in folds] == [[0], [1]] and list(held) == ["without-LOGIQ7"]
     folds, held = cv.gather(tmp_path, index, mirrored=False, only_folds=[2])
     assert [list(i) for i, _ in folds] == [[1]] and held == {}
+
+
+def test_held_out_busi_scores_malignancy_among_its_lesions(tmp_path):
+    ds = tiny_dev_set()  # labels 0, 1, 2, ...; the normals are BUSI images
+    busi = [i for i in range(len(ds.labels)) if ds.source[i] == "busi"]
+    logits = np.zeros((len(busi), 3))
+    for k, i in enumerate(busi):  # malignant ranked above benign, normals above both
+        logits[k, 2] = {0: 9.0, 1: 1.0, 2: 5.0}[int(ds.labels[i])]
+    for run, idx, lg in (("fold1", [1], np.zeros((1, 3))), ("without-BUSI", busi, logits)):
+        (tmp_path / run).mkdir()
+        np.savez(tmp_path / run / "predictions.npz", names=np.array([ds.names[i] for i in idx]),
+                 logits=lg, logits_mirrored=lg)
+    row = cv.recipe_rows(ds, tmp_path, mirrored=False)
+    assert row["without-BUSI"]["auc_malignant"][0] == 1.0  # normals left out
+    assert cv_metrics.lesion_figures(ds.labels[busi], cv_metrics.softmax(logits))["auc_malignant"] < 1.0
 
 
 def test_a_distilled_run_trains_its_teacher_first_and_resumes_to_the_same_models(tmp_path):
