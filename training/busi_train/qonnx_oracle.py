@@ -84,10 +84,10 @@ def compare(qonnx_path, package_path, images, busi_infer):
     tol = LOGIT_RTOL * max(1.0, float(np.abs(q_logits).max()))
     logit_ok = np.all(np.abs(q_logits - c_logits) <= tol, axis=1)
     # Where cpu_int's int32 logits tie at the top, it reports the first class
-    # (ArgMax's rule); qonnx's float32 products may order the tied ones either
-    # way, so any of the tied classes agrees.
+    # (ArgMax's rule, checked here too); qonnx's float32 products may order the
+    # tied ones either way, so any of the tied classes agrees.
     c_best = c_logits.max(axis=1)
-    top1_ok = c_logits[np.arange(len(c_top)), q_top] == c_best
+    top1_ok = (c_top == c_logits.argmax(axis=1)) & (c_logits[np.arange(len(c_top)), q_top] == c_best)
     return {"images": len(images), "top1_equal": int(top1_ok.sum()),
             "top1_ties": int((np.sum(c_logits == c_best[:, None], axis=1) > 1).sum()),
             "logits_equal": int(logit_ok.sum()),
