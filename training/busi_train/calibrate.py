@@ -13,7 +13,8 @@ runtime will compute; this module only fits:
   - the temperature (cv_metrics.fit_temperature),
   - the gate: minimum size, minimum contrast, maximum colour (fixed rules,
     docs/safety.md), and the image-logit-mahalanobis-v1 score's mean and
-    inverse covariance, its threshold at the ACCEPT quantile of real ultrasound,
+    inverse covariance (a random-effects Gaussian over scanners, mahalanobis_gate),
+    its threshold at the ACCEPT quantile of real ultrasound,
   - the referral curve and threshold on P(abnormal) for a target sensitivity
     reached on each source's lesions, BUSI's and BUS-BRA's alike
     (cv_metrics.threshold_for_sensitivity), and the "suspicious for malignancy"
@@ -21,7 +22,10 @@ runtime will compute; this module only fits:
 
 Honest figures come from cross-fitting: the images are split in two halves by
 patient / near-duplicate group; a block fitted on one half is written into a
-package and the runtime runs the other half with it (and the other way round).
+package and the runtime runs the other half with it (and the other way round),
+over --repeats random halvings (the figures are shares over all of them, with
+each halving's acceptance range). A gate fitted without each scanner in turn
+gives the acceptance a clinic with a scanner never seen would meet.
 The shipped block is then fitted on all of them, and the negatives
 (negatives.py) are run through it: they never take part in any fit.
 
@@ -68,16 +72,17 @@ CURVE_SENSITIVITIES = np.round(np.arange(0.50, 1.0001, 0.01), 2)
 
 
 def validation_images(shared):
-    """[(path, label, group, source)]: BUSI's validation split and all of BUS-BRA."""
+    """[(path, label, group, source, scanner)]: BUSI's validation split and all of BUS-BRA."""
     shared = Path(shared)
     items = data.read_split("val")
     busi_paths = [shared / "busi" / p for p, _ in items]
     groups = data.near_duplicate_groups(np.stack([data.load_image(p) for p in busi_paths]))
-    out = [(p, lab, f"busi-{g}", "busi") for p, (_, lab), g in zip(busi_paths, items, groups)]
+    out = [(p, lab, f"busi-{g}", "busi", sources.BUSI_SCANNER) for p, (_, lab), g in zip(busi_paths, items, groups)]
     with open(shared / "busbra" / "bus_data.csv", newline="") as f:
         for r in csv.DictReader(f):
             out.append((shared / "busbra" / "images" / f"{r['ID']}.png",
-                        data.CLASSES.index(r["Pathology"].strip().lower()), f"busbra-{r['Case']}", "busbra"))
+                        data.CLASSES.index(r["Pathology"].strip().lower()), f"busbra-{r['Case']}", "busbra",
+                        sources.scanner_of(r["Device"])))
     return out
 
 
@@ -116,15 +121,16 @@ def operating_point(curve, target):
             "specificity": best[2], "curve": curve}
 
 
-def fit(features, labels, sources_of, fitted_on, accept=ACCEPT):
+def fit(features, labels, sources_of, scanners_of, fitted_on, accept=ACCEPT):
     """The calibration block fitted on real ultrasound: features (n, 14 + 3) as
     the runtime computed them (ood_features), labels 0/1/2, each image's source
-    (the operating points hold their sensitivity on each)."""
+    (the operating points hold their sensitivity on each) and scanner (the
+    gate's Gaussian weighs scanners alike)."""
     features, labels, sources_of = np.asarray(features, float), np.asarray(labels), np.asarray(sources_of)
     logits = features[:, package.IMAGE_STATISTICS:]
     temperature = cv_metrics.fit_temperature(logits, labels)
     probs = cv_metrics.softmax(logits / temperature)
-    mean, precision, distance, threshold = mahalanobis_gate(features, sources_of, accept)
+    mean, precision, distance, threshold = mahalanobis_gate(features, sources_of, scanners_of, accept)
     lesion = labels != cv_metrics.NORMAL
     referral_curve = operating_curve(1 - probs[:, cv_metrics.NORMAL], lesion, sources_of)
     # Curves need both classes for specificity; BUS-BRA alone has no normals, so
@@ -171,11 +177,8 @@ def rule_verdicts(block, features, input_refused):
     depend on the model) refused `input_refused`. Only for logits that no package
     holds (out-of-fold); test_calibrate checks it against the runtime."""
     features = np.asarray(features, float)
-    gate = block["gate"]
-    mean = np.array(gate["ood_params"]["mean"])
-    precision = np.array(gate["ood_params"]["precision"]).reshape(len(mean), len(mean))
     scores = cv_metrics.softmax(features[:, package.IMAGE_STATISTICS:] / block["temperature"])
-    accepted = ~np.asarray(input_refused) & (mahalanobis(features, mean, precision) <= gate["ood_threshold"])
+    accepted = gate_accepts(block["gate"], features, input_refused)
     refer = 1 - scores[:, cv_metrics.NORMAL] >= block["referral"]["threshold"]
     verdict = np.where(accepted, np.where(refer, "refer", "routine"), "unreadable")
     suspicious = accepted & (scores[:, cv_metrics.MALIGNANT] >= block["suspicious"]["threshold"])
@@ -217,20 +220,58 @@ def held_out_figures(verdict, after, suspicious, labels, sources_of, logits):
     }
 
 
+def held_out_scanner_acceptance(features, sources_of, scanners_of, input_refused):
+    """{scanner: share of its images accepted by a gate fitted without it}:
+    what a clinic with a scanner the gate never saw would meet. (Only the gate
+    is held out: the logits are what they are in the fit.)"""
+    out = {}
+    for scanner in np.unique(scanners_of):
+        fit_on = scanners_of != scanner
+        mean, precision, _, threshold = mahalanobis_gate(features[fit_on], sources_of[fit_on], scanners_of[fit_on])
+        gate = {"ood_params": {"mean": mean, "precision": precision}, "ood_threshold": threshold}
+        out[str(scanner)] = float(np.mean(gate_accepts(gate, features[~fit_on], input_refused[~fit_on])))
+    return out
+
+
 def mahalanobis(x, mean, precision):
     """The image-logit-mahalanobis-v1 distance (the runtime's computation, for figures here)."""
     centred = np.asarray(x, float) - mean
     return np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", centred, precision, centred), 0))
 
 
-def mahalanobis_gate(fit_on, sources_of, accept=ACCEPT):
-    """(mean, precision, distance, threshold): the Mahalanobis distance from
-    fit_on's mean and its threshold at the `accept` quantile of each source's
-    images in fit_on, the highest of them (so each hospital's acceptance is
-    stated, not only the pool's, where the larger one would set it)."""
-    mean = fit_on.mean(0)
+def gate_accepts(gate, features, input_refused):
+    """make_prediction's acceptance: no input rule refused the image and its
+    image-logit-mahalanobis-v1 score is within the gate's threshold."""
+    mean = np.array(gate["ood_params"]["mean"])
+    precision = np.array(gate["ood_params"]["precision"]).reshape(len(mean), len(mean))
+    return ~np.asarray(input_refused) & (mahalanobis(features, mean, precision) <= gate["ood_threshold"])
+
+
+def mahalanobis_gate(fit_on, sources_of, scanners_of, accept=ACCEPT):
+    """(mean, precision, distance, threshold): the Mahalanobis distance of a
+    random-effects Gaussian fitted on fit_on, and its threshold at the `accept`
+    quantile of each source's images in fit_on, the highest of them (so each
+    hospital's acceptance is stated, not only the pool's, where the larger one
+    would set it).
+
+    Random effects: each scanner's images scatter about that scanner's mean
+    (the within-scanner covariance, pooled), and the scanners' means scatter
+    about their average (the covariance of the means, each scanner one draw).
+    A plain Gaussian of the pool is centred and shaped by the largest scanner
+    (BUS-BRA's two hold 1,350 images against BUSI's 78 validation images), so
+    the small one's images lie in its tails; here each scanner counts alike,
+    and a direction in which scanners are seen to differ is one in which
+    images may lie."""
+    scanners_of = np.asarray(scanners_of)
+    scanners = np.unique(scanners_of)
+    means = np.array([fit_on[scanners_of == s].mean(0) for s in scanners])
+    mean = means.mean(0)
+    within = fit_on - means[np.searchsorted(scanners, scanners_of)]
+    covariance = within.T @ within / (len(fit_on) - len(scanners))
+    if len(scanners) > 1:
+        covariance += np.cov(means.T)
     # A small ridge keeps the inverse finite when a feature barely varies.
-    precision = np.linalg.inv(np.cov(fit_on.T) + 1e-6 * np.eye(fit_on.shape[1]))
+    precision = np.linalg.inv(covariance + 1e-6 * np.eye(fit_on.shape[1]))
 
     def distance(x):
         return mahalanobis(x, mean, precision)
@@ -241,7 +282,7 @@ def mahalanobis_gate(fit_on, sources_of, accept=ACCEPT):
                                           for s in np.unique(sources_of))
 
 
-def negative_figures(busi_infer, backend, model_path, negatives_dir, features, sources_of):
+def negative_figures(busi_infer, backend, model_path, negatives_dir, features, sources_of, scanners_of):
     """The share of each negative kind (negatives.py) the runtime refuses, by
     which rule, and what the network's logits alone would refuse (a Mahalanobis
     distance on the logits, its threshold at the same share of the validation
@@ -256,7 +297,7 @@ def negative_figures(busi_infer, backend, model_path, negatives_dir, features, s
     rules = ("smaller than", "in colour", "blank or nearly constant", "out of distribution")
     out["refused_by"] = {rule: int(sum(im["verdict"] == "unreadable" and rule in im["reason"] for im in images))
                          for rule in rules}
-    _, _, distance, threshold = mahalanobis_gate(features[:, package.IMAGE_STATISTICS:], sources_of)
+    _, _, distance, threshold = mahalanobis_gate(features[:, package.IMAGE_STATISTICS:], sources_of, scanners_of)
     reached = [im for im in images if "ood_features" in im]
     logits = np.array([im["ood_features"][package.IMAGE_STATISTICS:] for im in reached], float)
     out["logits_only_refused"] = float(np.mean(distance(logits) > threshold))
@@ -266,10 +307,10 @@ def negative_figures(busi_infer, backend, model_path, negatives_dir, features, s
 
 
 def development_images(shared, cache_dir):
-    """[(path, label, group, source)] of every development image (sources.load_dev_set's order)."""
+    """[(path, label, group, source, scanner)] of every development image (sources.load_dev_set's order)."""
     ds = sources.load_dev_set(shared, cache_dir=cache_dir)
-    return [(sources.file_of(shared, n), int(lab), f"{src}-{g}", str(src))
-            for n, lab, g, src in zip(ds.names, ds.labels, ds.group, ds.source)], ds.names
+    return [(sources.file_of(shared, n), int(lab), f"{src}-{g}", str(src), str(sc))
+            for n, lab, g, src, sc in zip(ds.names, ds.labels, ds.group, ds.source, ds.scanner)], ds.names
 
 
 def out_of_fold_logits(run_root, names):
@@ -298,6 +339,7 @@ def main(argv=None):
     ap.add_argument("--cache", default=str(TRAINING_DIR / "runs" / "cache"), help="busi_train.cv's image cache")
     ap.add_argument("--negatives", default=None, help="folder written by busi_train.negatives, to measure refusal")
     ap.add_argument("--report", default=None, help="write the figures as JSON here")
+    ap.add_argument("--repeats", type=int, default=10, help="random halvings the cross-fitted figures average over")
     args = ap.parse_args(argv)
 
     original = Path(args.model).read_bytes()
@@ -308,8 +350,8 @@ def main(argv=None):
         images, names = development_images(shared, args.cache)
     else:
         images = validation_images(shared)
-    paths, labels, groups, sources_of = (list(x) for x in zip(*images))
-    labels, sources_of = np.array(labels), np.array(sources_of)
+    paths, labels, groups, sources_of, scanners_of = (list(x) for x in zip(*images))
+    labels, sources_of, scanners_of = np.array(labels), np.array(sources_of), np.array(scanners_of)
     counts = f"BUSI {int(np.sum(sources_of == 'busi'))}, BUS-BRA {int(np.sum(sources_of == 'busbra'))}"
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -329,31 +371,45 @@ def main(argv=None):
             fitted_on = f"BUSI validation split (training/splits/val.txt) + BUS-BRA ({counts}), never trained on; " \
                         f"backend {backend}"
         logits = features[:, package.IMAGE_STATISTICS:]
-        block = fit(features, labels, sources_of, fitted_on)
+        block = fit(features, labels, sources_of, scanners_of, fitted_on)
         Path(args.out).write_bytes(package.with_calibration(original, block))
-        if args.out_of_fold:
-            # The input rules do not depend on the model or the fit: the shipped
-            # block's runtime run gives them for every half.
-            shipped = run_runtime(args.busi_infer, backend, args.out, paths)
-            input_refused = np.array([im["verdict"] == "unreadable" and not im["reason"].startswith("out of")
-                                      for im in shipped])
+        # The input rules do not depend on the model or the fit: the shipped
+        # block's runtime run gives them for every half and held-out scanner.
+        shipped = run_runtime(args.busi_infer, backend, args.out, paths)
+        input_refused = np.array([im["verdict"] == "unreadable" and not im["reason"].startswith("out of")
+                                  for im in shipped])
 
-        in_a = halves(groups, sources_of)
-        verdicts, idx = [], []
-        for fit_on in (in_a, ~in_a):
-            half_block = fit(features[fit_on], labels[fit_on], sources_of[fit_on], "cross-fitting half")
-            held = np.nonzero(~fit_on)[0]
-            if args.out_of_fold:
-                verdicts.append(rule_verdicts(half_block, features[held], input_refused[held]))
-            else:
-                half = Path(tmp) / "half.bqnn"
-                half.write_bytes(package.with_calibration(original, half_block))
-                verdicts.append(runtime_verdicts(run_runtime(args.busi_infer, backend, half,
-                                                             [paths[i] for i in held])))
-            idx.append(held)
+        # Cross-fitting, repeated over several random halvings: one halving of
+        # 78 BUSI validation images moves the BUSI acceptance by a few points.
+        verdicts, idx, accepted_by_repeat = [], [], []
+        for seed in range(args.repeats):
+            in_a = halves(groups, sources_of, seed)
+            for fit_on in (in_a, ~in_a):
+                half_block = fit(features[fit_on], labels[fit_on], sources_of[fit_on], scanners_of[fit_on],
+                                 "cross-fitting half")
+                held = np.nonzero(~fit_on)[0]
+                if args.out_of_fold:
+                    verdicts.append(rule_verdicts(half_block, features[held], input_refused[held]))
+                else:
+                    half = Path(tmp) / "half.bqnn"
+                    half.write_bytes(package.with_calibration(original, half_block))
+                    verdicts.append(runtime_verdicts(run_runtime(args.busi_infer, backend, half,
+                                                                 [paths[i] for i in held])))
+                idx.append(held)
+            repeat_verdict, repeat_idx = np.concatenate([v[0] for v in verdicts[-2:]]), np.concatenate(idx[-2:])
+            accepted_by_repeat.append({s: float(np.mean(repeat_verdict[sources_of[repeat_idx] == s] != "unreadable"))
+                                       for s in np.unique(sources_of)})
         idx = np.concatenate(idx)
         verdict, after, suspicious = (np.concatenate(parts) for parts in zip(*verdicts))
         cross = held_out_figures(verdict, after, suspicious, labels[idx], sources_of[idx], logits[idx])
+        # Every image is held out once per repeat: counts per repeat, shares over all.
+        cross["count"] = {k: v / args.repeats for k, v in cross["count"].items()}
+        cross["images"] //= args.repeats
+        cross["repeats"] = args.repeats
+        cross["accepted_range"] = {s: [min(r[s] for r in accepted_by_repeat), max(r[s] for r in accepted_by_repeat)]
+                                   for s in np.unique(sources_of)}
+        cross["accepted_held_out_scanner"] = held_out_scanner_acceptance(features, sources_of, scanners_of,
+                                                                         input_refused)
 
         report = {"model": header["name"], "backend": backend, "fitted_on": fitted_on,
                   "temperature": block["temperature"], "ood_threshold": block["gate"]["ood_threshold"],
@@ -361,7 +417,8 @@ def main(argv=None):
                   "suspicious": {k: block["suspicious"][k] for k in ("threshold", "sensitivity", "specificity")},
                   "cross_fitted": cross}
         if args.negatives:
-            report["negatives"] = negative_figures(args.busi_infer, backend, args.out, args.negatives, features, sources_of)
+            report["negatives"] = negative_figures(args.busi_infer, backend, args.out, args.negatives, features,
+                                                   sources_of, scanners_of)
     text = json.dumps(report, indent=1)
     if args.report:
         Path(args.report).write_text(text + "\n")

@@ -40,6 +40,12 @@ class dev_set:
     names: list
 
 
+def scanner_of(device):
+    """The scanner name of a BUS-BRA `Device` field ("GE Logiq 5 @10-12MHz" -> "LOGIQ5")."""
+    device = device.split(" @")[0].strip()
+    return SCANNERS.get(device, device)
+
+
 def shared_root():
     """../shared beside the checkout (the folder holding busi/)."""
     return data.data_root().parent
@@ -111,8 +117,7 @@ def load_busbra(root):
         labels.append(data.CLASSES.index(r["Pathology"].strip().lower()))
         groups.append(int(r["Case"]))
         folds.append(int(r["kFold"]))
-        device = r["Device"].split(" @")[0].strip()
-        scanners.append(SCANNERS.get(device, device))
+        scanners.append(scanner_of(r["Device"]))
         names.append(f"busbra/{r['ID']}.png")
     return {"images": np.stack(images), "masks": np.stack(masks), "labels": np.array(labels),
             "groups": np.array(groups), "folds": np.array(folds), "scanners": scanners, "names": names}

@@ -26,7 +26,7 @@ def synthetic_features(n=400, seed=0):
 
 def test_fit_gives_a_block_the_writer_and_the_runtime_rules_accept():
     features, labels = synthetic_features()
-    block = calibrate.fit(features, labels, np.full(len(labels), "one"), "synthetic")
+    block = calibrate.fit(features, labels, np.full(len(labels), "one"), np.full(len(labels), "one"), "synthetic")
     assert package.check_calibration(block) is block
     assert block["temperature"] > 0
     assert block["gate"]["accepted_rate"] == pytest.approx(calibrate.ACCEPT, abs=0.01)
@@ -54,14 +54,14 @@ def test_the_referral_sensitivity_holds_on_each_source():
     sources_of = np.where(np.arange(len(labels)) % 2 == 0, "easy", "hard")
     hard_lesion = (sources_of == "hard") & (labels != 0)
     features[hard_lesion, package.IMAGE_STATISTICS] += 1.5  # a higher normal logit
-    block = calibrate.fit(features, labels, sources_of, "synthetic")
+    block = calibrate.fit(features, labels, sources_of, sources_of, "synthetic")
     p = np.exp(features[:, package.IMAGE_STATISTICS:] / block["temperature"])
     p_abnormal = 1 - p[:, 0] / p.sum(1)
     refer = p_abnormal >= block["referral"]["threshold"]
     per_source = [np.mean(refer[(sources_of == s) & (labels != 0)]) for s in ("easy", "hard")]
     assert min(per_source) >= calibrate.REFERRAL_SENSITIVITY
     assert min(per_source) == pytest.approx(block["referral"]["sensitivity"])
-    pooled = calibrate.fit(features, labels, np.full(len(labels), "one"), "synthetic")
+    pooled = calibrate.fit(features, labels, np.full(len(labels), "one"), np.full(len(labels), "one"), "synthetic")
     assert pooled["referral"]["threshold"] > block["referral"]["threshold"]
     assert np.mean(p_abnormal[hard_lesion] >= pooled["referral"]["threshold"]) < calibrate.REFERRAL_SENSITIVITY
 
@@ -72,14 +72,42 @@ def test_the_gate_accepts_its_share_of_each_source():
     features, labels = synthetic_features(1200, seed=4)
     sources_of = np.where(np.arange(len(labels)) % 10 == 0, "small", "large")
     features[sources_of == "small", :package.IMAGE_STATISTICS] += 1.0
-    block = calibrate.fit(features, labels, sources_of, "synthetic")
+    block = calibrate.fit(features, labels, sources_of, sources_of, "synthetic")
     gate = block["gate"]
     mean = np.array(gate["ood_params"]["mean"])
     distance = calibrate.mahalanobis(features, mean, np.array(gate["ood_params"]["precision"]).reshape(len(mean), -1))
     for s in ("small", "large"):
         assert np.mean(distance[sources_of == s] <= gate["ood_threshold"]) >= calibrate.ACCEPT
-    pooled = calibrate.fit(features, labels, np.full(len(labels), "one"), "synthetic")
+    pooled = calibrate.fit(features, labels, np.full(len(labels), "one"), np.full(len(labels), "one"), "synthetic")
     assert np.mean(distance[sources_of == "small"] <= pooled["gate"]["ood_threshold"]) < calibrate.ACCEPT
+
+
+def test_the_gate_weighs_scanners_alike():
+    """A large scanner and a small one whose images sit off it along one
+    direction u: the random-effects Gaussian is centred between them and
+    expects scanners to differ along u, so a third scanner farther along u is
+    accepted, where a plain Gaussian of the pool (centred and shaped by the
+    large scanner) refuses most of it. Images off along a direction v in which
+    no scanner differs stay refused by both."""
+    rng = np.random.default_rng(5)
+    dims = package.IMAGE_STATISTICS + 3
+    u, v = np.eye(dims)[0], np.eye(dims)[1]
+    large, small, unseen = (rng.normal(0, 1, (n, dims)) for n in (1000, 50, 200))
+    small += 4 * u
+    unseen += 8 * u
+    features = np.vstack([large, small])
+    labels = rng.integers(0, 3, len(features))
+    scanners = np.array(["large"] * len(large) + ["small"] * len(small))
+    sources_of = np.full(len(features), "one")
+    block = calibrate.fit(features, labels, sources_of, scanners, "synthetic")
+    plain = calibrate.fit(features, labels, sources_of, sources_of, "synthetic")
+    assert np.allclose(block["gate"]["ood_params"]["mean"], (large.mean(0) + small.mean(0)) / 2)
+    nothing_refused = np.zeros(len(unseen), bool)
+    assert np.mean(calibrate.gate_accepts(block["gate"], unseen, nothing_refused)) > 0.95
+    assert np.mean(calibrate.gate_accepts(plain["gate"], unseen, nothing_refused)) < 0.5
+    off = large[:200] + 8 * v
+    for fitted in (block, plain):
+        assert not calibrate.gate_accepts(fitted["gate"], off, nothing_refused).any()
 
 
 def test_halves_keep_groups_whole_and_split_each_source():
@@ -103,7 +131,7 @@ def test_halves_keep_groups_whole_and_split_each_source():
 ])
 def test_writer_refuses_a_malformed_block_naming_the_field(edit, needle):
     features, labels = synthetic_features()
-    block = calibrate.fit(features, labels, np.full(len(labels), "one"), "synthetic")
+    block = calibrate.fit(features, labels, np.full(len(labels), "one"), np.full(len(labels), "one"), "synthetic")
     edit(block)
     with pytest.raises(ValueError, match=needle.replace("(", r"\(").replace(".", r"\.")):
         package.check_calibration(block)
