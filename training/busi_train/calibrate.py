@@ -69,6 +69,8 @@ MIN_STDDEV = 4.0     # real ultrasound: >= 18 on the 255x255 input
 # among the negatives has 9.5.
 MAX_COLOUR = 6.0
 CURVE_SENSITIVITIES = np.round(np.arange(0.50, 1.0001, 0.01), 2)
+SITE = "site"  # the source and scanner name of --site images
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")  # what busi-infer decodes (docs/cli.md)
 
 
 def validation_images(shared):
@@ -121,16 +123,19 @@ def operating_point(curve, target):
             "specificity": best[2], "curve": curve}
 
 
-def fit(features, labels, sources_of, scanners_of, fitted_on, accept=ACCEPT):
+def fit(features, labels, sources_of, scanners_of, fitted_on, site_features=None, accept=ACCEPT):
     """The calibration block fitted on real ultrasound: features (n, 14 + 3) as
     the runtime computed them (ood_features), labels 0/1/2, each image's source
     (the operating points hold their sensitivity on each) and scanner (the
-    gate's Gaussian weighs scanners alike)."""
+    gate's Gaussian weighs scanners alike). site_features: unlabelled images of
+    a clinic's own scanner (--site), which join the gate's fit as a source and
+    scanner of their own and take no part in the temperature or the curves."""
     features, labels, sources_of = np.asarray(features, float), np.asarray(labels), np.asarray(sources_of)
     logits = features[:, package.IMAGE_STATISTICS:]
     temperature = cv_metrics.fit_temperature(logits, labels)
     probs = cv_metrics.softmax(logits / temperature)
-    mean, precision, distance, threshold = mahalanobis_gate(features, sources_of, scanners_of, accept)
+    gate_features, gate_sources, gate_scanners = with_site(features, sources_of, scanners_of, site_features)
+    mean, precision, distance, threshold = mahalanobis_gate(gate_features, gate_sources, gate_scanners, accept)
     lesion = labels != cv_metrics.NORMAL
     referral_curve = operating_curve(1 - probs[:, cv_metrics.NORMAL], lesion, sources_of)
     # Curves need both classes for specificity; BUS-BRA alone has no normals, so
@@ -143,10 +148,20 @@ def fit(features, labels, sources_of, scanners_of, fitted_on, accept=ACCEPT):
         "gate": {"min_side": MIN_SIDE, "min_stddev": MIN_STDDEV, "max_colour": MAX_COLOUR,
                  "ood_score": "image-logit-mahalanobis-v1",
                  "ood_params": {"mean": mean.tolist(), "precision": precision.reshape(-1).tolist()},
-                 "ood_threshold": threshold, "accepted_rate": float(np.mean(distance(features) <= threshold))},
+                 "ood_threshold": threshold, "accepted_rate": float(np.mean(distance(gate_features) <= threshold))},
         "referral": operating_point(referral_curve, REFERRAL_SENSITIVITY),
         "suspicious": operating_point(suspicious_curve, SUSPICIOUS_SENSITIVITY),
     }
+
+
+def with_site(features, sources_of, scanners_of, site_features):
+    """(features, sources, scanners) of the gate's fit: the labelled images, then
+    the --site images as the source and scanner SITE."""
+    if site_features is None or not len(site_features):
+        return features, np.asarray(sources_of), np.asarray(scanners_of)
+    site = np.full(len(site_features), SITE)
+    return (np.vstack([features, site_features]), np.concatenate([sources_of, site]),
+            np.concatenate([scanners_of, site]))
 
 
 def halves(groups, sources_of, seed=0):
@@ -160,6 +175,12 @@ def halves(groups, sources_of, seed=0):
         chosen = set(rng.permutation(keys)[: len(keys) // 2])
         in_a |= (sources_of == source) & np.isin(groups, list(chosen))
     return in_a
+
+
+def refused_by_input_rules(image):
+    """Whether the runtime refused an image (its JSON object) by a rule on the
+    input (size, colour, blank), not by the out-of-distribution score."""
+    return image["verdict"] == "unreadable" and not image["reason"].startswith("out of")
 
 
 def runtime_verdicts(images):
@@ -220,16 +241,34 @@ def held_out_figures(verdict, after, suspicious, labels, sources_of, logits):
     }
 
 
-def held_out_scanner_acceptance(features, sources_of, scanners_of, input_refused):
-    """{scanner: share of its images accepted by a gate fitted without it}:
-    what a clinic with a scanner the gate never saw would meet. (Only the gate
-    is held out: the logits are what they are in the fit.)"""
+def held_out_scanner_acceptance(features, sources_of, scanners_of, groups, input_refused, negatives=None):
+    """{scanner: {"unseen": share of its images accepted by a gate fitted without
+    them, "half_as_site": the same when half of its patients' images (halves)
+    join the fit as --site images, on the other half, both ways}}: what a
+    clinic with a scanner the gate never saw meets, and after it gives the fit
+    some of its own images. (Only the gate is held out: the logits are what
+    they are in the fit.) negatives: (features, input_refused) of the negative
+    images; each gate's share of them refused is given beside ("negatives_refused_*")."""
+    def gate_of(fit_on, site):
+        gate_features, gate_sources, gate_scanners = with_site(features[fit_on], sources_of[fit_on],
+                                                              scanners_of[fit_on], features[site])
+        mean, precision, _, threshold = mahalanobis_gate(gate_features, gate_sources, gate_scanners)
+        return {"ood_params": {"mean": mean, "precision": precision}, "ood_threshold": threshold}
+
+    def figures(name, gates_and_held):
+        row = {name: float(np.mean(np.concatenate([gate_accepts(g, features[held], input_refused[held])
+                                                   for g, held in gates_and_held])))}
+        if negatives is not None:
+            row[f"negatives_refused_{name}"] = float(np.mean(np.concatenate(
+                [~gate_accepts(g, *negatives) for g, _ in gates_and_held])))
+        return row
     out = {}
     for scanner in np.unique(scanners_of):
-        fit_on = scanners_of != scanner
-        mean, precision, _, threshold = mahalanobis_gate(features[fit_on], sources_of[fit_on], scanners_of[fit_on])
-        gate = {"ood_params": {"mean": mean, "precision": precision}, "ood_threshold": threshold}
-        out[str(scanner)] = float(np.mean(gate_accepts(gate, features[~fit_on], input_refused[~fit_on])))
+        others, own = scanners_of != scanner, scanners_of == scanner
+        in_a = halves(groups, sources_of) & own
+        in_b = own & ~in_a
+        out[str(scanner)] = {**figures("unseen", [(gate_of(others, own & False), own)]),
+                             **figures("half_as_site", [(gate_of(others, in_a), in_b), (gate_of(others, in_b), in_a)])}
     return out
 
 
@@ -282,13 +321,12 @@ def mahalanobis_gate(fit_on, sources_of, scanners_of, accept=ACCEPT):
                                           for s in np.unique(sources_of))
 
 
-def negative_figures(busi_infer, backend, model_path, negatives_dir, features, sources_of, scanners_of):
-    """The share of each negative kind (negatives.py) the runtime refuses, by
+def negative_figures(paths, images, negatives_dir, features, sources_of, scanners_of):
+    """The share of each negative kind (negatives.py; `images`: the runtime's
+    JSON objects of `paths` with the written package) the runtime refuses, by
     which rule, and what the network's logits alone would refuse (a Mahalanobis
     distance on the logits, its threshold at the same share of the validation
     images `features`): the measurement behind docs/safety.md."""
-    paths = sorted(p for p in Path(negatives_dir).rglob("*.png"))
-    images = run_runtime(busi_infer, backend, model_path, paths)
     kinds = np.array([p.parent.name for p in paths])
     refused = np.array([im["verdict"] == "unreadable" for im in images])
     out = {"images": int(len(paths)), "refused": float(refused.mean())}
@@ -304,6 +342,26 @@ def negative_figures(busi_infer, backend, model_path, negatives_dir, features, s
     out["logits_only_images"] = len(reached)
     out["accepted_files"] = [str(p.relative_to(Path(negatives_dir))) for p, r in zip(paths, refused) if not r]
     return out
+
+
+def site_images(folder, busi_infer, backend, original, block, tmp):
+    """{"features": gate features of the --site images the input rules pass,
+    "refused": "file: reason" of those they refuse}. The input rules are fixed
+    (MIN_SIDE, MAX_COLOUR, MIN_STDDEV), so a block fitted without the site says
+    which images they refuse: those stay out of the gate's fit."""
+    paths = sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise SystemExit(f"--site {folder}: no PNG or JPEG images in it")
+    provisional = Path(tmp) / "without-site.bqnn"
+    provisional.write_bytes(package.with_calibration(original, block))
+    found = run_runtime(busi_infer, backend, provisional, paths)
+    usable = ["ood_features" in im and not refused_by_input_rules(im) for im in found]
+    refused = [f"{p}: {im.get('reason', 'no gate features')}" for p, im, ok in zip(paths, found, usable) if not ok]
+    kept = [im["ood_features"] for im, ok in zip(found, usable) if ok]
+    if len(kept) < 20:
+        raise SystemExit(f"--site {folder}: {len(kept)} usable images; the gate needs at least 20 of a scanner "
+                         f"(a few hundred are better) ({len(refused)} refused by the input rules)")
+    return {"features": np.array(kept, float), "refused": refused}
 
 
 def development_images(shared, cache_dir):
@@ -340,6 +398,10 @@ def main(argv=None):
     ap.add_argument("--negatives", default=None, help="folder written by busi_train.negatives, to measure refusal")
     ap.add_argument("--report", default=None, help="write the figures as JSON here")
     ap.add_argument("--repeats", type=int, default=10, help="random halvings the cross-fitted figures average over")
+    ap.add_argument("--site", metavar="DIR", default=None,
+                    help="unlabelled PNG/JPEG images of the clinic's own scanner (one or a few per patient): they "
+                         "join the gate's fit, so the gate accepts that scanner too; the temperature and the "
+                         "referral curves stay fitted on the labelled images")
     args = ap.parse_args(argv)
 
     original = Path(args.model).read_bytes()
@@ -372,21 +434,29 @@ def main(argv=None):
                         f"backend {backend}"
         logits = features[:, package.IMAGE_STATISTICS:]
         block = fit(features, labels, sources_of, scanners_of, fitted_on)
+        site = site_images(args.site, args.busi_infer, backend, original, block, tmp) if args.site else None
+        if site:
+            fitted_on += f"; the gate also on {len(site['features'])} unlabelled images of {args.site} (--site)"
+            block = fit(features, labels, sources_of, scanners_of, fitted_on, site["features"])
         Path(args.out).write_bytes(package.with_calibration(original, block))
         # The input rules do not depend on the model or the fit: the shipped
         # block's runtime run gives them for every half and held-out scanner.
         shipped = run_runtime(args.busi_infer, backend, args.out, paths)
-        input_refused = np.array([im["verdict"] == "unreadable" and not im["reason"].startswith("out of")
-                                  for im in shipped])
+        input_refused = np.array([refused_by_input_rules(im) for im in shipped])
 
         # Cross-fitting, repeated over several random halvings: one halving of
         # 78 BUSI validation images moves the BUSI acceptance by a few points.
-        verdicts, idx, accepted_by_repeat = [], [], []
+        verdicts, idx, accepted_by_repeat, site_accepted = [], [], [], []
         for seed in range(args.repeats):
             in_a = halves(groups, sources_of, seed)
-            for fit_on in (in_a, ~in_a):
+            site_in_a = halves(np.arange(len(site["features"])), np.full(len(site["features"]), SITE), seed) \
+                if site else None
+            for fit_on, site_fit_on in ((in_a, site_in_a), (~in_a, None if site is None else ~site_in_a)):
                 half_block = fit(features[fit_on], labels[fit_on], sources_of[fit_on], scanners_of[fit_on],
-                                 "cross-fitting half")
+                                 "cross-fitting half", None if site is None else site["features"][site_fit_on])
+                if site:
+                    held_site = site["features"][~site_fit_on]
+                    site_accepted.append(gate_accepts(half_block["gate"], held_site, np.zeros(len(held_site), bool)))
                 held = np.nonzero(~fit_on)[0]
                 if args.out_of_fold:
                     verdicts.append(rule_verdicts(half_block, features[held], input_refused[held]))
@@ -408,16 +478,31 @@ def main(argv=None):
         cross["repeats"] = args.repeats
         cross["accepted_range"] = {s: [min(r[s] for r in accepted_by_repeat), max(r[s] for r in accepted_by_repeat)]
                                    for s in np.unique(sources_of)}
-        cross["accepted_held_out_scanner"] = held_out_scanner_acceptance(features, sources_of, scanners_of,
-                                                                         input_refused)
+        negatives = None
+        if args.negatives:
+            negative_paths = sorted(p for p in Path(args.negatives).rglob("*.png"))
+            negative_images = run_runtime(args.busi_infer, backend, args.out, negative_paths)
+            # Features of those the input rules refuse are not used: they stay refused.
+            negatives = (np.array([im.get("ood_features", [np.nan] * features.shape[1]) for im in negative_images],
+                                  float),
+                         np.array([refused_by_input_rules(im) or "ood_features" not in im for im in negative_images]))
+        cross["accepted_held_out_scanner"] = held_out_scanner_acceptance(features, sources_of, scanners_of, groups,
+                                                                         input_refused, negatives)
+        if site:
+            by_repeat = [float(np.mean(np.concatenate(site_accepted[2 * r:2 * r + 2]))) for r in range(args.repeats)]
+            cross["accepted_site"] = float(np.mean(np.concatenate(site_accepted)))
+            cross["accepted_range"][SITE] = [min(by_repeat), max(by_repeat)]
 
         report = {"model": header["name"], "backend": backend, "fitted_on": fitted_on,
                   "temperature": block["temperature"], "ood_threshold": block["gate"]["ood_threshold"],
                   "referral": {k: block["referral"][k] for k in ("threshold", "sensitivity", "specificity")},
                   "suspicious": {k: block["suspicious"][k] for k in ("threshold", "sensitivity", "specificity")},
                   "cross_fitted": cross}
+        if site:
+            report["site"] = {"folder": args.site, "images": len(site["features"]) + len(site["refused"]),
+                              "fitted_on": len(site["features"]), "refused_by_input_rules": site["refused"]}
         if args.negatives:
-            report["negatives"] = negative_figures(args.busi_infer, backend, args.out, args.negatives, features,
+            report["negatives"] = negative_figures(negative_paths, negative_images, args.negatives, features,
                                                    sources_of, scanners_of)
     text = json.dumps(report, indent=1)
     if args.report:

@@ -1,9 +1,11 @@
 """The "calibration" block: the Python writer's checks (the C++ reader's twin),
 replacing a block without touching the rest of a package, and the fit's
 operating points (busi_train.calibrate, docs/safety.md)."""
+import csv
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -110,6 +112,27 @@ def test_the_gate_weighs_scanners_alike():
         assert not calibrate.gate_accepts(fitted["gate"], off, nothing_refused).any()
 
 
+def test_site_images_widen_the_gate_to_their_scanner_alone():
+    """Unlabelled images of a clinic's scanner (--site) join the gate's fit as a
+    source of their own: the gate then accepts that scanner at its stated
+    share, while the temperature and the curves come from the labelled images
+    alone, and images off in a direction no scanner shows stay refused."""
+    rng = np.random.default_rng(6)
+    features, labels = synthetic_features(1000, seed=6)
+    scanners = np.full(len(features), "known")
+    clinic = rng.normal(0, 1, (400, features.shape[1])) + 6 * np.eye(features.shape[1])[2]
+    site, held = clinic[:200], clinic[200:]
+    without = calibrate.fit(features, labels, scanners, scanners, "synthetic")
+    block = calibrate.fit(features, labels, scanners, scanners, "synthetic", site_features=site)
+    nothing_refused = np.zeros(len(held), bool)
+    assert np.mean(calibrate.gate_accepts(without["gate"], held, nothing_refused)) < 0.5
+    assert np.mean(calibrate.gate_accepts(block["gate"], site, nothing_refused)) >= calibrate.ACCEPT
+    assert np.mean(calibrate.gate_accepts(block["gate"], held, nothing_refused)) > 0.95
+    assert block["temperature"] == without["temperature"] and block["referral"] == without["referral"]
+    off = features[:200] + 8 * np.eye(features.shape[1])[5]
+    assert not calibrate.gate_accepts(block["gate"], off, np.zeros(len(off), bool)).any()
+
+
 def test_halves_keep_groups_whole_and_split_each_source():
     groups = np.array([f"g{i // 3}" for i in range(60)])
     sources = np.array(["busi"] * 30 + ["busbra"] * 30)
@@ -173,8 +196,7 @@ def test_rule_verdicts_decide_as_the_runtime(busi_root, tmp_path):
     reached = [im for im in images if "ood_features" in im]
     verdict, scores, suspicious = calibrate.runtime_verdicts(reached)
     assert {"refer", "routine", "unreadable"} <= set(verdict), "the images must reach every decision"
-    input_refused = np.array([v == "unreadable" and not im["reason"].startswith("out of")
-                              for v, im in zip(verdict, reached)])
+    input_refused = np.array([calibrate.refused_by_input_rules(im) for im in reached])
     assert input_refused.any() and (verdict == "unreadable").sum() > input_refused.sum()
     header, _ = package.read_container(model.read_bytes())
     features = np.array([im["ood_features"] for im in reached], float)
@@ -183,6 +205,40 @@ def test_rule_verdicts_decide_as_the_runtime(busi_root, tmp_path):
     accepted = verdict != "unreadable"
     assert np.allclose(ours[1][accepted], scores[accepted], atol=1e-5)
     assert list(ours[2][accepted]) == list(suspicious[accepted])
+
+
+def test_the_command_fits_the_gate_on_a_site_folder_and_leaves_out_what_the_input_rules_refuse(busi_root, tmp_path):
+    """calibrate --site end to end (one halving): a clinic's folder of LOGIQ 5
+    frames plus a colour photograph and a file that is no image; the photograph
+    and the broken file are listed as refused by the input rules and kept out
+    of the fit, the rest join it, and the written package accepts them."""
+    exe = tool("BUSI_INFER_TOOL")
+    if exe is None:
+        pytest.skip("BUSI_INFER_TOOL not set (ctest sets it to the built busi-infer)")
+    shared = busi_root.parent
+    if not (shared / "busbra" / "bus_data.csv").is_file():
+        pytest.skip(f"BUS-BRA not found at {shared / 'busbra'}")
+    rows = [r for r in csv.DictReader(open(shared / "busbra" / "bus_data.csv")) if "Logiq 5" in r["Device"]]
+    site = tmp_path / "clinic"
+    site.mkdir()
+    for r in rows[:30]:
+        (site / f"{r['ID']}.png").symlink_to(shared / "busbra" / "images" / f"{r['ID']}.png")
+    # A colour frame (a Doppler-like red overlay on one of the frames): the colour rule refuses it.
+    grey = cv2.imread(str(site / f"{rows[0]['ID']}.png"), cv2.IMREAD_GRAYSCALE)
+    cv2.imwrite(str(site / "colour.png"), np.dstack([grey, grey, np.full_like(grey, 255)]))
+    (site / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    out, report = tmp_path / "site.bqnn", tmp_path / "report.json"
+    calibrate.main(["--model", str(REPO / "models" / "busi-w2a4.bqnn"), "--busi-infer", exe, "--shared", str(shared),
+                    "--out", str(out), "--report", str(report), "--repeats", "1", "--site", str(site)])
+    figures = json.loads(report.read_text())
+    assert figures["site"]["images"] == 32 and figures["site"]["fitted_on"] == 30
+    refused = "\n".join(figures["site"]["refused_by_input_rules"])
+    assert "colour.png" in refused and "broken.png" in refused
+    assert 0 <= figures["cross_fitted"]["accepted_site"] <= 1
+    images = calibrate.run_runtime(exe, "cpu_int", out, sorted(site.glob("bus_*.png")))
+    assert all(im["verdict"] != "unreadable" for im in images)
+    header, _ = package.read_container(out.read_bytes())
+    assert "--site" in header["calibration"]["fitted_on"]
 
 
 def test_out_of_fold_logits_take_each_image_from_the_fold_that_held_it_out(tmp_path):
