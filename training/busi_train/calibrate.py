@@ -267,7 +267,7 @@ def held_out_scanner_acceptance(features, sources_of, scanners_of, groups, input
         others, own = scanners_of != scanner, scanners_of == scanner
         in_a = halves(groups, sources_of) & own
         in_b = own & ~in_a
-        out[str(scanner)] = {**figures("unseen", [(gate_of(others, own & False), own)]),
+        out[str(scanner)] = {**figures("unseen", [(gate_of(others, np.zeros_like(own)), own)]),
                              **figures("half_as_site", [(gate_of(others, in_a), in_b), (gate_of(others, in_b), in_a)])}
     return out
 
