@@ -36,6 +36,13 @@ struct neon_kernel {
     // (the same counts for every reachable acc).
     bool narrow = false;
     std::vector<int16_t> thresholds16;
+    // Narrow, at most 15 levels: the level_arithmetic (plan.hpp) of each
+    // channel that has one, on acc (scale 1), as [k, c, m, -(s + 1)][oc_pad]
+    // int16, and per vector of 4 channels whether all its channels have one
+    // (its levels then come from the forms, 5 instructions for 8 channels,
+    // where counting 15 thresholds takes 45; else from the count).
+    std::vector<int16_t> forms;
+    std::vector<bool> vector_has_forms;
   };
   // A Winograd step's scratch, one per engine and step (an engine runs one
   // image at a time, on one thread): the 4 rows of the vertical transform, the
@@ -83,8 +90,20 @@ struct neon_kernel {
     p.wg_plane = std::size_t(s.pooled_w) * p.wg_ic_pad;
     const int64_t bound = int64_t(s.input_max) * s.max_abs_channel_sum();
     p.narrow = 4 * bound <= 32767;
-    if (p.narrow)
-      for (int32_t t : p.thresholds) p.thresholds16.push_back(int16_t(std::clamp<int64_t>(t, -bound, bound + 1)));
+    if (!p.narrow) return;
+    for (int32_t t : p.thresholds) p.thresholds16.push_back(int16_t(std::clamp<int64_t>(t, -bound, bound + 1)));
+    if (p.per > 15) return;
+    p.forms.assign(std::size_t(4) * p.oc_pad, 0);
+    p.vector_has_forms.assign(p.oc_pad / lanes, true);
+    for (int o = 0; o < s.oc; ++o) {
+      level_arithmetic f;
+      if (!channel_level_arithmetic(s, o, 1, f)) {
+        p.vector_has_forms[o / lanes] = false;
+        continue;
+      }
+      const int16_t params[4] = {f.k, f.c, f.m, int16_t(-(f.s + 1))};
+      for (int i = 0; i < 4; ++i) p.forms[std::size_t(i) * p.oc_pad + o] = params[i];
+    }
   }
 
   static scratch make_scratch(const conv_step&, const packed& p) {
@@ -289,15 +308,70 @@ struct neon_kernel {
       winograd_levels_wide<NV>(s, p, w, v0, tx0, n, out_row);
   }
 
-  // The same on int16 lanes (4 * acc fits int16), NV vectors at once; the
-  // levels narrowed to bytes and stored together.
+  // The levels of NV vectors of channels, as bytes (NV == 1: the first 4):
+  // the count of their thresholds <= acc ...
+  template <int NV>
+  struct threshold_count {
+    const int16_t* thresholds;  // p.thresholds16 at vector v0
+    int per, oc_pad;
+    uint8x8_t operator()(narrow_vec<NV> acc) const {  // a true compare is all ones (-1)
+      if constexpr (NV == 2) {
+        uint16x8_t level = vdupq_n_u16(0);
+        for (int k = 0; k < per; ++k) level = vsubq_u16(level, vcgeq_s16(acc, vld1q_s16(thresholds + k * oc_pad)));
+        return vmovn_u16(level);
+      } else {
+        uint16x4_t level = vdup_n_u16(0);
+        for (int k = 0; k < per; ++k) level = vsub_u16(level, vcge_s16(acc, vld1_s16(thresholds + k * oc_pad)));
+        return vmovn_u16(vcombine_u16(level, level));
+      }
+    }
+  };
+  // ... or their level_arithmetic::level(acc, per): x = k * acc + c mod
+  // 2^16 (vmla), then ((x * m) >> 16) >> s as vqdmulh's (2 * x * m) >> 16
+  // (never saturating: m > 0) shifted right by s + 1 (vshl by -(s + 1)),
+  // clamped to [0, per].
+  template <int NV>
+  struct form_levels {
+    narrow_vec<NV> k, c, m, shift, top;
+    form_levels(const packed& p, int v0)
+        : k(load16<NV>(p.forms.data() + v0 * lanes)),
+          c(load16<NV>(p.forms.data() + p.oc_pad + v0 * lanes)),
+          m(load16<NV>(p.forms.data() + 2 * p.oc_pad + v0 * lanes)),
+          shift(load16<NV>(p.forms.data() + 3 * p.oc_pad + v0 * lanes)) {
+      if constexpr (NV == 2) top = vdupq_n_s16(int16_t(p.per)); else top = vdup_n_s16(int16_t(p.per));
+    }
+    uint8x8_t operator()(narrow_vec<NV> acc) const {
+      if constexpr (NV == 2) {
+        const int16x8_t y = vshlq_s16(vqdmulhq_s16(vmlaq_s16(c, acc, k), m), shift);
+        return vmovn_u16(vreinterpretq_u16_s16(vminq_s16(vmaxq_s16(y, vdupq_n_s16(0)), top)));
+      } else {
+        const int16x4_t y = vshl_s16(vqdmulh_s16(vmla_s16(c, acc, k), m), shift);
+        const int16x4_t level = vmin_s16(vmax_s16(y, vdup_n_s16(0)), top);
+        return vmovn_u16(vreinterpretq_u16_s16(vcombine_s16(level, level)));
+      }
+    }
+  };
+
+  // The same on int16 lanes (4 * acc fits int16), NV vectors at once, the
+  // levels from the forms when every channel of the NV vectors has one, else
+  // counted; narrowed to bytes and stored together.
   template <int NV>
   static void winograd_levels_narrow(const conv_step& s, const packed& p, scratch& w, int v0, int tx0, int n,
                                      uint8_t* out_row) {
+    const bool forms = !p.vector_has_forms.empty() && p.vector_has_forms[v0] && (NV == 1 || p.vector_has_forms[v0 + 1]);
+    if (forms)
+      narrow_tile_levels<NV>(s, p, w, v0, tx0, n, out_row, form_levels<NV>(p, v0));
+    else
+      narrow_tile_levels<NV>(s, p, w, v0, tx0, n, out_row,
+                             threshold_count<NV>{p.thresholds16.data() + v0 * lanes, p.per, p.oc_pad});
+  }
+
+  template <int NV, class Levels>
+  static void narrow_tile_levels(const conv_step& s, const packed& p, scratch& w, int v0, int tx0, int n,
+                                 uint8_t* out_row, const Levels& levels) {
     using vec16 = narrow_vec<NV>;
     const std::size_t xi_stride = std::size_t(winograd_tiles) * p.oc_pad;
     const int channels = std::min(NV * lanes, p.oc - v0 * lanes);
-    const int16_t* thresholds = p.thresholds16.data() + v0 * lanes;
     for (int t = 0; t < n; ++t) {
       const int16_t* m = w.products16.data() + std::size_t(t) * p.oc_pad + v0 * lanes;
       vec16 r0[4], r1[4];  // A^T M: rows m0 + m1 + m2 and m1 - m2 - m3
@@ -310,26 +384,19 @@ struct neon_kernel {
       auto left = [](const vec16* r) { return r[0] + r[1] + r[2]; };
       auto right = [](const vec16* r) { return r[1] - r[2] - r[3]; };
       uint8_t* out = out_row + std::size_t(tx0 + t) * s.oc + v0 * lanes;
-      if constexpr (NV == 2) {
-        const int16x8_t acc = vshrq_n_s16(vmaxq_s16(vmaxq_s16(left(r0), right(r0)), vmaxq_s16(left(r1), right(r1))), 2);
-        uint16x8_t level = vdupq_n_u16(0);  // a true compare is all ones (-1)
-        for (int k = 0; k < p.per; ++k) level = vsubq_u16(level, vcgeq_s16(acc, vld1q_s16(thresholds + k * p.oc_pad)));
-        const uint8x8_t bytes = vmovn_u16(level);
-        if (channels == 8) {
-          vst1_u8(out, bytes);
-          continue;
-        }
-        uint8_t values[8];
-        vst1_u8(values, bytes);
-        std::memcpy(out, values, channels);
-      } else {
-        const int16x4_t acc = vshr_n_s16(vmax_s16(vmax_s16(left(r0), right(r0)), vmax_s16(left(r1), right(r1))), 2);
-        uint16x4_t level = vdup_n_u16(0);
-        for (int k = 0; k < p.per; ++k) level = vsub_u16(level, vcge_s16(acc, vld1_s16(thresholds + k * p.oc_pad)));
-        uint8_t values[8];
-        vst1_u8(values, vmovn_u16(vcombine_u16(level, level)));
-        std::memcpy(out, values, channels);
+      vec16 acc;
+      if constexpr (NV == 2)
+        acc = vshrq_n_s16(vmaxq_s16(vmaxq_s16(left(r0), right(r0)), vmaxq_s16(left(r1), right(r1))), 2);
+      else
+        acc = vshr_n_s16(vmax_s16(vmax_s16(left(r0), right(r0)), vmax_s16(left(r1), right(r1))), 2);
+      const uint8x8_t bytes = levels(acc);
+      if (channels == 8) {
+        vst1_u8(out, bytes);
+        continue;
       }
+      uint8_t values[8];
+      vst1_u8(values, bytes);
+      std::memcpy(out, values, channels);
     }
   }
 
