@@ -320,7 +320,7 @@ TEST(CpuIntLevelArithmetic, TheShippedModelsHaveAFormForEveryChannel) {
 // and offset per channel around its typical accumulators; every 7th channel
 // one level over its whole range) and checks the fast paths on them, and again
 // with one channel of each layer a repeated threshold (no form: the layer
-// keeps its search on x86; on NEON the vectors holding that channel do).
+// keeps its search on x86; on NEON the block of 8 channels holding it does).
 TEST(CpuIntFastPaths, ArithmeticThresholdsOddShapes) {
   REQUIRE_FAST_PATH();
   std::mt19937_64 rng(11);

@@ -37,12 +37,15 @@ struct neon_kernel {
     bool narrow = false;
     std::vector<int16_t> thresholds16;
     // Narrow, at most 15 levels: the level_arithmetic (plan.hpp) of each
-    // channel that has one, on acc (scale 1), as [k, c, m, -(s + 1)][oc_pad]
-    // int16, and per vector of 4 channels whether all its channels have one
-    // (its levels then come from the forms, 5 instructions for 8 channels,
-    // where counting 15 thresholds takes 45; else from the count).
+    // channel on acc (scale 1), as [k, c, m, -(s + 1)][oc_pad] int16, and per
+    // block of 8 channels (the pair of vectors run_winograd runs together;
+    // the last 4 alone when their count is odd) whether every channel has one:
+    // its levels then come from the forms, 5 NEON instructions for 8 channels
+    // where counting 15 thresholds takes 45, else from the count. A block's
+    // search stops at its first channel without a form (each failed search
+    // costs up to ~1 ms at model load).
     std::vector<int16_t> forms;
-    std::vector<bool> vector_has_forms;
+    std::vector<bool> block_has_forms;
   };
   // A Winograd step's scratch, one per engine and step (an engine runs one
   // image at a time, on one thread): the 4 rows of the vertical transform, the
@@ -94,11 +97,13 @@ struct neon_kernel {
     for (int32_t t : p.thresholds) p.thresholds16.push_back(int16_t(std::clamp<int64_t>(t, -bound, bound + 1)));
     if (p.per > 15) return;
     p.forms.assign(std::size_t(4) * p.oc_pad, 0);
-    p.vector_has_forms.assign(p.oc_pad / lanes, true);
+    p.block_has_forms.assign((p.oc_pad + 2 * lanes - 1) / (2 * lanes), true);
     for (int o = 0; o < s.oc; ++o) {
+      const int block = o / (2 * lanes);
+      if (!p.block_has_forms[block]) continue;
       level_arithmetic f;
       if (!channel_level_arithmetic(s, o, 1, f)) {
-        p.vector_has_forms[o / lanes] = false;
+        p.block_has_forms[block] = false;
         continue;
       }
       const int16_t params[4] = {f.k, f.c, f.m, int16_t(-(f.s + 1))};
@@ -352,14 +357,13 @@ struct neon_kernel {
     }
   };
 
-  // The same on int16 lanes (4 * acc fits int16), NV vectors at once, the
-  // levels from the forms when every channel of the NV vectors has one, else
-  // counted; narrowed to bytes and stored together.
+  // The same on int16 lanes (4 * acc fits int16), NV vectors (one block) at
+  // once, the levels from the forms when every channel of the block has one,
+  // else counted; narrowed to bytes and stored together.
   template <int NV>
   static void winograd_levels_narrow(const conv_step& s, const packed& p, scratch& w, int v0, int tx0, int n,
                                      uint8_t* out_row) {
-    const bool forms = !p.vector_has_forms.empty() && p.vector_has_forms[v0] && (NV == 1 || p.vector_has_forms[v0 + 1]);
-    if (forms)
+    if (!p.block_has_forms.empty() && p.block_has_forms[v0 / 2])
       narrow_tile_levels<NV>(s, p, w, v0, tx0, n, out_row, form_levels<NV>(p, v0));
     else
       narrow_tile_levels<NV>(s, p, w, v0, tx0, n, out_row,
