@@ -336,7 +336,7 @@ TEST(CpuIntFastPaths, ArithmeticThresholdsOddShapes) {
   const std::vector<std::vector<RandomModelSpec::Conv>> shapes = {{{8, 3, 2}, {16, 3, 2}, {33, 3, 2}},
                                                                   {{8, 3, 2}, {4, 3, 2}, {13, 3, 0}},
                                                                   {{4, 3, 2}, {64, 3, 2}, {40, 3, 2}}};
-  int index = 0, neon_form_steps = 0;
+  int index = 0, neon_narrow_form_steps = 0, neon_wide_form_steps = 0;
   for (const auto& convs : shapes)
     for (int w : {2, 4})
       for (bool one_without_form : {false, true}) {
@@ -372,27 +372,33 @@ TEST(CpuIntFastPaths, ArithmeticThresholdsOddShapes) {
           if (one_without_form || w == 2)
             EXPECT_EQ(found, !one_without_form) << "shape " << index << " step " << i << " w" << w;
         }
-        // The NEON path's narrow Winograd layers: channel 0 has no form with
-        // the repeated threshold; with 2-bit weights every other one has.
+        // The NEON path's Winograd layers (forms on acc, per block of 8
+        // channels): channel 0 has no form with the repeated threshold; with
+        // 2-bit weights every other one has. Counted: the layers with a block
+        // on forms, on int16 lanes (4 * |acc| fits) and on int32.
         for (std::size_t i = 0; i < p.steps.size(); ++i) {
           const conv_step& s = p.steps[i];
-          if (!winograd_shape(s) || 4 * s.input_max * s.max_abs_channel_sum() > 32767) continue;
-          ++neon_form_steps;
+          if (!winograd_shape(s)) continue;
+          std::vector<bool> block_has_forms((s.oc + 7) / 8, true);
           for (int o = 0; o < s.oc; ++o) {
             level_arithmetic f;
             const bool found = channel_level_arithmetic(s, o, 1, f);
+            if (!found) block_has_forms[o / 8] = false;
             if (o == 0 && one_without_form)
               EXPECT_FALSE(found) << "shape " << index << " step " << i << " w" << w;
             else if (w == 2)
               EXPECT_TRUE(found) << "shape " << index << " step " << i << " channel " << o;
           }
+          if (std::find(block_has_forms.begin(), block_has_forms.end(), true) != block_has_forms.end())
+            ++(4 * s.input_max * s.max_abs_channel_sum() <= 32767 ? neon_narrow_form_steps : neon_wide_form_steps);
         }
         const std::string what = "arithmetic thresholds, shape " + std::to_string(index) + " w" + std::to_string(w);
         expect_fast_paths_match(m, 400 + index, what + (one_without_form ? ", one without form" : ""));
         ++index;
       }
-  // 22 of the 12 models' 32 Winograd layers (the seeds are fixed).
-  EXPECT_GE(neon_form_steps, 16) << "layers the NEON path runs on forms";
+  // 17 and 4 of the 12 models' 32 Winograd layers (the seeds are fixed).
+  EXPECT_GE(neon_narrow_form_steps, 12) << "int16 Winograd layers the NEON path runs on forms";
+  EXPECT_GE(neon_wide_form_steps, 2) << "int32 Winograd layers the NEON path runs on forms";
 }
 
 TEST(CpuIntFastPaths, AllBusiImagesWithTheShippedModel) {

@@ -36,14 +36,17 @@ struct neon_kernel {
     // (the same counts for every reachable acc).
     bool narrow = false;
     std::vector<int16_t> thresholds16;
-    // Narrow, at most 15 levels: the level_arithmetic (plan.hpp) of each
+    // Winograd, at most 15 levels: the level_arithmetic (plan.hpp) of each
     // channel on acc (scale 1), as [k, c, m, -(s + 1)][oc_pad] int16, and per
     // block of 8 channels (the pair of vectors run_winograd runs together;
     // the last 4 alone when their count is odd) whether every channel has one:
     // its levels then come from the forms, 5 NEON instructions for 8 channels
-    // where counting 15 thresholds takes 45, else from the count. A block's
-    // search stops at its first channel without a form (each failed search
-    // costs up to ~1 ms at model load).
+    // where counting 15 thresholds takes 45, else from the count. A form
+    // exists only where every reachable acc of its channel fits int16, so the
+    // wide kernel's int32 acc narrows exactly. A block's search stops at its
+    // first channel without a form (each failed search costs up to ~1 ms at
+    // model load). The direct kernels' layers (few outputs per channel)
+    // keep the count: their forms would cost more to find than they save.
     std::vector<int16_t> forms;
     std::vector<bool> block_has_forms;
   };
@@ -93,9 +96,12 @@ struct neon_kernel {
     p.wg_plane = std::size_t(s.pooled_w) * p.wg_ic_pad;
     const int64_t bound = int64_t(s.input_max) * s.max_abs_channel_sum();
     p.narrow = 4 * bound <= 32767;
-    if (!p.narrow) return;
-    for (int32_t t : p.thresholds) p.thresholds16.push_back(int16_t(std::clamp<int64_t>(t, -bound, bound + 1)));
-    if (p.per > 15) return;
+    if (p.narrow)
+      for (int32_t t : p.thresholds) p.thresholds16.push_back(int16_t(std::clamp<int64_t>(t, -bound, bound + 1)));
+    if (p.per <= 15) pack_forms(s, p);
+  }
+
+  static void pack_forms(const conv_step& s, packed& p) {
     p.forms.assign(std::size_t(4) * p.oc_pad, 0);
     p.block_has_forms.assign((p.oc_pad + 2 * lanes - 1) / (2 * lanes), true);
     for (int o = 0; o < s.oc; ++o) {
@@ -331,6 +337,9 @@ struct neon_kernel {
       }
     }
   };
+  // Whether vector v's block runs on forms.
+  static bool has_forms(const packed& p, int v) { return !p.block_has_forms.empty() && p.block_has_forms[v / 2]; }
+
   // ... or their level_arithmetic::level(acc, per): x = k * acc + c mod
   // 2^16 (vmla), then ((x * m) >> 16) >> s as vqdmulh's (2 * x * m) >> 16
   // (never saturating: m > 0) shifted right by s + 1 (vshl by -(s + 1)),
@@ -363,7 +372,7 @@ struct neon_kernel {
   template <int NV>
   static void winograd_levels_narrow(const conv_step& s, const packed& p, scratch& w, int v0, int tx0, int n,
                                      uint8_t* out_row) {
-    if (!p.block_has_forms.empty() && p.block_has_forms[v0 / 2])
+    if (has_forms(p, v0))
       narrow_tile_levels<NV>(s, p, w, v0, tx0, n, out_row, form_levels<NV>(p, v0));
     else
       narrow_tile_levels<NV>(s, p, w, v0, tx0, n, out_row,
@@ -408,8 +417,8 @@ struct neon_kernel {
   static void winograd_levels_wide(const conv_step& s, const packed& p, scratch& w, int v0, int tx0, int n,
                                    uint8_t* out_row) {
     const std::size_t xi_stride = std::size_t(winograd_tiles) * p.oc_pad;
-    for (int v = v0; v < v0 + NV; ++v)
-      for (int t = 0; t < n; ++t) {
+    for (int v = v0; v < v0 + NV; ++v) {
+      auto acc_of = [&](int t) {
         const int32_t* m = w.products.data() + std::size_t(t) * p.oc_pad + v * lanes;
         int32x4_t r0[4], r1[4];  // A^T M: rows m0 + m1 + m2 and m1 - m2 - m3
         for (int j = 0; j < 4; ++j) {
@@ -420,9 +429,20 @@ struct neon_kernel {
         }
         auto left = [](const int32x4_t* r) { return vaddq_s32(vaddq_s32(r[0], r[1]), r[2]); };
         auto right = [](const int32x4_t* r) { return vsubq_s32(vsubq_s32(r[1], r[2]), r[3]); };
-        const int32x4_t pooled = vmaxq_s32(vmaxq_s32(left(r0), right(r0)), vmaxq_s32(left(r1), right(r1)));
-        store_levels(p, v, vshrq_n_s32(pooled, 2), out_row + std::size_t(tx0 + t) * s.oc);
+        return vshrq_n_s32(vmaxq_s32(vmaxq_s32(left(r0), right(r0)), vmaxq_s32(left(r1), right(r1))), 2);
+      };
+      if (!has_forms(p, v)) {
+        for (int t = 0; t < n; ++t) store_levels(p, v, acc_of(t), out_row + std::size_t(tx0 + t) * s.oc);
+        continue;
       }
+      const form_levels<1> levels(p, v);
+      const int channels = std::min(lanes, p.oc - v * lanes);
+      for (int t = 0; t < n; ++t) {
+        uint8_t values[8];
+        vst1_u8(values, levels(vmovn_s32(acc_of(t))));
+        std::memcpy(out_row + std::size_t(tx0 + t) * s.oc + v * lanes, values, channels);
+      }
+    }
   }
 
   // The 4 activations of a group as int16 lanes.
