@@ -298,21 +298,29 @@ TEST(CpuIntLevelArithmetic, RejectsWhatNoFormMatches) {
   EXPECT_FALSE(find_level_arithmetic(many.data(), 255, 1, -1000, 1000, f));
 }
 
-// The shipped model's thresholds (trained, BatchNorm folded) all have forms,
-// so the 702-image test below runs its conv1 and Winograd layers on them.
-TEST(CpuIntLevelArithmetic, TheShippedModelHasAFormForEveryChannel) {
-  const Model m = Model::load(default_model_path(ModelKind::quantized));
-  const plan p = make_plan(m);
-  std::vector<level_arithmetic> forms;
-  ASSERT_TRUE(step_level_arithmetic(p.steps[0], 1, forms)) << "conv1";
-  for (int i = 1; i <= 4; ++i) EXPECT_TRUE(step_level_arithmetic(p.steps[i], 4, forms)) << "conv" << i + 1;
+// The shipped models' thresholds (trained, BatchNorm folded) all have forms,
+// so the 702-image test below runs its conv1 and Winograd layers on them:
+// on the x86 paths' numbers (conv1's pooled acc, Winograd's 4 * acc) and on
+// the NEON path's (acc: scale 1 for every layer).
+TEST(CpuIntLevelArithmetic, TheShippedModelsHaveAFormForEveryChannel) {
+  const auto dir = default_model_path(ModelKind::quantized).parent_path();
+  for (const char* file : {"busi-w2a4.bqnn", "busi-w2a4-2site.bqnn"}) {
+    const Model m = Model::load(dir / file);
+    const plan p = make_plan(m);
+    std::vector<level_arithmetic> forms;
+    EXPECT_TRUE(step_level_arithmetic(p.steps[0], 1, forms)) << file << " conv1";
+    for (int i = 1; i <= 4; ++i) {
+      EXPECT_TRUE(step_level_arithmetic(p.steps[i], 4, forms)) << file << " conv" << i + 1;
+      EXPECT_TRUE(step_level_arithmetic(p.steps[i], 1, forms)) << file << " conv" << i + 1 << " on acc";
+    }
+  }
 }
 
 // Replaces every hidden layer's thresholds by arithmetic ones (a random step
 // and offset per channel around its typical accumulators; every 7th channel
 // one level over its whole range) and checks the fast paths on them, and again
 // with one channel of each layer a repeated threshold (no form: the layer
-// keeps its search).
+// keeps its search on x86; on NEON the block of 8 channels holding it does).
 TEST(CpuIntFastPaths, ArithmeticThresholdsOddShapes) {
   REQUIRE_FAST_PATH();
   std::mt19937_64 rng(11);
@@ -321,11 +329,14 @@ TEST(CpuIntFastPaths, ArithmeticThresholdsOddShapes) {
   // single_channel kernel) or 1 -> 4 (the columns kernel, searching), then
   // Winograd layers of 4, 8, 16 and 64 inputs and 4, 16, 33, 40 and 64
   // outputs (one to four vectors, the last partial; pairs and a single one)
-  // on rows of 17 and 7 tiles; a last conv without pool (direct).
+  // on rows of 17 and 7 tiles; a last conv without pool (direct). On NEON
+  // every 3x3 conv with a pool is Winograd, on int16 lanes (the forms) where
+  // 4 * |acc| fits: 8 channels at a time, the last 4 alone when their count
+  // is odd (33 and 4 outputs).
   const std::vector<std::vector<RandomModelSpec::Conv>> shapes = {{{8, 3, 2}, {16, 3, 2}, {33, 3, 2}},
                                                                   {{8, 3, 2}, {4, 3, 2}, {13, 3, 0}},
                                                                   {{4, 3, 2}, {64, 3, 2}, {40, 3, 2}}};
-  int index = 0;
+  int index = 0, neon_narrow_form_steps = 0, neon_wide_form_steps = 0;
   for (const auto& convs : shapes)
     for (int w : {2, 4})
       for (bool one_without_form : {false, true}) {
@@ -361,10 +372,33 @@ TEST(CpuIntFastPaths, ArithmeticThresholdsOddShapes) {
           if (one_without_form || w == 2)
             EXPECT_EQ(found, !one_without_form) << "shape " << index << " step " << i << " w" << w;
         }
+        // The NEON path's Winograd layers (forms on acc, per block of 8
+        // channels): channel 0 has no form with the repeated threshold; with
+        // 2-bit weights every other one has. Counted: the layers with a block
+        // on forms, on int16 lanes (4 * |acc| fits) and on int32.
+        for (std::size_t i = 0; i < p.steps.size(); ++i) {
+          const conv_step& s = p.steps[i];
+          if (!winograd_shape(s)) continue;
+          std::vector<bool> block_has_forms((s.oc + 7) / 8, true);
+          for (int o = 0; o < s.oc; ++o) {
+            level_arithmetic f;
+            const bool found = channel_level_arithmetic(s, o, 1, f);
+            if (!found) block_has_forms[o / 8] = false;
+            if (o == 0 && one_without_form)
+              EXPECT_FALSE(found) << "shape " << index << " step " << i << " w" << w;
+            else if (w == 2)
+              EXPECT_TRUE(found) << "shape " << index << " step " << i << " channel " << o;
+          }
+          if (std::find(block_has_forms.begin(), block_has_forms.end(), true) != block_has_forms.end())
+            ++(4 * s.input_max * s.max_abs_channel_sum() <= 32767 ? neon_narrow_form_steps : neon_wide_form_steps);
+        }
         const std::string what = "arithmetic thresholds, shape " + std::to_string(index) + " w" + std::to_string(w);
         expect_fast_paths_match(m, 400 + index, what + (one_without_form ? ", one without form" : ""));
         ++index;
       }
+  // 17 and 4 of the 12 models' 32 Winograd layers (the seeds are fixed).
+  EXPECT_GE(neon_narrow_form_steps, 12) << "int16 Winograd layers the NEON path runs on forms";
+  EXPECT_GE(neon_wide_form_steps, 2) << "int32 Winograd layers the NEON path runs on forms";
 }
 
 TEST(CpuIntFastPaths, AllBusiImagesWithTheShippedModel) {

@@ -36,6 +36,19 @@ struct neon_kernel {
     // (the same counts for every reachable acc).
     bool narrow = false;
     std::vector<int16_t> thresholds16;
+    // Winograd, at most 15 levels: the level_arithmetic (plan.hpp) of each
+    // channel on acc (scale 1), as [k, c, m, -(s + 1)][oc_pad] int16, and per
+    // block of 8 channels (the pair of vectors run_winograd runs together;
+    // the last 4 alone when their count is odd) whether every channel has one:
+    // its levels then come from the forms, 5 NEON instructions for 8 channels
+    // where counting 15 thresholds takes 45, else from the count. A form
+    // exists only where every reachable acc of its channel fits int16, so the
+    // wide kernel's int32 acc narrows exactly. A block's search stops at its
+    // first channel without a form (each failed search costs up to ~1 ms at
+    // model load). The direct kernels' layers (few outputs per channel)
+    // keep the count: their forms would cost more to find than they save.
+    std::vector<int16_t> forms;
+    std::vector<bool> block_has_forms;
   };
   // A Winograd step's scratch, one per engine and step (an engine runs one
   // image at a time, on one thread): the 4 rows of the vertical transform, the
@@ -85,6 +98,23 @@ struct neon_kernel {
     p.narrow = 4 * bound <= 32767;
     if (p.narrow)
       for (int32_t t : p.thresholds) p.thresholds16.push_back(int16_t(std::clamp<int64_t>(t, -bound, bound + 1)));
+    if (p.per <= 15) pack_forms(s, p);
+  }
+
+  static void pack_forms(const conv_step& s, packed& p) {
+    p.forms.assign(std::size_t(4) * p.oc_pad, 0);
+    p.block_has_forms.assign((p.oc_pad + 2 * lanes - 1) / (2 * lanes), true);
+    for (int o = 0; o < s.oc; ++o) {
+      const int block = o / (2 * lanes);
+      if (!p.block_has_forms[block]) continue;
+      level_arithmetic f;
+      if (!channel_level_arithmetic(s, o, 1, f)) {
+        p.block_has_forms[block] = false;
+        continue;
+      }
+      const int16_t params[4] = {f.k, f.c, f.m, int16_t(-(f.s + 1))};
+      for (int i = 0; i < 4; ++i) p.forms[std::size_t(i) * p.oc_pad + o] = params[i];
+    }
   }
 
   static scratch make_scratch(const conv_step&, const packed& p) {
@@ -289,15 +319,72 @@ struct neon_kernel {
       winograd_levels_wide<NV>(s, p, w, v0, tx0, n, out_row);
   }
 
-  // The same on int16 lanes (4 * acc fits int16), NV vectors at once; the
-  // levels narrowed to bytes and stored together.
+  // The levels of NV vectors of channels, as bytes (NV == 1: the first 4):
+  // the count of their thresholds <= acc ...
+  template <int NV>
+  struct threshold_count {
+    const int16_t* thresholds;  // p.thresholds16 at vector v0
+    int per, oc_pad;
+    uint8x8_t operator()(narrow_vec<NV> acc) const {  // a true compare is all ones (-1)
+      if constexpr (NV == 2) {
+        uint16x8_t level = vdupq_n_u16(0);
+        for (int k = 0; k < per; ++k) level = vsubq_u16(level, vcgeq_s16(acc, vld1q_s16(thresholds + k * oc_pad)));
+        return vmovn_u16(level);
+      } else {
+        uint16x4_t level = vdup_n_u16(0);
+        for (int k = 0; k < per; ++k) level = vsub_u16(level, vcge_s16(acc, vld1_s16(thresholds + k * oc_pad)));
+        return vmovn_u16(vcombine_u16(level, level));
+      }
+    }
+  };
+  // Whether vector v's block runs on forms.
+  static bool has_forms(const packed& p, int v) { return !p.block_has_forms.empty() && p.block_has_forms[v / 2]; }
+
+  // ... or their level_arithmetic::level(acc, per): x = k * acc + c mod
+  // 2^16 (vmla), then ((x * m) >> 16) >> s as vqdmulh's (2 * x * m) >> 16
+  // (never saturating: m > 0) shifted right by s + 1 (vshl by -(s + 1)),
+  // clamped to [0, per].
+  template <int NV>
+  struct form_levels {
+    narrow_vec<NV> k, c, m, shift, top;
+    form_levels(const packed& p, int v0)
+        : k(load16<NV>(p.forms.data() + v0 * lanes)),
+          c(load16<NV>(p.forms.data() + p.oc_pad + v0 * lanes)),
+          m(load16<NV>(p.forms.data() + 2 * p.oc_pad + v0 * lanes)),
+          shift(load16<NV>(p.forms.data() + 3 * p.oc_pad + v0 * lanes)) {
+      if constexpr (NV == 2) top = vdupq_n_s16(int16_t(p.per)); else top = vdup_n_s16(int16_t(p.per));
+    }
+    uint8x8_t operator()(narrow_vec<NV> acc) const {
+      if constexpr (NV == 2) {
+        const int16x8_t y = vshlq_s16(vqdmulhq_s16(vmlaq_s16(c, acc, k), m), shift);
+        return vmovn_u16(vreinterpretq_u16_s16(vminq_s16(vmaxq_s16(y, vdupq_n_s16(0)), top)));
+      } else {
+        const int16x4_t y = vshl_s16(vqdmulh_s16(vmla_s16(c, acc, k), m), shift);
+        const int16x4_t level = vmin_s16(vmax_s16(y, vdup_n_s16(0)), top);
+        return vmovn_u16(vreinterpretq_u16_s16(vcombine_s16(level, level)));
+      }
+    }
+  };
+
+  // The same on int16 lanes (4 * acc fits int16), NV vectors (one block) at
+  // once, the levels from the forms when every channel of the block has one,
+  // else counted; narrowed to bytes and stored together.
   template <int NV>
   static void winograd_levels_narrow(const conv_step& s, const packed& p, scratch& w, int v0, int tx0, int n,
                                      uint8_t* out_row) {
+    if (has_forms(p, v0))
+      narrow_tile_levels<NV>(s, p, w, v0, tx0, n, out_row, form_levels<NV>(p, v0));
+    else
+      narrow_tile_levels<NV>(s, p, w, v0, tx0, n, out_row,
+                             threshold_count<NV>{p.thresholds16.data() + v0 * lanes, p.per, p.oc_pad});
+  }
+
+  template <int NV, class Levels>
+  static void narrow_tile_levels(const conv_step& s, const packed& p, scratch& w, int v0, int tx0, int n,
+                                 uint8_t* out_row, const Levels& levels) {
     using vec16 = narrow_vec<NV>;
     const std::size_t xi_stride = std::size_t(winograd_tiles) * p.oc_pad;
     const int channels = std::min(NV * lanes, p.oc - v0 * lanes);
-    const int16_t* thresholds = p.thresholds16.data() + v0 * lanes;
     for (int t = 0; t < n; ++t) {
       const int16_t* m = w.products16.data() + std::size_t(t) * p.oc_pad + v0 * lanes;
       vec16 r0[4], r1[4];  // A^T M: rows m0 + m1 + m2 and m1 - m2 - m3
@@ -310,26 +397,19 @@ struct neon_kernel {
       auto left = [](const vec16* r) { return r[0] + r[1] + r[2]; };
       auto right = [](const vec16* r) { return r[1] - r[2] - r[3]; };
       uint8_t* out = out_row + std::size_t(tx0 + t) * s.oc + v0 * lanes;
-      if constexpr (NV == 2) {
-        const int16x8_t acc = vshrq_n_s16(vmaxq_s16(vmaxq_s16(left(r0), right(r0)), vmaxq_s16(left(r1), right(r1))), 2);
-        uint16x8_t level = vdupq_n_u16(0);  // a true compare is all ones (-1)
-        for (int k = 0; k < p.per; ++k) level = vsubq_u16(level, vcgeq_s16(acc, vld1q_s16(thresholds + k * p.oc_pad)));
-        const uint8x8_t bytes = vmovn_u16(level);
-        if (channels == 8) {
-          vst1_u8(out, bytes);
-          continue;
-        }
-        uint8_t values[8];
-        vst1_u8(values, bytes);
-        std::memcpy(out, values, channels);
-      } else {
-        const int16x4_t acc = vshr_n_s16(vmax_s16(vmax_s16(left(r0), right(r0)), vmax_s16(left(r1), right(r1))), 2);
-        uint16x4_t level = vdup_n_u16(0);
-        for (int k = 0; k < p.per; ++k) level = vsub_u16(level, vcge_s16(acc, vld1_s16(thresholds + k * p.oc_pad)));
-        uint8_t values[8];
-        vst1_u8(values, vmovn_u16(vcombine_u16(level, level)));
-        std::memcpy(out, values, channels);
+      vec16 acc;
+      if constexpr (NV == 2)
+        acc = vshrq_n_s16(vmaxq_s16(vmaxq_s16(left(r0), right(r0)), vmaxq_s16(left(r1), right(r1))), 2);
+      else
+        acc = vshr_n_s16(vmax_s16(vmax_s16(left(r0), right(r0)), vmax_s16(left(r1), right(r1))), 2);
+      const uint8x8_t bytes = levels(acc);
+      if (channels == 8) {
+        vst1_u8(out, bytes);
+        continue;
       }
+      uint8_t values[8];
+      vst1_u8(values, bytes);
+      std::memcpy(out, values, channels);
     }
   }
 
@@ -337,8 +417,8 @@ struct neon_kernel {
   static void winograd_levels_wide(const conv_step& s, const packed& p, scratch& w, int v0, int tx0, int n,
                                    uint8_t* out_row) {
     const std::size_t xi_stride = std::size_t(winograd_tiles) * p.oc_pad;
-    for (int v = v0; v < v0 + NV; ++v)
-      for (int t = 0; t < n; ++t) {
+    for (int v = v0; v < v0 + NV; ++v) {
+      auto acc_of = [&](int t) {
         const int32_t* m = w.products.data() + std::size_t(t) * p.oc_pad + v * lanes;
         int32x4_t r0[4], r1[4];  // A^T M: rows m0 + m1 + m2 and m1 - m2 - m3
         for (int j = 0; j < 4; ++j) {
@@ -349,9 +429,20 @@ struct neon_kernel {
         }
         auto left = [](const int32x4_t* r) { return vaddq_s32(vaddq_s32(r[0], r[1]), r[2]); };
         auto right = [](const int32x4_t* r) { return vsubq_s32(vsubq_s32(r[1], r[2]), r[3]); };
-        const int32x4_t pooled = vmaxq_s32(vmaxq_s32(left(r0), right(r0)), vmaxq_s32(left(r1), right(r1)));
-        store_levels(p, v, vshrq_n_s32(pooled, 2), out_row + std::size_t(tx0 + t) * s.oc);
+        return vshrq_n_s32(vmaxq_s32(vmaxq_s32(left(r0), right(r0)), vmaxq_s32(left(r1), right(r1))), 2);
+      };
+      if (!has_forms(p, v)) {
+        for (int t = 0; t < n; ++t) store_levels(p, v, acc_of(t), out_row + std::size_t(tx0 + t) * s.oc);
+        continue;
       }
+      const form_levels<1> levels(p, v);
+      const int channels = std::min(lanes, p.oc - v * lanes);
+      for (int t = 0; t < n; ++t) {
+        uint8_t values[8];
+        vst1_u8(values, levels(vmovn_s32(acc_of(t))));
+        std::memcpy(out_row + std::size_t(tx0 + t) * s.oc + v * lanes, values, channels);
+      }
+    }
   }
 
   // The 4 activations of a group as int16 lanes.

@@ -315,13 +315,17 @@ bool find_level_arithmetic(const int32_t* thresholds, int per, int scale, int64_
   return false;
 }
 
+bool channel_level_arithmetic(const conv_step& s, int o, int scale, level_arithmetic& out) {
+  if (s.logits) return false;
+  const auto [lo, hi] = s.accumulator_range(o);
+  return find_level_arithmetic(s.layer->channel_thresholds(o), s.thresholds_per_channel(), scale, lo, hi, out);
+}
+
 bool step_level_arithmetic(const conv_step& s, int scale, std::vector<level_arithmetic>& out) {
   out.clear();
-  const int per = s.thresholds_per_channel();
-  for (int o = 0; o < s.oc && !s.logits; ++o) {
-    const auto [lo, hi] = s.accumulator_range(o);
+  for (int o = 0; o < s.oc; ++o) {
     level_arithmetic f;
-    if (!find_level_arithmetic(s.layer->channel_thresholds(o), per, scale, lo, hi, f)) break;
+    if (!channel_level_arithmetic(s, o, scale, f)) break;
     out.push_back(f);
   }
   if (int(out.size()) == s.oc) return true;

@@ -144,9 +144,11 @@ struct level_arithmetic {
 // times scale does not fit int16).
 bool find_level_arithmetic(const int32_t* thresholds, int per, int scale, int64_t lo, int64_t hi,
                            level_arithmetic& out);
-// Every output channel's form over its accumulator_range(), or false (and
-// `out` empty) when some channel has none: the step keeps its threshold
-// search. Only for steps with at most 15 thresholds per channel.
+// Output channel o's form over its accumulator_range(), or false when it
+// has none (or the step more than 15 thresholds per channel, or none).
+bool channel_level_arithmetic(const conv_step& s, int o, int scale, level_arithmetic& out);
+// Every output channel's form, or false (and `out` empty) when some channel
+// has none: the step keeps its threshold search.
 bool step_level_arithmetic(const conv_step& s, int scale, std::vector<level_arithmetic>& out);
 
 // Thresholds as [t][oc_pad] int32 so one vector load gives threshold t of

@@ -13,16 +13,20 @@
 # (CpuRef, the one Debian 12 ships for armhf) running the float network built
 # through its graph API, counted the same way.
 #
-# Usage: benchmarks/armhf/count-insns.sh [armhf-build-dir] [image]
+# Usage: benchmarks/armhf/count-insns.sh [armhf-build-dir] [image] [cpu_int-model]
 #   (build dir from scripts/test-armhf.sh, default build-armhf; image default
-#   ../shared/busi/benign/benign (1).png). Prints a markdown table.
+#   ../shared/busi/benign/benign (1).png; model default the shipped
+#   models/busi-w2a4.bqnn, what insn_probe loads without one). Prints a
+#   markdown table.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 build=${1:-build-armhf}
 image=${2:-${BUSI_DATA:-../shared/busi}/benign/benign (1).png}
+model=${3:-}
 root=${BUSI_ARMHF_SYSROOT:-/opt/busi-armhf/sysroot}
 mhz=650
 [ -f "$image" ] || { echo "count-insns: image $image not found" >&2; exit 1; }
+[ -z "$model" ] || [ -f "$model" ] || { echo "count-insns: model $model not found" >&2; exit 1; }
 
 plugin="$build/insn_count_plugin.so"
 cc -O2 -Wall -shared -fPIC -o "$plugin" benchmarks/armhf/insn_count_plugin.c
@@ -39,14 +43,14 @@ backends=$(mktemp -d -p /dev/shm 2>/dev/null || mktemp -d)
 trap 'rm -f "$log"; rm -rf "$backends"' EXIT
 cp "$root"/usr/lib/arm-linux-gnueabihf/armnn*/Arm_CpuRef_backend.so "$backends"/ 2>/dev/null || true
 
-# counts PROBE ENGINE REPEATS -> "insns simd simd_mul simd_mem scalar_mem"
+# counts PROBE ENGINE REPEATS [MODEL] -> "insns simd simd_mul simd_mem scalar_mem"
 counts() {
   ARMNN_BACKENDS_PATH="$backends" qemu-arm -cpu cortex-a9 -L "$root" -plugin "$plugin" -d plugin -D "$log" \
-    "$1" "$2" "$3" "$image" >/dev/null
+    "$1" "$2" "$3" "$image" ${4:+"$4"} >/dev/null
   sed -n 's/^insn_count: insns=\([0-9]*\) simd=\([0-9]*\) simd_mul=\([0-9]*\) simd_mem=\([0-9]*\) scalar_mem=\([0-9]*\)$/\1 \2 \3 \4 \5/p' "$log"
 }
 
-echo "image: $image; qemu $(qemu-arm --version | head -1 | awk '{print $3}'), -cpu cortex-a9"
+echo "image: $image; cpu_int model: ${model:-the default (models/busi-w2a4.bqnn)}; qemu $(qemu-arm --version | head -1 | awk '{print $3}'), -cpu cortex-a9"
 echo
 echo "| engine | instructions / image | NEON+VFP | NEON multiplies | NEON loads/stores | scalar loads/stores | est. ms at IPC 1.0 | est. ms at IPC 0.5 | NEON issue floor, ms |"
 echo "|---|---|---|---|---|---|---|---|---|"
@@ -59,14 +63,15 @@ fi
 for engine in "${engines[@]}"; do
   read -r program kind <<<"$engine"
   isa=$kind
-  [ "$program" = "$armnn_probe" ] && isa="Arm NN $kind, float"
-  if ! ARMNN_BACKENDS_PATH="$backends" qemu-arm -cpu cortex-a9 -L "$root" "$program" "$kind" 0 "$image" >/dev/null 2>&1; then
+  model_arg=$model  # insn_probe's; Arm NN runs the float network
+  [ "$program" = "$armnn_probe" ] && isa="Arm NN $kind, float" && model_arg=
+  if ! ARMNN_BACKENDS_PATH="$backends" qemu-arm -cpu cortex-a9 -L "$root" "$program" "$kind" 0 "$image" ${model_arg:+"$model_arg"} >/dev/null 2>&1; then
     echo "| $isa | not available in this build | | | | | | | |"
     continue
   fi
-  read -r a1 s1 x1 m1 l1 <<<"$(counts "$program" "$kind" 1)"
-  read -r a2 s2 x2 m2 l2 <<<"$(counts "$program" "$kind" 2)"
-  read -r a3 s3 x3 m3 l3 <<<"$(counts "$program" "$kind" 3)"
+  read -r a1 s1 x1 m1 l1 <<<"$(counts "$program" "$kind" 1 "$model_arg")"
+  read -r a2 s2 x2 m2 l2 <<<"$(counts "$program" "$kind" 2 "$model_arg")"
+  read -r a3 s3 x3 m3 l3 <<<"$(counts "$program" "$kind" 3 "$model_arg")"
   # The allocator's bookkeeping makes two inferences differ by a handful of
   # instructions out of hundreds of millions; more than 1e-5 means something else ran.
   d1=$((a2 - a1)) d2=$((a3 - a2))
