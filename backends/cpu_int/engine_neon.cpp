@@ -48,7 +48,7 @@ struct neon_kernel {
     // model load). The direct kernels' layers (few outputs per channel)
     // keep the count: their forms would cost more to find than they save.
     std::vector<int16_t> forms;
-    std::vector<bool> block_has_forms;
+    std::vector<uint8_t> block_has_forms;  // not vector<bool>: its out-of-line members would be weak symbols here
   };
   // A Winograd step's scratch, one per engine and step (an engine runs one
   // image at a time, on one thread): the 4 rows of the vertical transform, the
@@ -103,13 +103,13 @@ struct neon_kernel {
 
   static void pack_forms(const conv_step& s, packed& p) {
     p.forms.assign(std::size_t(4) * p.oc_pad, 0);
-    p.block_has_forms.assign((p.oc_pad + 2 * lanes - 1) / (2 * lanes), true);
+    p.block_has_forms.assign((p.oc_pad + 2 * lanes - 1) / (2 * lanes), 1);
     for (int o = 0; o < s.oc; ++o) {
       const int block = o / (2 * lanes);
       if (!p.block_has_forms[block]) continue;
       level_arithmetic f;
       if (!channel_level_arithmetic(s, o, 1, f)) {
-        p.block_has_forms[block] = false;
+        p.block_has_forms[block] = 0;
         continue;
       }
       const int16_t params[4] = {f.k, f.c, f.m, int16_t(-(f.s + 1))};
