@@ -183,6 +183,11 @@ def refused_by_input_rules(image):
     return image["verdict"] == "unreadable" and not image["reason"].startswith("out of")
 
 
+def decided(verdict):
+    """Which verdicts are decisions (refer or routine): the images the gate accepted."""
+    return np.isin(verdict, ["refer", "routine"])
+
+
 def runtime_verdicts(images):
     """(verdict, scores, suspicious) arrays of the runtime's per-image JSON objects."""
     verdict = np.array([im["verdict"] for im in images])
@@ -211,7 +216,7 @@ def held_out_figures(verdict, after, suspicious, labels, sources_of, logits):
     before (T = 1) and after, referral sensitivity (BUSI and BUS-BRA lesions) and
     specificity (BUSI normals), suspicious sensitivity/specificity."""
     labels, sources_of = np.asarray(labels), np.asarray(sources_of)
-    accepted = np.isin(verdict, ["refer", "routine"])
+    accepted = decided(verdict)
     lesion = labels != cv_metrics.NORMAL
     refer = verdict == "refer"
     ok = ~np.isnan(after).any(1)
@@ -467,7 +472,7 @@ def main(argv=None):
                                                                  [paths[i] for i in held])))
                 idx.append(held)
             repeat_verdict, repeat_idx = np.concatenate([v[0] for v in verdicts[-2:]]), np.concatenate(idx[-2:])
-            accepted_by_repeat.append({s: float(np.mean(repeat_verdict[sources_of[repeat_idx] == s] != "unreadable"))
+            accepted_by_repeat.append({s: float(np.mean(decided(repeat_verdict[sources_of[repeat_idx] == s])))
                                        for s in np.unique(sources_of)})
         idx = np.concatenate(idx)
         verdict, after, suspicious = (np.concatenate(parts) for parts in zip(*verdicts))
