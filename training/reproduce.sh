@@ -11,17 +11,18 @@ cd "$(dirname "$0")"
 py=/usr/bin/python3
 
 if [[ "${1:-all}" == 2site ]]; then
-  # robust-noseg-crops at 40 + 10 epochs: the four fold models (cross-validated
+  # robust-noseg-crops at 100 + 20 epochs: the four fold models (cross-validated
   # figures and out-of-fold logits for the calibration), then the model on every
-  # image. About 5 x 50 epochs of 1,000 images; every run resumes after a stop.
-  long=(--recipe robust-noseg-crops --float-epochs 40 --qat-epochs 10 --out runs/cv-crops)
+  # image. About 5 x 120 epochs of 1,000 images (~1 h each on a free core);
+  # every run resumes after a stop.
+  long=(--recipe robust-noseg-crops --float-epochs 100 --qat-epochs 20 --out runs/cv-crops100)
   "$py" -m busi_train.cv train "${long[@]}"
   "$py" -m busi_train.cv train "${long[@]}" --final
-  cp runs/cv-crops/robust-noseg-crops/all/final.pt checkpoints/busi-w2a4-2site.pt
+  cp runs/cv-crops100/robust-noseg-crops/all/final.pt checkpoints/busi-w2a4-2site.pt
   "$py" -m busi_train.export checkpoints/busi-w2a4-2site.pt --name busi-w2a4-2site \
       --bqnn ../models/busi-w2a4-2site.bqnn --onnx ../models/busi-w2a4-2site.qonnx.onnx
   "$py" -m busi_train.negatives runs/negatives
-  "$py" -m busi_train.calibrate --model ../models/busi-w2a4-2site.bqnn --out-of-fold runs/cv-crops/robust-noseg-crops \
+  "$py" -m busi_train.calibrate --model ../models/busi-w2a4-2site.bqnn --out-of-fold runs/cv-crops100/robust-noseg-crops \
       --busi-infer ../build/tools/busi-infer --negatives runs/negatives \
       --out ../models/busi-w2a4-2site.bqnn --report results/calibration-w2a4-2site.json
   exit 0
